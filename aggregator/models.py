@@ -30,6 +30,16 @@ class SelectRules:
 
 
 @dataclass(frozen=True, slots=True)
+class ExcerptOptions:
+    """How excerpts are cut and what stands in for code and formulas (`[excerpt]`)."""
+
+    max_chars: int = 350  # characters kept before "..." is appended
+    code_placeholder: str = "[code]"  # replaces a block of code
+    formula_placeholder: str = "[formula]"  # replaces MathML, MathJax/KaTeX or display LaTeX
+    ellipsis: str = "..."  # appended only when text was cut
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """One configured source, as read from the config file."""
 
