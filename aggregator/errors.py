@@ -28,9 +28,16 @@ class SourceError(AggregatorError):
 class FetchError(SourceError):
     """The source could not be fetched (network, HTTP status, limits, policy)."""
 
-    def __init__(self, source: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        message: str,
+        status: int | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(source, message)
-        self.status = status
+        self.status = status  # the HTTP status, when the server answered
+        self.retry_after = retry_after  # the Retry-After header verbatim, when sent
 
 
 class ParseError(SourceError):
