@@ -52,6 +52,7 @@ class Source:
     interval_seconds: int = 3600  # how often the source is due
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
+    base_url: str | None = None  # for local files: the URL relative links resolve against
 
     @property
     def is_remote(self) -> bool:
@@ -63,6 +64,7 @@ class SourceState:
     """What the store remembers about a source between refreshes."""
 
     name: str  # the source's name
+    url: str | None = None  # the configured URL this state belongs to; a new URL starts afresh
     etag: str | None = None  # ETag of the last 200, verbatim
     last_modified: str | None = None  # Last-Modified of the last 200, verbatim
     body_hash: str | None = None  # hash of the last body parsed

@@ -1,0 +1,64 @@
+"""Storage behind a small Protocol; SQLite is the default implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aggregator.models import Entry, Excerpt, SourceState
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCopy:
+    """What dedup needs to know about a copy already in the store."""
+
+    rowid: int  # the copy's row
+    source: str  # the source it came from
+    key: str  # its identity within that source
+    entry_id: str  # the merged entry it belongs to
+    content_hash: str  # to tell an update from a repeat
+    link: str | None  # its canonical link
+    truncated: bool  # whether its text is cut short
+    text: str  # folded text, for prefix and similarity rules
+    first_seen: datetime  # when it was first seen
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where dedup put one new or seen-again excerpt."""
+
+    excerpt: Excerpt  # the normalized record
+    entry_id: str  # the merged entry it belongs to (existing or new)
+    rule: str  # why: new | same | guid | link | text | prefix | similar
+    score: float | None = None  # similarity, for rule "similar"
+    existing: StoredCopy | None = None  # the stored copy it updates, if any
+
+
+class CandidateIndex(Protocol):
+    """Look-ups dedup makes against what is stored."""
+
+    def copy_by_key(self, source: str, key: str) -> StoredCopy | None: ...
+
+    def copies_by_link(self, link: str) -> Sequence[StoredCopy]: ...
+
+    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]: ...
+
+
+class Store(CandidateIndex, Protocol):
+    """Everything the refresh use case needs from storage."""
+
+    def get_state(self, name: str) -> SourceState | None: ...
+
+    def states(self) -> Sequence[SourceState]: ...
+
+    def save_state(self, state: SourceState) -> None: ...
+
+    def apply(self, source: str, placements: Iterable[Placement], state: SourceState) -> None: ...
+
+    def latest(self, limit: int) -> list[Entry]: ...
+
+    def entry_counts(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,407 @@
+"""The SQLite store: WAL, a busy timeout, `BEGIN IMMEDIATE` writes, numbered migrations.
+
+Tables:
+- `sources`: one row per source name, its SourceState.
+- `entries`: one row per merged post; its id is minted at first sight and never changes.
+- `copies`: one row per (source, key): the post as one source shows it, pointing at its entry.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator.errors import StorageError
+from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
+from aggregator.store import Placement, StoredCopy
+
+SCHEMA_VERSION = 1
+
+# Each migration takes the schema from version i to i + 1; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sources (
+        name TEXT PRIMARY KEY,
+        url TEXT, etag TEXT, last_modified TEXT, body_hash TEXT, effective_url TEXT,
+        last_status TEXT, last_fetch TEXT, last_success TEXT, error TEXT,
+        error_streak INTEGER NOT NULL DEFAULT 0, next_due TEXT,
+        redirect_url TEXT, redirect_streak INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE entries (
+        id TEXT PRIMARY KEY,
+        first_seen TEXT NOT NULL,
+        published TEXT,
+        updated TEXT NOT NULL,
+        sort_date TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX entries_order ON entries (sort_date DESC, seq DESC);
+    CREATE TABLE copies (
+        rowid INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        entry_id TEXT NOT NULL REFERENCES entries (id),
+        rule TEXT NOT NULL,
+        score REAL,
+        guid TEXT, title TEXT NOT NULL, link TEXT,
+        published TEXT, updated TEXT, first_seen TEXT NOT NULL,
+        authors TEXT NOT NULL, categories TEXT NOT NULL,
+        excerpt TEXT NOT NULL, truncated INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL, content_hash TEXT NOT NULL,
+        position INTEGER NOT NULL, text TEXT NOT NULL,
+        UNIQUE (source, key)
+    );
+    CREATE INDEX copies_link ON copies (link) WHERE link IS NOT NULL;
+    CREATE INDEX copies_fingerprint ON copies (fingerprint);
+    CREATE INDEX copies_entry ON copies (entry_id);
+    """,
+)
+
+_STATE_FIELDS = (
+    "url",
+    "etag",
+    "last_modified",
+    "body_hash",
+    "effective_url",
+    "last_status",
+    "last_fetch",
+    "last_success",
+    "error",
+    "error_streak",
+    "next_due",
+    "redirect_url",
+    "redirect_streak",
+)
+_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
+_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen"
+
+
+def iso(dt: datetime | None) -> str | None:
+    """A datetime as fixed-width UTC text, so that text order is time order."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class SQLiteStore:
+    """The default Store. One instance per thread; several processes may share the file."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"{self.path}: cannot create the store: {exc.strerror}") from None
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: store has schema version {version}, newer than this program "
+                f"understands ({SCHEMA_VERSION}); upgrade aggregator"
+            )
+        while version < SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have migrated while we waited for the lock.
+                current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if current == version:
+                    for statement in MIGRATIONS[version].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={version + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- source state ---------------------------------------------------------------------
+
+    def get_state(self, name: str) -> SourceState | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(_STATE_FIELDS)} FROM sources WHERE name = ?", (name,)
+        ).fetchone()
+        return self._state(name, row) if row else None
+
+    def states(self) -> list[SourceState]:
+        rows = self._db.execute(f"SELECT name, {', '.join(_STATE_FIELDS)} FROM sources")
+        return [self._state(row[0], row[1:]) for row in rows]
+
+    @staticmethod
+    def _state(name: str, row: Sequence[object]) -> SourceState:
+        values = dict(zip(_STATE_FIELDS, row, strict=True))
+        for f in _DATE_STATE_FIELDS:
+            values[f] = from_iso(values[f])  # type: ignore[arg-type]
+        return SourceState(name=name, **values)  # type: ignore[arg-type]
+
+    def save_state(self, state: SourceState) -> None:
+        self._write(lambda: self._save_state(state))
+
+    def _save_state(self, state: SourceState) -> None:
+        values = [getattr(state, f) for f in _STATE_FIELDS]
+        values = [
+            iso(v) if f in _DATE_STATE_FIELDS else v  # type: ignore[arg-type]
+            for f, v in zip(_STATE_FIELDS, values, strict=True)
+        ]
+        cols = ", ".join(_STATE_FIELDS)
+        marks = ", ".join("?" for _ in _STATE_FIELDS)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in _STATE_FIELDS)
+        self._db.execute(
+            f"INSERT INTO sources (name, {cols}) VALUES (?, {marks}) "
+            f"ON CONFLICT (name) DO UPDATE SET {updates}",
+            (state.name, *values),
+        )
+
+    # --- candidate index ------------------------------------------------------------------
+
+    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
+        row = self._db.execute(
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? AND key = ?", (source, key)
+        ).fetchone()
+        return self._copy(row) if row else None
+
+    def copies_by_link(self, link: str) -> list[StoredCopy]:
+        rows = self._db.execute(
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE link = ? ORDER BY rowid", (link,)
+        )
+        return [self._copy(r) for r in rows]
+
+    def copies_by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
+        rows = self._db.execute(
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE fingerprint = ? ORDER BY rowid",
+            (fingerprint,),
+        )
+        return [self._copy(r) for r in rows]
+
+    @staticmethod
+    def _copy(row: Sequence[object]) -> StoredCopy:
+        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen = row
+        return StoredCopy(
+            rowid=rowid,  # type: ignore[arg-type]
+            source=source,  # type: ignore[arg-type]
+            key=key,  # type: ignore[arg-type]
+            entry_id=entry_id,  # type: ignore[arg-type]
+            content_hash=content_hash,  # type: ignore[arg-type]
+            link=link,  # type: ignore[arg-type]
+            truncated=bool(truncated),
+            text=text,  # type: ignore[arg-type]
+            first_seen=_from_iso(first_seen),  # type: ignore[arg-type]
+        )
+
+    # --- writing a refresh ----------------------------------------------------------------
+
+    def apply(self, source: str, placements: Iterable[Placement], state: SourceState) -> None:
+        """Store one source's placements and its new state in one transaction."""
+        items = list(placements)
+        self._write(lambda: self._apply(items, state))
+
+    def _write(self, work: object) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            work()  # type: ignore[operator]
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: write failed: {exc}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _apply(self, placements: list[Placement], state: SourceState) -> None:
+        seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        # The top of a page is its newest item: give it the highest sequence number.
+        for p in sorted(placements, key=lambda p: -p.excerpt.position):
+            e = p.excerpt
+            if p.existing is not None and p.existing.source == e.source:
+                if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
+                    self._update_copy(p.existing, e)
+                    self._touch_entry(p.existing.entry_id, e.first_seen)
+                continue
+            if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
+                seq += 1
+                self._db.execute(
+                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq) "
+                    "VALUES (?, ?, NULL, ?, ?, ?)",
+                    (p.entry_id, iso(e.first_seen), iso(e.first_seen), iso(e.first_seen), seq),
+                )
+            self._insert_copy(p)
+            self._refresh_entry_dates(p.entry_id, bumped=None)
+        self._save_state(state)
+
+    def _insert_copy(self, p: Placement) -> None:
+        e = p.excerpt
+        self._db.execute(
+            "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
+            "published, updated, first_seen, authors, categories, excerpt, truncated, "
+            "fingerprint, content_hash, position, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.source,
+                e.key,
+                p.entry_id,
+                p.rule,
+                p.score,
+                e.guid,
+                e.title,
+                e.link,
+                iso(e.published),
+                iso(e.updated),
+                iso(e.first_seen),
+                json.dumps(list(e.authors), ensure_ascii=False),
+                json.dumps(list(e.categories), ensure_ascii=False),
+                e.excerpt,
+                int(e.truncated),
+                e.fingerprint,
+                e.content_hash,
+                e.position,
+                e.text,
+            ),
+        )
+
+    def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
+        self._db.execute(
+            "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, published = ?, "
+            "updated = ?, authors = ?, categories = ?, excerpt = ?, truncated = ?, "
+            "fingerprint = ?, content_hash = ?, position = ?, text = ? WHERE rowid = ?",
+            (
+                e.key,
+                e.guid,
+                e.title,
+                e.link,
+                iso(e.published),
+                iso(e.updated),
+                json.dumps(list(e.authors), ensure_ascii=False),
+                json.dumps(list(e.categories), ensure_ascii=False),
+                e.excerpt,
+                int(e.truncated),
+                e.fingerprint,
+                e.content_hash,
+                e.position,
+                e.text,
+                old.rowid,
+            ),
+        )
+
+    def _touch_entry(self, entry_id: str, now: datetime) -> None:
+        self._refresh_entry_dates(entry_id, bumped=now)
+
+    def _refresh_entry_dates(self, entry_id: str, bumped: datetime | None) -> None:
+        """Recompute an entry's dates from its copies.
+
+        published: the earliest trusted date any copy states. updated: the latest date a copy
+        states, or when we noticed a change (`bumped`), never moving backwards.
+        """
+        first_seen, old_updated = self._db.execute(
+            "SELECT first_seen, updated FROM entries WHERE id = ?", (entry_id,)
+        ).fetchone()
+        published, stated = self._db.execute(
+            "SELECT min(published), max(coalesce(updated, published)) FROM copies "
+            "WHERE entry_id = ?",
+            (entry_id,),
+        ).fetchone()
+        candidates = [c for c in (old_updated, stated, iso(bumped)) if c]
+        updated = max(candidates) if bumped or stated else old_updated
+        if published and updated < published:
+            updated = published
+        sort_date = published or stated or first_seen
+        self._db.execute(
+            "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?",
+            (published, updated, sort_date, entry_id),
+        )
+
+    # --- reading for output ---------------------------------------------------------------
+
+    def latest(self, limit: int) -> list[Entry]:
+        """The newest `limit` merged entries, newest first."""
+        rows = self._db.execute(
+            "SELECT id, first_seen, published, updated FROM entries "
+            "ORDER BY sort_date DESC, seq DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        copies: dict[str, list[tuple[object, ...]]] = {i: [] for i in ids}
+        marks = ",".join("?" for _ in ids)
+        for row in self._db.execute(
+            "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
+            "categories, excerpt, truncated FROM copies "
+            f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
+            ids,
+        ):
+            copies[row[0]].append(row[1:])
+        return [self._entry(r, copies[r[0]]) for r in rows]
+
+    @staticmethod
+    def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
+        entry_id, first_seen, published, updated = row
+        # The representative: the longest untruncated excerpt, else the longest one; the
+        # earliest copy wins ties so the choice is stable across refreshes.
+        best = max(copies, key=lambda c: (not c[10], len(str(c[9]))))
+        authors: list[str] = []
+        categories: list[str] = []
+        seen_cats: set[str] = set()
+        for c in copies:
+            for a in json.loads(str(c[7])):
+                if a not in authors:
+                    authors.append(a)
+            for cat in json.loads(str(c[8])):
+                if cat.casefold() not in seen_cats:
+                    seen_cats.add(cat.casefold())
+                    categories.append(cat)
+        return Entry(
+            id=str(entry_id),
+            title=str(best[4]),
+            link=best[5] if best[5] else next((str(c[5]) for c in copies if c[5]), None),  # type: ignore[arg-type]
+            published=from_iso(published),  # type: ignore[arg-type]
+            updated=_from_iso(str(updated)),
+            first_seen=_from_iso(str(first_seen)),
+            excerpt=str(best[9]),
+            authors=tuple(authors),
+            categories=tuple(categories),
+            source=str(best[0]),
+            sources=tuple(
+                Provenance(source=str(c[0]), link=c[5], first_seen=_from_iso(str(c[6])))  # type: ignore[arg-type]
+                for c in copies
+            ),
+            duplicates=tuple(
+                Duplicate(source=str(c[0]), key=str(c[1]), rule=str(c[2]), score=c[3])  # type: ignore[arg-type]
+                for c in copies
+                if c[2] not in ("new",)
+            ),
+        )
+
+    def entry_counts(self) -> dict[str, int]:
+        return dict(
+            self._db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
+        )
