@@ -1,0 +1,436 @@
+"""The feed parser stage: RSS, Atom and JSON Feed bodies become a ParsedDocument.
+
+XML feeds (RSS 0.9x/1.0/2.0, Atom 0.3/1.0) go through feedparser, which is handed the raw
+bytes and the response headers so that it alone decides the character encoding. Before
+that, a cheap check refuses documents whose DOCTYPE declares entities (XXE, billion laughs).
+JSON Feed 1.0/1.1 is read with the json module.
+
+Bozo policy (feedparser's flag for "something was wrong with this document"):
+
+* survivable, recorded in ParsedDocument.warnings:
+  - CharacterEncodingOverride: the declared encoding was wrong, another one worked;
+  - NonXMLContentType: served with a non-XML media type (text/html, text/plain, ...);
+  - CharacterEncodingUnknown, when entries were still found;
+  - not well-formed XML (SAXException, UndeclaredNamespace) when feedparser still
+    recognised a feed version and read at least one entry with its lenient parser.
+* fatal, raised as ParseError:
+  - an empty body;
+  - a body feedparser recognises no feed version in (HTML, plain text, other XML);
+  - not well-formed XML, an unknown encoding or any other problem with no entries found.
+
+An entry with nothing in it (no id, title, link or content: typically the cut-off end of a
+truncated document) is dropped with a warning and does not count as an entry found. A real
+feed with zero entries and no fatal problem is a valid, empty ParsedDocument.
+
+JSON Feed: invalid JSON, JSON that is not an object, an object without a JSON Feed
+`version` (unless served as application/feed+json) and a missing `items` list are fatal;
+items that are not objects are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import calendar
+import codecs
+import io
+import json
+import re
+import time
+import xml.sax
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from aggregator.errors import ParseError
+from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
+
+__all__ = ["DEFAULT_MAX_ITEMS", "parse_feed"]
+
+DEFAULT_MAX_ITEMS = 500
+JSON_FEED_VERSION_PREFIX = "https://jsonfeed.org/version/"
+JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
+
+_PROLOG_WINDOW = 64 * 1024  # no honest feed has a longer prolog
+_ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
+_XML_ENCODING = re.compile(r"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
+_SY_PERIOD_SECONDS = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 7 * 86400,
+    "monthly": 30 * 86400,
+    "yearly": 365 * 86400,
+}
+# Well-formedness trouble: feedparser then re-reads the document with its lenient parser.
+_NOT_WELL_FORMED = (xml.sax.SAXException, feedparser.UndeclaredNamespace)
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    source: str,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> ParsedDocument:
+    """Read an RSS, Atom or JSON Feed body; raise ParseError when it is not a usable feed.
+
+    `url` is the document's URL (the base for relative links), `headers` the response
+    headers, `source` the source name for error messages; at most `max_items` items are kept.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    content_type = lowered.get("content-type", "")
+    if not body.strip().removeprefix(codecs.BOM_UTF8).strip():
+        raise ParseError(source, "empty body")
+    view = peek_text(body[:_PROLOG_WINDOW]).lstrip()
+    if view.startswith("{") or (
+        media_type(content_type) in JSON_MEDIA_TYPES and not view.startswith("<")
+    ):
+        return _parse_json_feed(
+            body, url=url, content_type=content_type, source=source, max_items=max_items
+        )
+    _refuse_entity_declarations(body, content_type, source)
+    return _parse_xml_feed(body, url=url, headers=lowered, source=source, max_items=max_items)
+
+
+# --- security check ---------------------------------------------------------------------
+
+
+def _refuse_entity_declarations(body: bytes, content_type: str, source: str) -> None:
+    """Raise ParseError when the prolog declares entities (XXE, entity expansion bombs).
+
+    Only the prolog is scanned. When the scan cannot reach a root element (garbage before
+    it, or a truncated body) the whole inspected window is searched instead.
+    """
+    window = body[:_PROLOG_WINDOW]
+    for text in _inspection_views(window, content_type):
+        prolog = scan_prolog(text)
+        if prolog.root is None and prolog.end >= len(text) and len(body) > len(window):
+            raise ParseError(source, f"refused: XML prolog longer than {_PROLOG_WINDOW} bytes")
+        region = text[: prolog.end] if prolog.root is not None else text
+        if _ENTITY_DECL.search(region):
+            raise ParseError(
+                source, "refused: the DOCTYPE declares entities (possible XXE or entity bomb)"
+            )
+
+
+def _inspection_views(window: bytes, content_type: str) -> list[str]:
+    """Text views of the window for the entity check (inspection only, never parsed).
+
+    The byte-pattern view covers ASCII-compatible encodings, UTF-16/32 and EBCDIC. A charset
+    declared in the Content-Type or the XML declaration gets its own view as well, because
+    feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<".
+    """
+    views = [peek_text(window)]
+    labels = [_CHARSET.search(content_type), _XML_ENCODING.search(views[0][:1024])]
+    for match in labels:
+        if match is None:
+            continue
+        try:
+            view = window.decode(match.group(1), errors="replace")
+        except (LookupError, UnicodeError):  # unknown, or not a text encoding
+            continue
+        if view not in views:
+            views.append(view)
+    return views
+
+
+# --- XML feeds through feedparser ----------------------------------------------------------
+
+
+def _parse_xml_feed(
+    body: bytes, *, url: str, headers: dict[str, str], source: str, max_items: int
+) -> ParsedDocument:
+    response_headers = dict(headers)
+    response_headers.setdefault("content-location", url)  # base for relative links
+    # Without a Content-Type feedparser flags every local file as NonXMLContentType and
+    # falls back to ISO-8859-1; as XML it follows the XML rules (declaration, else UTF-8).
+    response_headers.setdefault("content-type", "application/xml")
+    # A BytesIO, never the bytes themselves: feedparser would try a bytes value as a path.
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=response_headers,
+        resolve_relative_uris=True,
+        sanitize_html=True,
+    )
+    version = str(parsed.get("version") or "")
+    if not version:  # feedparser found no RSS/Atom root: never "a feed with no entries"
+        description = _describe(body, headers.get("content-type", ""))
+        raise ParseError(source, f"not a feed ({description})")
+    feed: Mapping[str, Any] = parsed.get("feed") or {}
+    entries: list[Any] = list(parsed.get("entries") or [])
+    inherited = _author_names(feed) if version.startswith("atom") else ()  # RFC 4287 4.2.1
+    items = [
+        _entry_item(entry, position, url, inherited)
+        for position, entry in enumerate(entries[:max_items])
+    ]
+    kept = tuple(item for item in items if not _is_blank(item))
+    warnings = _bozo_warnings(parsed, has_entries=bool(kept), source=source)
+    if len(kept) < len(items):
+        # e.g. the cut-off last entry of a truncated document: nothing to show or identify
+        warnings.append(f"skipped {len(items) - len(kept)} empty entries")
+    if len(entries) > max_items:
+        warnings.append(f"kept the first {max_items} of {len(entries)} entries")
+    return ParsedDocument(
+        kind="feed",
+        items=kept,
+        title=_text(dict.get(feed, "title")),
+        link=_absolute(dict.get(feed, "link"), url),
+        ttl_seconds=_ttl_seconds(feed),
+        warnings=tuple(warnings),
+    )
+
+
+def _bozo_warnings(parsed: Mapping[str, Any], *, has_entries: bool, source: str) -> list[str]:
+    """Apply the bozo policy (module docstring): warnings to keep, or ParseError."""
+    if not parsed.get("bozo"):
+        return []
+    problem = parsed.get("bozo_exception")
+    detail = str(problem) or type(problem).__name__
+    if isinstance(problem, feedparser.NonXMLContentType):
+        return [f"content type: {detail}"]
+    if isinstance(problem, feedparser.CharacterEncodingOverride):
+        return [f"encoding: {detail}"]
+    if isinstance(problem, _NOT_WELL_FORMED):
+        if has_entries:
+            return [f"not well-formed XML, read leniently: {detail}"]
+        raise ParseError(source, f"not well-formed XML and no entries ({detail})")
+    if isinstance(problem, feedparser.CharacterEncodingUnknown):
+        if has_entries:
+            return [f"encoding: {detail}"]
+        raise ParseError(source, f"unknown character encoding and no entries ({detail})")
+    # Anything else feedparser may report: the same rule as for not well-formed XML.
+    if has_entries:
+        return [f"feed problem: {detail}"]
+    raise ParseError(source, f"unreadable feed and no entries ({detail})")
+
+
+def _describe(body: bytes, content_type: str) -> str:
+    kind = sniff(body, content_type)
+    if kind == "page":
+        return "looks like HTML"
+    root = scan_prolog(peek_text(body[:4096]).lstrip()).root
+    if root is not None:
+        return f"XML with root element <{root}>"
+    return "looks like plain text"
+
+
+def _entry_item(
+    entry: Mapping[str, Any], position: int, base: str, inherited: tuple[str, ...]
+) -> RawItem:
+    # dict.get throughout: FeedParserDict.get maps missing keys to others (updated →
+    # published, description → summary/subtitle), which would blur what the source said.
+    content, is_html = _entry_content(entry)
+    return RawItem(
+        guid=_text(dict.get(entry, "id")),
+        title=_text(dict.get(entry, "title")),
+        link=_absolute(dict.get(entry, "link"), base),
+        content=content,
+        content_is_html=is_html,
+        published=_from_struct(dict.get(entry, "published_parsed")),
+        updated=_from_struct(dict.get(entry, "updated_parsed")),
+        authors=_author_names(entry) or inherited,
+        categories=_unique(
+            tag.get("term") or tag.get("label") for tag in dict.get(entry, "tags") or ()
+        ),
+        position=position,
+    )
+
+
+def _is_blank(item: RawItem) -> bool:
+    return not (item.guid or item.title or item.link or item.content.strip())
+
+
+def _entry_content(entry: Mapping[str, Any]) -> tuple[str, bool]:
+    """The longest of content[*] and summary, and whether it is HTML."""
+    candidates: list[tuple[str, str]] = [
+        (part.get("value") or "", part.get("type") or "")
+        for part in dict.get(entry, "content") or ()
+    ]
+    summary = dict.get(entry, "summary")
+    if summary:
+        detail = dict.get(entry, "summary_detail") or {}
+        candidates.append((summary, detail.get("type") or ""))
+    if not candidates:
+        return "", True
+    # max() keeps the first of equal lengths, so full content wins a tie with the summary.
+    value, kind = max(candidates, key=lambda candidate: len(candidate[0]))
+    return value, kind != "text/plain"
+
+
+def _author_names(node: Mapping[str, Any]) -> tuple[str, ...]:
+    authors = dict.get(node, "authors") or ()
+    names = _unique(author.get("name") or author.get("email") for author in authors)
+    if not names:
+        names = _unique([dict.get(node, "author")])
+    return names
+
+
+def _ttl_seconds(feed: Mapping[str, Any]) -> int | None:
+    """RSS <ttl> (minutes), else sy:updatePeriod / sy:updateFrequency."""
+    minutes = _positive_int(dict.get(feed, "ttl"))
+    if minutes is not None:
+        return minutes * 60
+    period = _SY_PERIOD_SECONDS.get(str(dict.get(feed, "sy_updateperiod") or "").strip().lower())
+    if period is None:
+        return None
+    frequency = _positive_int(dict.get(feed, "sy_updatefrequency")) or 1
+    return max(period // frequency, 1)
+
+
+# --- JSON Feed ------------------------------------------------------------------------------
+
+
+def _parse_json_feed(
+    body: bytes, *, url: str, content_type: str, source: str, max_items: int
+) -> ParsedDocument:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ParseError(source, f"not a feed (invalid JSON: {exc})") from None
+    if not isinstance(document, dict):
+        raise ParseError(source, "not a feed (JSON, but not a JSON Feed object)")
+    warnings: list[str] = []
+    version = document.get("version")
+    if not (isinstance(version, str) and version.startswith(JSON_FEED_VERSION_PREFIX)):
+        # Only a body served as a JSON Feed gets the benefit of the doubt.
+        if media_type(content_type) != "application/feed+json":
+            raise ParseError(source, "not a feed (JSON without a JSON Feed version)")
+        warnings.append("JSON Feed without a version")
+    entries = document.get("items")
+    if not isinstance(entries, list):
+        raise ParseError(source, "JSON Feed without an items list")
+    base = _json_base(document, url)
+    inherited = _json_authors(document)
+    items: list[RawItem] = []
+    for entry in entries:
+        if len(items) == max_items:
+            warnings.append(f"kept the first {max_items} of {len(entries)} entries")
+            break
+        if not isinstance(entry, dict):
+            warnings.append("skipped a JSON Feed item that is not an object")
+            continue
+        items.append(_json_item(entry, len(items), base, inherited))
+    return ParsedDocument(
+        kind="feed",
+        items=tuple(items),
+        title=_text(document.get("title")),
+        link=_absolute(document.get("home_page_url"), url),
+        warnings=tuple(warnings),
+    )
+
+
+def _json_base(document: Mapping[str, Any], url: str) -> str:
+    """Relative item URLs resolve against home_page_url, else feed_url, else the URL."""
+    for key in ("home_page_url", "feed_url"):
+        value = _text(document.get(key))
+        if value:
+            return urljoin(url, value)
+    return url
+
+
+def _json_item(
+    entry: Mapping[str, Any], position: int, base: str, inherited: tuple[str, ...]
+) -> RawItem:
+    content, is_html = _json_content(entry)
+    identifier = entry.get("id")
+    if isinstance(identifier, int | float) and not isinstance(identifier, bool):
+        identifier = str(identifier)  # the spec says readers coerce ids to strings
+    tags = entry.get("tags")
+    return RawItem(
+        guid=_text(identifier),
+        title=_text(entry.get("title")),
+        link=_absolute(_text(entry.get("url")) or _text(entry.get("external_url")), base),
+        content=content,
+        content_is_html=is_html,
+        published=_from_rfc3339(entry.get("date_published")),
+        updated=_from_rfc3339(entry.get("date_modified")),
+        authors=_json_authors(entry) or inherited,
+        categories=_unique(tags if isinstance(tags, list) else ()),
+        position=position,
+    )
+
+
+def _json_content(entry: Mapping[str, Any]) -> tuple[str, bool]:
+    """content_html, else content_text, else the plain-text summary."""
+    for key, is_html in (("content_html", True), ("content_text", False), ("summary", False)):
+        value = entry.get(key)
+        if isinstance(value, str) and value.strip():
+            return value, is_html
+    return "", True
+
+
+def _json_authors(node: Mapping[str, Any]) -> tuple[str, ...]:
+    """`authors` (1.1) or `author` (1.0): their names."""
+    authors = node.get("authors")
+    if not isinstance(authors, list):
+        authors = [node.get("author")]
+    return _unique(author.get("name") for author in authors if isinstance(author, dict))
+
+
+def _from_rfc3339(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:  # some generators write RFC 822 dates here
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # no offset: read as UTC, never as local time
+    return moment.astimezone(UTC)
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _text(value: object) -> str | None:
+    """A stripped non-empty string, or None."""
+    if not isinstance(value, str):
+        return None
+    stripped = value.strip()
+    return stripped or None
+
+
+def _absolute(link: object, base: str) -> str | None:
+    text = _text(link)
+    return urljoin(base, text) if text else None
+
+
+def _from_struct(value: object) -> datetime | None:
+    """feedparser's *_parsed values are UTC struct_times."""
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _positive_int(value: object) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+def _unique(values: Iterable[object]) -> tuple[str, ...]:
+    """Strip, collapse inner whitespace, drop empties and case-insensitive repeats."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        text = " ".join(value.split())
+        if text and text.casefold() not in seen:
+            seen.add(text.casefold())
+            kept.append(text)
+    return tuple(kept)
