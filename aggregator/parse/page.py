@@ -1,0 +1,819 @@
+"""Read entries from an HTML page: `[sources.select]` CSS rules, or feed / JSON-LD discovery.
+
+Public functions:
+
+- `decode_html(body, headers)`: bytes to text (BOM, header charset, <meta>, detection).
+- `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
+- `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
+- `parse_date(value)`: the tolerant date parser, shared with the text parser.
+- `absolute_link(href, base)`: resolve a link, keeping only http(s).
+
+Pagination is driven by the caller, which fetches; this module never does I/O:
+
+    doc = parse_page(body, url=url, headers=h, source=name, select=rules)
+    items, visited = list(doc.items), {url}
+    queue = list(find_next_pages(body, url=url, headers=h, select=rules))
+    while queue and len(visited) < rules.max_pages:
+        page_url = queue.pop(0)
+        if page_url in visited:
+            continue
+        visited.add(page_url)
+        body = fetch(page_url)
+        more = parse_page(body, url=page_url, ..., position_start=len(items))
+        items += more.items
+        queue += find_next_pages(body, url=page_url, headers=h, select=rules)
+
+`position` keeps counting across pages (0 is the top of page 1). A later page whose
+entry selector matches nothing raises ParseError like the first; the caller may keep the
+items it already has and turn that into a warning.
+
+Links of entries are http(s) only. A local page (an absolute file path as `url`) has no
+web address of its own, so its entry links resolve against its `<base href>` or, failing
+that, its `<link rel="canonical">` / `og:url`; its pager links resolve to sibling local
+paths, so a saved home page and its saved page 2 can be read together.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import charset_normalizer
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
+
+from aggregator.errors import ParseError
+from aggregator.models import ParsedDocument, RawItem, SelectRules
+
+__all__ = [
+    "absolute_link",
+    "decode_html",
+    "find_next_pages",
+    "parse_date",
+    "parse_page",
+]
+
+NO_RULES_MESSAGE = (
+    "HTML page has no feed and no [sources.select] rules; "
+    "add [sources.select] with at least `entry`"
+)
+
+# --------------------------------------------------------------------------- decoding
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+# Labels that browsers (WHATWG Encoding) read as a wider codec; the narrow Python codec
+# would turn the extra characters into replacement marks.
+_CHARSET_ALIASES = {
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "windows-31j": "cp932",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "big5": "big5hkscs",
+}
+
+_META_PRESCAN_BYTES = 2048
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([a-z0-9_.:-]+)", re.IGNORECASE)
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([^\"';,\s]+)", re.IGNORECASE)
+
+
+def decode_html(body: bytes, headers: Mapping[str, str]) -> str:
+    """Decode an HTML body: BOM, then Content-Type charset, then <meta> in the first 2 KB,
+    then detection. Invalid bytes become U+FFFD; this never raises on bad input."""
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(encoding, errors="replace")
+    declared = [
+        enc
+        for enc in (
+            _codec(_header_charset(headers), body),
+            _codec(_meta_charset(body[:_META_PRESCAN_BYTES]), body, from_meta=True),
+        )
+        if enc
+    ]
+    for encoding in declared:
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    if declared:  # wrong in places, but still the best guess: keep it, replace bad bytes
+        return body.decode(declared[0], errors="replace")
+    return _detect_and_decode(body)
+
+
+def _header_value(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if value is None:  # the contract says lower-cased names; tolerate others
+        value = next((v for k, v in headers.items() if k.lower() == name), "")
+    return value or ""
+
+
+def _header_charset(headers: Mapping[str, str]) -> str | None:
+    match = _HEADER_CHARSET.search(_header_value(headers, "content-type"))
+    return match.group(1) if match else None
+
+
+def _meta_charset(head: bytes) -> str | None:
+    match = _META_CHARSET.search(head)
+    return match.group(1).decode("ascii", errors="ignore") if match else None
+
+
+def _codec(label: str | None, body: bytes, *, from_meta: bool = False) -> str | None:
+    """The Python codec for a declared charset label, or None when unknown."""
+    if not label:
+        return None
+    name = label.strip().strip("\"'").lower()
+    if from_meta and name.startswith("utf-16"):
+        return "utf-8"  # a <meta> readable as ASCII cannot be UTF-16 (WHATWG rule)
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    # Servers often default to ISO-8859-1; valid non-ASCII UTF-8 is almost never real latin-1.
+    if codec == "cp1252" and not body.isascii() and _is_utf8(body):
+        return "utf-8"
+    return codec
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _detect_and_decode(body: bytes) -> str:
+    if _is_utf8(body):
+        return body.decode("utf-8")
+    best = charset_normalizer.from_bytes(body).best()
+    if best is not None:
+        return str(best)
+    return body.decode("utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------------- dates
+
+_ISO = re.compile(
+    r"^\d{4}-\d{2}-\d{2}"  # date
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"  # optional time
+    r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?$"  # optional zone
+)
+_YMD = re.compile(
+    r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
+)
+_WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
+_TIME = r"(?:,?\s+(?:at\s+)?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([ap]\.?m\.?)?)?"
+_MONTH_FIRST = re.compile(
+    rf"^{_WEEKDAY}([a-z]{{3,9}})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}}){_TIME}$",
+    re.IGNORECASE,
+)
+_DAY_FIRST = re.compile(
+    rf"^{_WEEKDAY}(\d{{1,2}})(?:st|nd|rd|th)?\s+([a-z]{{3,9}})\.?,?\s+(\d{{4}}){_TIME}$",
+    re.IGNORECASE,
+)
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MIN_YEAR, _MAX_YEAR = 1970, 2200
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """Parse a date as pages write it; aware UTC, naive read as UTC, None when unreadable.
+
+    Accepts ISO 8601 (`2026-01-11`, `2026-01-11T08:30:00+08:00`, `...Z`), `2026/01/11`,
+    `2026.1.11`, `2026年1月11日`, `Jan 11, 2026`, `11 January 2026` (optionally with a
+    weekday and a time) and RFC 822 (`Sun, 11 Jan 2026 08:30:00 GMT`).
+    """
+    if not value:
+        return None
+    text = " ".join(value.split())
+    if not text or len(text) > 80:
+        return None
+    for reader in (_read_iso, _read_ymd, _read_month_name, _read_rfc822):
+        try:
+            result = reader(text)
+        except (ValueError, OverflowError, TypeError, IndexError):
+            result = None
+        if result is not None:
+            return _as_utc(result)
+    return None
+
+
+def _as_utc(value: datetime) -> datetime | None:
+    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _read_iso(text: str) -> datetime | None:
+    text = text.upper()
+    if not _ISO.match(text):
+        return None
+    text = re.sub(r"\s+(?=[Z+-])", "", text).replace(",", ".")
+    return datetime.fromisoformat(text)
+
+
+def _read_ymd(text: str) -> datetime | None:
+    match = _YMD.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    return datetime(year, month, day, hour, minute, second)
+
+
+def _read_month_name(text: str) -> datetime | None:
+    match = _MONTH_FIRST.match(text)
+    if match:
+        month_name, day, year, *clock = match.groups()
+    else:
+        match = _DAY_FIRST.match(text)
+        if not match:
+            return None
+        day, month_name, year, *clock = match.groups()
+    month = _month_number(month_name)
+    if month is None:
+        return None
+    hour, minute, second = _clock(*clock)
+    return datetime(int(year), month, int(day), hour, minute, second)
+
+
+def _month_number(name: str) -> int | None:
+    name = name.lower()
+    for number, full in enumerate(_MONTHS, start=1):
+        if full.startswith(name):
+            return number
+    return None
+
+
+def _clock(
+    hour: str | None, minute: str | None, second: str | None, ampm: str | None
+) -> tuple[int, int, int]:
+    if hour is None:
+        return 0, 0, 0
+    h = int(hour)
+    if ampm:
+        if h > 12:
+            raise ValueError("12-hour clock out of range")
+        pm = ampm.lower().startswith("p")
+        h = (h % 12) + (12 if pm else 0)
+    return h, int(minute or 0), int(second or 0)
+
+
+def _read_rfc822(text: str) -> datetime | None:
+    if not re.search(r"\d{1,2}:\d{2}", text):
+        return None  # parsedate without a clock guesses too much
+    return parsedate_to_datetime(text)
+
+
+# --------------------------------------------------------------------------- links
+
+_URL_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+_WEB_SCHEMES = frozenset({"http", "https"})
+
+
+def absolute_link(href: str | None, base: str) -> str | None:
+    """`href` resolved against `base`, or None unless it is an http(s) URL with a host.
+
+    Browsers drop tabs and newlines anywhere in a URL and C0/space at its ends, so
+    `java\\tscript:` is `javascript:`; cleaning first makes the scheme check see that.
+    Entities are already decoded by the HTML parser. Fragment-only links are dropped:
+    they point back at the page, not at an entry.
+    """
+    cleaned = _clean_href(href)
+    if cleaned is None:
+        return None
+    try:
+        joined = urljoin(base, cleaned)
+        parts = urlsplit(joined)
+        host = parts.hostname
+    except ValueError:  # e.g. a broken IPv6 literal
+        return None
+    if parts.scheme.lower() not in _WEB_SCHEMES or not host:
+        return None
+    return joined
+
+
+def _clean_href(href: str | None) -> str | None:
+    if not href:
+        return None
+    cleaned = _URL_TAB_NEWLINE.sub("", href).strip(_C0_AND_SPACE)
+    if not cleaned or cleaned.startswith("#"):
+        return None
+    return cleaned
+
+
+def _is_web_url(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def _local_path(url: str) -> str:
+    return unquote(urlsplit(url).path) if url.lower().startswith("file:") else url
+
+
+def _local_link(href: str | None, page_path: str) -> str | None:
+    """A pager link of a local page: an http(s) URL, or a sibling absolute file path."""
+    cleaned = _clean_href(href)
+    if cleaned is None:
+        return None
+    remote = absolute_link(cleaned, page_path)
+    if remote is not None:
+        return remote
+    try:
+        parts = urlsplit(urljoin(page_path, cleaned))
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return None  # javascript:, data:, file:, mailto: ... never followed
+    return unquote(parts.path)
+
+
+# --------------------------------------------------------------------------- tree helpers
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    tree: LexborHTMLParser
+    url: str  # the page's own address (URL or local path)
+    link_base: str  # what entry links resolve against
+
+
+def _load(body: bytes, headers: Mapping[str, str], url: str) -> _Page:
+    tree = LexborHTMLParser(decode_html(body, headers))
+    return _Page(tree=tree, url=url, link_base=_link_base(tree, url))
+
+
+def _link_base(tree: LexborHTMLParser, url: str) -> str:
+    base_node = tree.css_first("base[href]")
+    if base_node is not None:
+        base = absolute_link(base_node.attributes.get("href"), url)
+        if base is not None:
+            return base
+    if not _is_web_url(url):
+        for selector, attr in (
+            ('link[rel="canonical"]', "href"),
+            ('meta[property="og:url"]', "content"),
+        ):
+            node = tree.css_first(selector)
+            canonical = absolute_link(node.attributes.get(attr), url) if node else None
+            if canonical is not None:
+                return canonical
+    return url
+
+
+def _text(node: LexborNode | None) -> str:
+    if node is None:
+        return ""
+    return " ".join((node.text(deep=True) or "").split())
+
+
+def _css(
+    node: LexborNode | LexborHTMLParser, selector: str, field: str, source: str
+) -> list[LexborNode]:
+    try:
+        return node.css(selector)
+    except SelectolaxError as exc:
+        raise ParseError(
+            source, f"invalid CSS selector {selector!r} in [sources.select] {field}"
+        ) from exc
+
+
+def _first(node: LexborNode, selector: str | None, field: str, source: str) -> LexborNode | None:
+    if not selector:
+        return None
+    matches = _css(node, selector, field, source)
+    return matches[0] if matches else None
+
+
+def _outermost(nodes: list[LexborNode]) -> list[LexborNode]:
+    """Drop matches nested in an earlier match (`.post` inside `.post` is one entry)."""
+    seen: set[int] = set()
+    kept = []
+    for node in nodes:
+        parent, nested = node.parent, False
+        while parent is not None:
+            if parent.mem_id in seen:
+                nested = True
+                break
+            parent = parent.parent
+        seen.add(node.mem_id)
+        if not nested:
+            kept.append(node)
+    return kept
+
+
+def _document_title(tree: LexborHTMLParser) -> str | None:
+    return _text(tree.css_first("title")) or None
+
+
+# --------------------------------------------------------------------------- parse_page
+
+
+def parse_page(
+    body: bytes,
+    *,
+    url: str,
+    headers: Mapping[str, str],
+    source: str,
+    select: SelectRules | None,
+    max_items: int = 500,
+    position_start: int = 0,
+) -> ParsedDocument:
+    """Read one HTML page into a ParsedDocument (kind "page").
+
+    With `select`, every outermost `select.entry` match is one RawItem (see the module
+    docstring for pagination and `position_start`). Without it, the page's advertised feed
+    is returned as `feed_url` (no items), else schema.org JSON-LD articles, else ParseError.
+    """
+    if not body.strip():
+        raise ParseError(source, "the page is empty")
+    page = _load(body, headers, url)
+    title = _document_title(page.tree)
+    doc_link = url if _is_web_url(url) else None
+    if select is None:
+        return _discover(page, source=source, title=title, link=doc_link, max_items=max_items)
+    items, warnings = _select_items(page, select, source, max_items, position_start)
+    return ParsedDocument(
+        kind="page", items=tuple(items), title=title, link=doc_link, warnings=tuple(warnings)
+    )
+
+
+def find_next_pages(
+    body: bytes, *, url: str, headers: Mapping[str, str], select: SelectRules | None
+) -> tuple[str, ...]:
+    """Absolute URLs (or local paths, for a local page) of the `select.next` links.
+
+    In page order, deduplicated; `#` links, non-http(s) schemes and the page itself are
+    skipped. An invalid `next` selector yields nothing (parse_page reports bad selectors).
+    """
+    if select is None or not select.next or not body.strip():
+        return ()
+    page = _load(body, headers, url)
+    try:
+        nodes = page.tree.css(select.next)
+    except SelectolaxError:
+        return ()
+    current = _without_fragment(url) if _is_web_url(url) else _local_path(url)
+    found: dict[str, None] = {}
+    for node in nodes:
+        link = _pager_link(node, page)
+        if link is not None and _without_fragment(link) != current:
+            found.setdefault(_without_fragment(link), None)
+    return tuple(found)
+
+
+def _pager_link(node: LexborNode, page: _Page) -> str | None:
+    href = _href_of(node)
+    if _is_web_url(page.url):
+        return absolute_link(href, page.link_base)
+    return _local_link(href, _local_path(page.url))
+
+
+def _without_fragment(url: str) -> str:
+    return url.split("#", 1)[0]
+
+
+def _href_of(node: LexborNode) -> str | None:
+    """The node's own href, else the first descendant <a href>'s."""
+    href = node.attributes.get("href")
+    if href:
+        return href
+    anchor = node.css_first("a[href]")
+    return anchor.attributes.get("href") if anchor is not None else None
+
+
+# --------------------------------------------------------------------------- select mode
+
+
+def _select_items(
+    page: _Page, select: SelectRules, source: str, max_items: int, position_start: int
+) -> tuple[list[RawItem], list[str]]:
+    # Scripts and styles are never entry text; drop them once for the whole page.
+    page.tree.strip_tags(["script", "style", "noscript", "template"])
+    blocks = _outermost(_css(page.tree, select.entry, "entry", source))
+    if not blocks:
+        raise ParseError(
+            source,
+            f"selector {select.entry!r} ([sources.select] entry) matched nothing on the page; "
+            "the page layout probably changed",
+        )
+    items: list[RawItem] = []
+    hits: dict[str, int] = {}
+    warnings: list[str] = []
+    for block in blocks:
+        if len(items) >= max_items:
+            warnings.append(f"page has {len(blocks)} entries; only the first {max_items} read")
+            break
+        item = _block_item(block, select, page, source, hits)
+        if item is not None:
+            items.append(_with_position(item, position_start + len(items)))
+    warnings.extend(_selector_warnings(select, hits, bool(items)))
+    return items, warnings
+
+
+def _with_position(item: RawItem, position: int) -> RawItem:
+    return RawItem(
+        guid=item.guid,
+        title=item.title,
+        link=item.link,
+        content=item.content,
+        content_is_html=item.content_is_html,
+        published=item.published,
+        updated=item.updated,
+        authors=item.authors,
+        categories=item.categories,
+        position=position,
+    )
+
+
+def _block_item(
+    block: LexborNode, select: SelectRules, page: _Page, source: str, hits: dict[str, int]
+) -> RawItem | None:
+    title = _entry_title(block, select, source, hits)
+    link = _entry_link(block, select, page.link_base, source, hits)
+    published = _entry_date(block, select, source, hits)
+    content = _entry_content(block, select, source, hits)
+    categories = _entry_categories(block, select, source, hits)
+    if not title and not link and not _text(block):
+        return None
+    return RawItem(
+        guid=None,
+        title=title,
+        link=link,
+        content=content,
+        content_is_html=True,
+        published=published,
+        categories=categories,
+    )
+
+
+def _hit(hits: dict[str, int], field: str, node: object) -> None:
+    if node is not None:
+        hits[field] = hits.get(field, 0) + 1
+
+
+def _entry_title(
+    block: LexborNode, select: SelectRules, source: str, hits: dict[str, int]
+) -> str | None:
+    node = _first(block, select.title, "title", source)
+    _hit(hits, "title", node)
+    if node is None:
+        node = block.css_first("h1, h2, h3, h4, h5, h6") or block.css_first("a[href]")
+    return _text(node) or None
+
+
+def _entry_link(
+    block: LexborNode, select: SelectRules, base: str, source: str, hits: dict[str, int]
+) -> str | None:
+    if select.link:
+        matches = _css(block, select.link, "link", source)
+        _hit(hits, "link", matches[0] if matches else None)
+        if matches:  # the rule found the link: never guess another one behind its back
+            return next(filter(None, (absolute_link(_href_of(n), base) for n in matches)), None)
+    # Default: the heading's link, else the block's own href, else the first safe <a href>.
+    heading = block.css_first("h1, h2, h3, h4, h5, h6")
+    candidates = [heading] if heading is not None else []
+    candidates += [block, *block.css("a[href]")]
+    for node in candidates:
+        link = absolute_link(_href_of(node), base)
+        if link is not None:
+            return link
+    return None
+
+
+def _entry_date(
+    block: LexborNode, select: SelectRules, source: str, hits: dict[str, int]
+) -> datetime | None:
+    node = _first(block, select.date, "date", source)
+    _hit(hits, "date", node)
+    for candidate in (node, block.css_first("time")):
+        if candidate is None:
+            continue
+        attrs = candidate.attributes
+        for value in (attrs.get("datetime"), attrs.get("content"), attrs.get("title")):
+            published = parse_date(value)
+            if published is not None:
+                return published
+        published = parse_date(_text(candidate))
+        if published is not None:
+            return published
+    return None
+
+
+def _entry_content(
+    block: LexborNode, select: SelectRules, source: str, hits: dict[str, int]
+) -> str:
+    node = _first(block, select.excerpt, "excerpt", source)
+    _hit(hits, "excerpt", node)
+    return ((node or block).inner_html or "").strip()
+
+
+def _entry_categories(
+    block: LexborNode, select: SelectRules, source: str, hits: dict[str, int]
+) -> tuple[str, ...]:
+    if not select.category:
+        return ()
+    names = [_text(node) for node in _css(block, select.category, "category", source)]
+    if names:
+        hits["category"] = hits.get("category", 0) + 1
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def _selector_warnings(select: SelectRules, hits: dict[str, int], any_items: bool) -> list[str]:
+    """A selector that matched in no entry at all usually means the layout changed."""
+    if not any_items:
+        return []
+    warnings = []
+    for field in ("title", "link", "date", "excerpt", "category"):
+        selector = getattr(select, field)
+        if selector and not hits.get(field):
+            warnings.append(
+                f"[sources.select] {field} selector {selector!r} matched in no entry on the page"
+            )
+    return warnings
+
+
+# --------------------------------------------------------------------------- auto mode
+
+_FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
+
+
+def _discover(
+    page: _Page, *, source: str, title: str | None, link: str | None, max_items: int
+) -> ParsedDocument:
+    feed_url = _advertised_feed(page)
+    if feed_url is not None:
+        return ParsedDocument(kind="page", items=(), title=title, link=link, feed_url=feed_url)
+    items = _jsonld_items(page.tree, page.link_base)[: max(max_items, 0)]
+    if items:
+        return ParsedDocument(
+            kind="page",
+            items=tuple(items),
+            title=title,
+            link=link,
+            warnings=("entries read from schema.org JSON-LD; add [sources.select] to choose",),
+        )
+    raise ParseError(source, NO_RULES_MESSAGE)
+
+
+def _advertised_feed(page: _Page) -> str | None:
+    """The first advertised feed, preferring one that is not a comments feed."""
+    feeds: list[str] = []
+    for node in page.tree.css("link[href]"):
+        attrs = node.attributes
+        rel = (attrs.get("rel") or "").lower().split()
+        kind = (attrs.get("type") or "").split(";")[0].strip().lower()
+        if "alternate" not in rel or kind not in _FEED_TYPES:
+            continue
+        url = absolute_link(attrs.get("href"), page.link_base)
+        if url is not None:
+            feeds.append(url)
+    main = [u for u in feeds if "comment" not in urlsplit(u).path.lower()]
+    return (main or feeds or [None])[0]
+
+
+_ARTICLE_TYPES = frozenset(
+    {
+        "article",
+        "blogposting",
+        "newsarticle",
+        "techarticle",
+        "scholarlyarticle",
+        "report",
+        "socialmediaposting",
+        "liveblogposting",
+    }
+)
+_JSONLD_CONTAINERS = ("@graph", "itemListElement", "item", "mainEntity", "blogPost", "hasPart")
+
+
+def _jsonld_items(tree: LexborHTMLParser, base: str) -> list[RawItem]:
+    items: list[RawItem] = []
+    seen: set[tuple[str | None, str | None]] = set()
+    for script in tree.css("script[type]"):
+        if (script.attributes.get("type") or "").strip().lower() != "application/ld+json":
+            continue
+        try:
+            data = json.loads(script.text(deep=True) or "")
+        except ValueError:
+            continue  # broken JSON-LD is common; it is only a fallback
+        for obj in _jsonld_objects(data, depth=0):
+            item = _jsonld_item(obj, base, len(items))
+            if item is not None and (item.title, item.link) not in seen:
+                seen.add((item.title, item.link))
+                items.append(item)
+    return items
+
+
+def _jsonld_objects(data: Any, depth: int) -> Iterator[dict[str, Any]]:
+    if depth > 6:
+        return
+    if isinstance(data, list):
+        for element in data:
+            yield from _jsonld_objects(element, depth + 1)
+    elif isinstance(data, dict):
+        yield data
+        for key in _JSONLD_CONTAINERS:
+            if key in data:
+                yield from _jsonld_objects(data[key], depth + 1)
+
+
+def _jsonld_item(obj: dict[str, Any], base: str, position: int) -> RawItem | None:
+    types = obj.get("@type")
+    names = types if isinstance(types, list) else [types]
+    if not any(isinstance(t, str) and t.lower() in _ARTICLE_TYPES for t in names):
+        return None
+    title = _jsonld_str(obj.get("headline")) or _jsonld_str(obj.get("name"))
+    page_ref = obj.get("mainEntityOfPage")
+    if isinstance(page_ref, dict):
+        page_ref = page_ref.get("@id")
+    link = absolute_link(_jsonld_str(obj.get("url")) or _jsonld_str(page_ref), base)
+    if not title and not link:
+        return None
+    content = next(
+        (
+            text
+            for key in ("description", "abstract", "articleBody")
+            if (text := _jsonld_str(obj.get(key)))
+        ),
+        "",
+    )
+    return RawItem(
+        guid=None,
+        title=title,
+        link=link,
+        content=content,
+        content_is_html=False,
+        published=parse_date(_jsonld_str(obj.get("datePublished"))),
+        updated=parse_date(_jsonld_str(obj.get("dateModified"))),
+        authors=_jsonld_names(obj.get("author")),
+        categories=_jsonld_keywords(obj),
+        position=position,
+    )
+
+
+def _jsonld_str(value: Any) -> str | None:
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, str):
+        return " ".join(value.split()) or None
+    return None
+
+
+def _jsonld_names(value: Any) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    names = []
+    for author in values:
+        name = _jsonld_str(author.get("name")) if isinstance(author, dict) else _jsonld_str(author)
+        if name:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+def _jsonld_keywords(obj: dict[str, Any]) -> tuple[str, ...]:
+    words: list[str] = []
+    for key in ("articleSection", "keywords"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            words += value.split(",") if key == "keywords" else [value]
+        elif isinstance(value, list):
+            words += [v for v in value if isinstance(v, str)]
+    return tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
