@@ -181,14 +181,6 @@ class _Source(_Strict):
     interval: str | int | None = None
     allow_duplicate_links: bool = False
     max_entries: Annotated[int, Field(ge=1, le=100_000)] = 500
-    base_url: str | None = None
-
-    @field_validator("base_url")
-    @classmethod
-    def _base(cls, v: str | None) -> str | None:
-        if v is not None and urlsplit(v).scheme not in ("http", "https"):
-            raise ValueError("base_url must be an http(s) URL")
-        return v
 
     @field_validator("url")
     @classmethod
@@ -312,7 +304,6 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
             ),
             allow_duplicate_links=s.allow_duplicate_links,
             max_entries=s.max_entries,
-            base_url=s.base_url,
         )
         for s in root.sources
     )

@@ -45,8 +45,8 @@ def place(
             continue
         p = _place_one(e, index, by_link, by_fingerprint, batch_keys, allow_duplicate_links)
         by_key[e.key] = p
-        if e.link and not allow_duplicate_links:
-            by_link.setdefault(e.link, p.entry_id)
+        if e.link_key and not allow_duplicate_links:
+            by_link.setdefault(e.link_key, p.entry_id)
         by_fingerprint.setdefault(e.fingerprint, p.entry_id)
         result.placements.append(p)
     return result
@@ -63,12 +63,12 @@ def _place_one(
     same = index.copy_by_key(e.source, e.key)
     if same is not None:
         return Placement(e, same.entry_id, "same", existing=same)
-    if e.link and not allow_duplicate_links:
-        hit = _pick(index.copies_by_link(e.link), e.source)
+    if e.link_key and not allow_duplicate_links:
+        hit = _pick(index.copies_by_link(e.link_key), e.source)
         if hit is not None:
             return _join(e, hit, "link", batch_keys)
-        if e.link in batch_links:
-            return Placement(e, batch_links[e.link], "link")
+        if e.link_key in batch_links:
+            return Placement(e, batch_links[e.link_key], "link")
     hit = _pick(index.copies_by_fingerprint(e.fingerprint), e.source)
     if hit is not None:
         return _join(e, hit, "text", batch_keys)

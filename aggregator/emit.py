@@ -26,7 +26,7 @@ from aggregator.models import Entry, Source, SourceState
 FEED_FILE = "feed.atom"
 SNAPSHOT_FILE = "snapshot.json"
 SNAPSHOT_VERSION = 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
@@ -44,9 +44,7 @@ class FeedMeta:
 
 def public_url(source: Source) -> str | None:
     """The address a reader may follow for a source; a local file path is never published."""
-    if source.is_remote:
-        return source.url
-    return source.base_url
+    return source.url if source.is_remote else None
 
 
 def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, Source]) -> bytes:
@@ -62,7 +60,7 @@ def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, 
     if meta.author:
         fg.author(name=meta.author)
     fg.generator("aggregator", version=__version__)
-    fg.updated(max((e.updated for e in entries), default=_EPOCH))
+    fg.updated(max((e.updated for e in entries), default=EPOCH))
     for entry in entries:
         _add_entry(fg, entry, sources)
     return fg.atom_str(pretty=True)
@@ -88,13 +86,7 @@ def _add_entry(fg: FeedGenerator, entry: Entry, sources: Mapping[str, Source]) -
     for cat in entry.categories:
         fe.category(term=cat)
     src = sources.get(entry.source)
-    fe.register_extension(
-        "aggregator_source",
-        _SourceExtension,
-        _SourceExtension,
-        atom=True,
-        rss=False,
-    )
+    fe.register_extension("aggregator_source", _SourceExtension, atom=True, rss=False)
     fe.aggregator_source.set(entry.source, public_url(src) if src else None)
 
 
@@ -163,7 +155,7 @@ def render_snapshot(
             "title": meta.title,
             "link": meta.link,
             "id": meta.id,
-            "updated": _dt(max((e.updated for e in entries), default=_EPOCH)),
+            "updated": _dt(max((e.updated for e in entries), default=EPOCH)),
         },
         "sources": [
             _snapshot_source(s, states.get(s.name), counts.get(s.name, 0)) for s in sources

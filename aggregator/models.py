@@ -52,7 +52,6 @@ class Source:
     interval_seconds: int = 3600  # how often the source is due
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
-    base_url: str | None = None  # for local files: the URL relative links resolve against
 
     @property
     def is_remote(self) -> bool:
@@ -137,7 +136,7 @@ class Excerpt:
     key: str  # identity within the source: "guid:…", "link:…" or "text:…"
     guid: str | None  # the source's guid, verbatim
     title: str  # plain text, never empty
-    link: str | None  # canonical absolute http(s) link, or None
+    link: str | None  # clean absolute http(s) link (no tracking, no fragment), or None
     published: datetime | None  # trusted source date, aware UTC
     updated: datetime | None  # trusted source update date, aware UTC
     first_seen: datetime  # when this refresh saw it
@@ -149,6 +148,7 @@ class Excerpt:
     content_hash: str  # hash of every displayed field, to spot updates
     position: int = 0  # order in the document: 0 is the top (newest)
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
+    link_key: str | None = None  # identity form of the link (https, no trailing slash)
 
     @property
     def sort_date(self) -> datetime:

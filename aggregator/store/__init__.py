@@ -19,7 +19,7 @@ class StoredCopy:
     key: str  # its identity within that source
     entry_id: str  # the merged entry it belongs to
     content_hash: str  # to tell an update from a repeat
-    link: str | None  # its canonical link
+    link: str | None  # identity form of its link
     truncated: bool  # whether its text is cut short
     text: str  # folded text, for prefix and similarity rules
     first_seen: datetime  # when it was first seen
@@ -55,7 +55,14 @@ class Store(CandidateIndex, Protocol):
 
     def save_state(self, state: SourceState) -> None: ...
 
-    def apply(self, source: str, placements: Iterable[Placement], state: SourceState) -> None: ...
+    def apply(
+        self,
+        source: str,
+        placements: Iterable[Placement],
+        state: SourceState,
+        *,
+        backfill: bool = False,
+    ) -> None: ...
 
     def latest(self, limit: int) -> list[Entry]: ...
 

@@ -36,7 +36,9 @@ MIGRATIONS: tuple[str, ...] = (
         published TEXT,
         updated TEXT NOT NULL,
         sort_date TEXT NOT NULL,
-        seq INTEGER NOT NULL
+        seq INTEGER NOT NULL,
+        backfill INTEGER NOT NULL DEFAULT 0,
+        changed TEXT
     );
     CREATE INDEX entries_order ON entries (sort_date DESC, seq DESC);
     CREATE TABLE copies (
@@ -46,7 +48,7 @@ MIGRATIONS: tuple[str, ...] = (
         entry_id TEXT NOT NULL REFERENCES entries (id),
         rule TEXT NOT NULL,
         score REAL,
-        guid TEXT, title TEXT NOT NULL, link TEXT,
+        guid TEXT, title TEXT NOT NULL, link TEXT, link_key TEXT,
         published TEXT, updated TEXT, first_seen TEXT NOT NULL,
         authors TEXT NOT NULL, categories TEXT NOT NULL,
         excerpt TEXT NOT NULL, truncated INTEGER NOT NULL,
@@ -54,7 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
         position INTEGER NOT NULL, text TEXT NOT NULL,
         UNIQUE (source, key)
     );
-    CREATE INDEX copies_link ON copies (link) WHERE link IS NOT NULL;
+    CREATE INDEX copies_link ON copies (link_key) WHERE link_key IS NOT NULL;
     CREATE INDEX copies_fingerprint ON copies (fingerprint);
     CREATE INDEX copies_entry ON copies (entry_id);
     """,
@@ -76,7 +78,11 @@ _STATE_FIELDS = (
     "redirect_streak",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
-_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen"
+_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen"
+
+
+# Sorts below every real date: undated back-catalogue from a source's first crawl.
+_BACKFILL = "0001-01-01T00:00:00.000000+00:00"
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -189,7 +195,7 @@ class SQLiteStore:
 
     def copies_by_link(self, link: str) -> list[StoredCopy]:
         rows = self._db.execute(
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE link = ? ORDER BY rowid", (link,)
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE link_key = ? ORDER BY rowid", (link,)
         )
         return [self._copy(r) for r in rows]
 
@@ -217,10 +223,21 @@ class SQLiteStore:
 
     # --- writing a refresh ----------------------------------------------------------------
 
-    def apply(self, source: str, placements: Iterable[Placement], state: SourceState) -> None:
-        """Store one source's placements and its new state in one transaction."""
+    def apply(
+        self,
+        source: str,
+        placements: Iterable[Placement],
+        state: SourceState,
+        *,
+        backfill: bool = False,
+    ) -> None:
+        """Store one source's placements and its new state in one transaction.
+
+        `backfill` marks a source's first crawl: its undated entries are back-catalogue, so
+        they sort below every dated entry instead of flooding the top as "seen just now".
+        """
         items = list(placements)
-        self._write(lambda: self._apply(items, state))
+        self._write(lambda: self._apply(items, state, backfill))
 
     def _write(self, work: object) -> None:
         try:
@@ -237,7 +254,7 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise
 
-    def _apply(self, placements: list[Placement], state: SourceState) -> None:
+    def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
@@ -250,9 +267,16 @@ class SQLiteStore:
             if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
                 seq += 1
                 self._db.execute(
-                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq) "
-                    "VALUES (?, ?, NULL, ?, ?, ?)",
-                    (p.entry_id, iso(e.first_seen), iso(e.first_seen), iso(e.first_seen), seq),
+                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
+                    "backfill) VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                    (
+                        p.entry_id,
+                        iso(e.first_seen),
+                        iso(e.first_seen),
+                        iso(e.first_seen),
+                        seq,
+                        int(backfill),
+                    ),
                 )
             self._insert_copy(p)
             self._refresh_entry_dates(p.entry_id, bumped=None)
@@ -262,9 +286,9 @@ class SQLiteStore:
         e = p.excerpt
         self._db.execute(
             "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
-            "published, updated, first_seen, authors, categories, excerpt, truncated, "
-            "fingerprint, content_hash, position, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "link_key, published, updated, first_seen, authors, categories, excerpt, "
+            "truncated, fingerprint, content_hash, position, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.source,
                 e.key,
@@ -274,6 +298,7 @@ class SQLiteStore:
                 e.guid,
                 e.title,
                 e.link,
+                e.link_key,
                 iso(e.published),
                 iso(e.updated),
                 iso(e.first_seen),
@@ -290,14 +315,15 @@ class SQLiteStore:
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
-            "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, published = ?, "
-            "updated = ?, authors = ?, categories = ?, excerpt = ?, truncated = ?, "
+            "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, link_key = ?, "
+            "published = ?, updated = ?, authors = ?, categories = ?, excerpt = ?, truncated = ?, "
             "fingerprint = ?, content_hash = ?, position = ?, text = ? WHERE rowid = ?",
             (
                 e.key,
                 e.guid,
                 e.title,
                 e.link,
+                e.link_key,
                 iso(e.published),
                 iso(e.updated),
                 json.dumps(list(e.authors), ensure_ascii=False),
@@ -319,21 +345,20 @@ class SQLiteStore:
         """Recompute an entry's dates from its copies.
 
         published: the earliest trusted date any copy states. updated: the latest date a copy
-        states, or when we noticed a change (`bumped`), never moving backwards.
+        states (else first_seen), or the last time we noticed a copy change, if later.
         """
-        first_seen, old_updated = self._db.execute(
-            "SELECT first_seen, updated FROM entries WHERE id = ?", (entry_id,)
+        if bumped is not None:
+            self._db.execute("UPDATE entries SET changed = ? WHERE id = ?", (iso(bumped), entry_id))
+        first_seen, changed, backfill = self._db.execute(
+            "SELECT first_seen, changed, backfill FROM entries WHERE id = ?", (entry_id,)
         ).fetchone()
         published, stated = self._db.execute(
             "SELECT min(published), max(coalesce(updated, published)) FROM copies "
             "WHERE entry_id = ?",
             (entry_id,),
         ).fetchone()
-        candidates = [c for c in (old_updated, stated, iso(bumped)) if c]
-        updated = max(candidates) if bumped or stated else old_updated
-        if published and updated < published:
-            updated = published
-        sort_date = published or stated or first_seen
+        updated = max(c for c in (stated or first_seen, changed) if c)
+        sort_date = published or stated or (_BACKFILL if backfill else first_seen)
         self._db.execute(
             "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?",
             (published, updated, sort_date, entry_id),

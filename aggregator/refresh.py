@@ -1,0 +1,470 @@
+"""The refresh use case: the one path from sources to outputs.
+
+    sources (due?) -> fetch -> parse -> normalize -> dedup -> store -> emit
+
+The CLI, the scheduler and the server all call `refresh()`; none of them holds logic of its own.
+Fetching and parsing run in worker threads (network-bound, one source never blocks another);
+dedup and store writes happen one source at a time on the calling thread, each source in its
+own transaction, so a failure leaves every source either fully updated or untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import requests
+
+from aggregator import dedup, emit
+from aggregator.config import Config
+from aggregator.errors import ConfigError, FetchError, ParseError, SourceError
+from aggregator.fetch import FetchLimits, fetch, new_session
+from aggregator.models import (
+    Excerpt,
+    FetchResult,
+    ParsedDocument,
+    RawItem,
+    RefreshReport,
+    Source,
+    SourceResult,
+    SourceState,
+)
+from aggregator.normalize import normalize
+from aggregator.parse.feed import parse_feed
+from aggregator.parse.page import find_next_pages, parse_page
+from aggregator.parse.sniff import sniff
+from aggregator.parse.text import parse_text
+from aggregator.store.sqlite import SQLiteStore
+
+log = logging.getLogger("aggregator.refresh")
+
+Clock = Callable[[], datetime]
+MAX_BACKOFF = timedelta(days=1)
+REDIRECTS_BEFORE_MOVE = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What a worker brings back for one source: parsed items, or why there are none."""
+
+    source: Source
+    state: SourceState  # the state before this refresh
+    result: FetchResult | None = None  # the first response
+    document: ParsedDocument | None = None  # None when not modified
+    body_hash: str | None = None
+    error: SourceError | None = None
+    duration: float = 0.0
+
+
+def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
+    """The sources whose next due time has come (or that were never fetched, or moved)."""
+    due = []
+    for s in config.sources:
+        st = states.get(s.name)
+        if st is None or st.url != s.url or st.next_due is None or st.next_due <= now:
+            if st is not None and st.last_status == "gone" and st.url == s.url:
+                continue  # 410 Gone: not polled again until its config changes
+            due.append(s)
+    return due
+
+
+def refresh(
+    config: Config,
+    *,
+    names: Sequence[str] = (),
+    force: bool = False,
+    session: requests.Session | None = None,
+    clock: Clock = utcnow,
+    on_result: Callable[[SourceResult], None] | None = None,
+) -> RefreshReport:
+    """Refresh the due sources (or `names`, or all with `force`), then write the outputs."""
+    for name in names:
+        config.source(name)  # raises ConfigError for an unknown name
+    started = clock()
+    store = SQLiteStore(config.store_path)
+    own_session = session is None
+    session = session or new_session()
+    try:
+        states = {st.name: st for st in store.states()}
+        if names:
+            chosen = [s for s in config.sources if s.name in names]
+        elif force:
+            chosen = list(config.sources)
+        else:
+            chosen = due_sources(config, states, started)
+        results = []
+        for fetched in _fetch_all(config, chosen, states, session, clock):
+            result = _store_one(config, store, fetched, clock)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        feed_written, snapshot_written = write_outputs(config, store)
+        return RefreshReport(
+            started=started,
+            finished=clock(),
+            results=tuple(results),
+            feed_written=feed_written,
+            snapshot_written=snapshot_written,
+        )
+    finally:
+        store.close()
+        if own_session:
+            session.close()
+
+
+def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
+    """Emit feed.atom and snapshot.json from what is stored. Returns which files changed.
+
+    The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
+    that fetched nothing leaves both files byte-identical.
+    """
+    meta = emit.FeedMeta(
+        title=config.feed.title,
+        link=config.feed.link,
+        id=config.feed.id,
+        subtitle=config.feed.subtitle,
+        author=config.feed.author,
+        self_url=config.feed.self_url,
+    )
+    entries = store.latest(config.feed.max_entries)
+    by_name = {s.name: s for s in config.sources}
+    atom = emit.render_atom(meta, entries, by_name)
+    states = {st.name: st for st in store.states()}
+    fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
+    generated_at = max(fetched, default=emit.EPOCH)
+    snapshot = emit.render_snapshot(
+        meta, entries, config.sources, states, store.entry_counts(), generated_at
+    )
+    feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
+    snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
+    return feed_written, snapshot_written
+
+
+# --- fetch and parse (worker threads) ----------------------------------------------------------
+
+
+class _HostLimiter:
+    """At most `limit` requests in flight to one host."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._sems: dict[str, threading.Semaphore] = {}
+
+    @contextmanager
+    def hold(self, url: str) -> Iterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.Semaphore(self._limit))
+        with sem:
+            yield
+
+
+def _fetch_all(
+    config: Config,
+    sources: Sequence[Source],
+    states: dict[str, SourceState],
+    session: requests.Session,
+    clock: Clock,
+) -> Iterator[_Fetched]:
+    """Fetch and parse every source in a thread pool; yield results in config order."""
+    if not sources:
+        return
+    limiter = _HostLimiter(config.fetch.per_host)
+    limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
+    workers = min(config.fetch.max_workers, len(sources))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        futures: list[Future[_Fetched]] = []
+        for s in sources:
+            state = states.get(s.name) or SourceState(name=s.name, url=s.url)
+            if state.url != s.url:
+                # The configured URL changed: forget validators, moves and "gone".
+                state = SourceState(name=s.name, url=s.url)
+            futures.append(
+                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config)
+            )
+        for f in futures:
+            yield f.result()
+
+
+def _fetch_and_parse(
+    source: Source,
+    state: SourceState,
+    session: requests.Session,
+    limits: FetchLimits,
+    limiter: _HostLimiter,
+    config: Config,
+) -> _Fetched:
+    t0 = time.monotonic()
+    url = state.effective_url or source.url
+
+    def get(u: str, conditional: bool) -> FetchResult:
+        with limiter.hold(u):
+            return fetch(
+                source.name,
+                u,
+                session=session,
+                state=state,
+                limits=limits,
+                conditional=conditional,
+            )
+
+    try:
+        first = get(url, True)
+        if first.not_modified:
+            return _Fetched(source, state, first, duration=time.monotonic() - t0)
+        body_hash = hashlib.blake2b(first.body, digest_size=16).hexdigest()
+        if state.body_hash == body_hash and state.last_status in ("ok", "not-modified"):
+            # Many servers ignore validators: the same bytes are "not modified" too.
+            return _Fetched(
+                source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
+            )
+        document = _parse(source, first, get)
+        return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
+    except SourceError as exc:
+        return _Fetched(source, state, error=exc, duration=time.monotonic() - t0)
+    except Exception as exc:  # a bug; keep the traceback in the log, spare the other sources
+        log.exception("%s: unexpected error", source.name)
+        err = SourceError(source.name, f"internal error: {type(exc).__name__}: {exc}")
+        return _Fetched(source, state, error=err, duration=time.monotonic() - t0)
+
+
+def _parse(
+    source: Source, first: FetchResult, get: Callable[[str, bool], FetchResult]
+) -> ParsedDocument:
+    kind = source.kind
+    if kind == "auto":
+        kind = sniff(first.body, first.content_type)
+    if not first.body.strip():
+        raise ParseError(source.name, "empty response body")
+    base = first.final_url
+    if kind == "feed":
+        return parse_feed(
+            first.body,
+            url=base,
+            headers=first.headers,
+            source=source.name,
+            max_items=source.max_entries,
+        )
+    if kind == "text":
+        return parse_text(
+            first.body,
+            url=base,
+            headers=first.headers,
+            source=source.name,
+            header_lines=source.header_lines,
+            max_items=source.max_entries,
+        )
+    document = parse_page(
+        first.body,
+        url=base,
+        headers=first.headers,
+        source=source.name,
+        select=source.select,
+        max_items=source.max_entries,
+    )
+    if document.feed_url and not document.items:
+        # The page advertises a feed and has no selectors: read the feed instead.
+        feed = get(document.feed_url, False)
+        return parse_feed(
+            feed.body,
+            url=feed.final_url,
+            headers=feed.headers,
+            source=source.name,
+            max_items=source.max_entries,
+        )
+    if source.select is None or not source.select.next:
+        return document
+    return _follow_pages(source, first, document, get)
+
+
+def _follow_pages(
+    source: Source,
+    first: FetchResult,
+    document: ParsedDocument,
+    get: Callable[[str, bool], FetchResult],
+) -> ParsedDocument:
+    assert source.select is not None
+    items: list[RawItem] = list(document.items)
+    warnings = list(document.warnings)
+    visited = {first.final_url, first.url}
+    pending = list(
+        find_next_pages(
+            first.body,
+            url=first.final_url,
+            headers=first.headers,
+            select=source.select,
+        )
+    )
+    pages = 1
+    while pending and pages < source.select.max_pages and len(items) < source.max_entries:
+        url = pending.pop(0)
+        if url in visited:
+            continue
+        visited.add(url)
+        try:
+            res = get(url, False)
+            doc = parse_page(
+                res.body,
+                url=res.final_url,
+                headers=res.headers,
+                source=source.name,
+                select=source.select,
+                max_items=source.max_entries - len(items),
+                position_start=len(items),
+            )
+        except SourceError as exc:
+            # A later page failing keeps what the first pages gave.
+            warnings.append(f"page {url}: {exc.reason}")
+            continue
+        pages += 1
+        items.extend(doc.items)
+        pending.extend(
+            u
+            for u in find_next_pages(
+                res.body,
+                url=res.final_url,
+                headers=res.headers,
+                select=source.select,
+            )
+            if u not in visited
+        )
+    return replace(document, items=tuple(items), warnings=tuple(warnings))
+
+
+# --- store (calling thread) --------------------------------------------------------------------
+
+
+def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clock) -> SourceResult:
+    source, state = fetched.source, fetched.state
+    now = clock()
+    if fetched.error is not None:
+        new_state = _failed_state(source, state, fetched.error, now)
+        store.save_state(new_state)
+        log.warning("%s", fetched.error)
+        status = fetched.error.status if isinstance(fetched.error, FetchError) else None
+        return SourceResult(
+            source=source.name,
+            outcome="error",
+            error=fetched.error.reason,
+            status=status,
+            duration=fetched.duration,
+        )
+    assert fetched.result is not None
+    ok_state = _ok_state(source, state, fetched, now)
+    if fetched.document is None:
+        store.save_state(ok_state)
+        return SourceResult(
+            source=source.name,
+            outcome="unchanged",
+            status=fetched.result.status,
+            duration=fetched.duration,
+        )
+    excerpts = _normalize_all(config, source, fetched.document, now)
+    batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+    new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
+    updated = sum(
+        1
+        for p in batch.placements
+        if p.existing is not None
+        and (p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key)
+    )
+    unchanged = len(batch.placements) - new - updated
+    first_crawl = state.last_success is None
+    store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
+    outcome = "new" if new else "updated" if updated else "unchanged"
+    return SourceResult(
+        source=source.name,
+        outcome=outcome,
+        new=new,
+        updated=updated,
+        unchanged=unchanged,
+        status=fetched.result.status,
+        duration=fetched.duration,
+        warnings=fetched.document.warnings,
+    )
+
+
+def _normalize_all(
+    config: Config, source: Source, document: ParsedDocument, now: datetime
+) -> list[Excerpt]:
+    return [
+        normalize(item, source=source, now=now, options=config.excerpt)
+        for item in document.items[: source.max_entries]
+    ]
+
+
+def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: datetime) -> SourceState:
+    result = fetched.result
+    assert result is not None
+    etag, last_modified = state.etag, state.last_modified
+    if result.status == 200:
+        etag = result.headers.get("etag")
+        last_modified = result.headers.get("last-modified")
+    redirect_url, redirect_streak, effective = _redirects(state, result)
+    not_modified = fetched.document is None
+    return replace(
+        state,
+        url=source.url,
+        etag=etag,
+        last_modified=last_modified,
+        body_hash=fetched.body_hash or state.body_hash,
+        effective_url=effective,
+        last_status="not-modified" if not_modified else "ok",
+        last_fetch=now,
+        last_success=now,
+        error=None,
+        error_streak=0,
+        next_due=now + _jitter(timedelta(seconds=source.interval_seconds)),
+        redirect_url=redirect_url,
+        redirect_streak=redirect_streak,
+    )
+
+
+def _redirects(state: SourceState, result: FetchResult) -> tuple[str | None, int, str | None]:
+    """Track permanent redirects; after several identical ones in a row, use the new URL."""
+    target = result.permanent_redirect
+    if target is None:
+        return None, 0, state.effective_url
+    streak = state.redirect_streak + 1 if target == state.redirect_url else 1
+    effective = target if streak >= REDIRECTS_BEFORE_MOVE else state.effective_url
+    return target, streak, effective
+
+
+def _failed_state(
+    source: Source, state: SourceState, error: SourceError, now: datetime
+) -> SourceState:
+    streak = state.error_streak + 1
+    gone = isinstance(error, FetchError) and error.status == 410
+    base = timedelta(seconds=source.interval_seconds)
+    delay = min(base * (2 ** min(streak - 1, 16)), max(MAX_BACKOFF, base))
+    return replace(
+        state,
+        url=source.url,
+        last_status="gone" if gone else "error",
+        last_fetch=now,
+        error=error.reason,
+        error_streak=streak,
+        next_due=now + _jitter(delay),
+    )
+
+
+def _jitter(delay: timedelta) -> timedelta:
+    """Spread fetches so that sources added together do not stay in lockstep."""
+    return delay * random.uniform(0.9, 1.0)
+
+
+__all__ = ["ConfigError", "refresh", "utcnow", "write_outputs"]
