@@ -3,18 +3,64 @@
 The tiers, most certain first:
 1. same source and same key (guid, else link, else text): the same copy seen again;
 2. same canonical link, from any source (unless the source reuses links);
-3. same normalized text (equal fingerprints), from any source.
+3. same normalized text (equal fingerprints), from any source; a short text also needs the
+   same title, since different short posts can read alike;
+4. `prefix`: one text is a truncation of the other: the shorter (its trailing "..." already
+   folded away) starts the longer, is long enough to be distinctive (CJK counts twice, see
+   sketch.weight), and is marked truncated or nearly as long as the longer. Each text is also
+   tried with its title in front, since a capture line carries "title body" where a feed has
+   the body alone;
+5. `similar`: near-duplicate text. MinHash LSH bands (kept in the store) find candidates;
+   the exact Jaccard similarity of character 4-grams confirms them, after trimming the longer
+   text to the shorter one's length (a truncation point must not count as a difference).
+   Thresholds rise for shorter texts; the shorter text must be truncated or nearly full.
+
+Never merged: texts whose titles carry different numbers ("Part 1" / "Part 2", "第3集"), texts
+that share only an opening or a preamble (the shorter is not a prefix of the longer, or is
+not cut where the longer goes on), and short texts beyond an exact match.
+
 A copy that matches nothing starts a new entry whose id is the excerpt's own candidate id,
-minted once and never changed afterwards.
+minted once and never changed afterwards. A copy that matches several stored entries links
+them: the store merges them into the oldest, whose id survives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
+from aggregator.ids import mint_id
 from aggregator.models import Excerpt
-from aggregator.store import CandidateIndex, Placement, StoredCopy
+from aggregator.sketch import band_hashes, jaccard, prefix_key, weight
+from aggregator.store import CandidateIndex, Merge, Placement, StoredCopy
+from aggregator.textutil import fold
+
+MIN_PREFIX_WEIGHT = 100  # the shorter text of a prefix match: ~100 Latin or ~50 CJK characters
+MIN_PREFIX_BODY = 60  # ...of which its own text (not its title) at least this much
+MIN_SIMILAR_WEIGHT = 120  # shorter texts are never matched by similarity
+LONG_WEIGHT = 300  # from here on the configured threshold applies; below it, a stricter one
+SHORT_PENALTY = 0.1  # added to the threshold for texts below LONG_WEIGHT
+SHORT_TEXT_WEIGHT = 40  # an exact text match this short also needs the same title
+NEAR_FULL_PREFIX = 0.85  # an untruncated shorter text must be this close to the longer's length
+NEAR_FULL_SIMILAR = 0.8
+MAX_CANDIDATES = 200  # sketch candidates looked at per excerpt
+
+_RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
+_NUMBERED = re.compile(
+    r"\d+|第[一二三四五六七八九十百零两〇]+[集部篇章期讲回节季卷]"
+    r"|\b(?:part|episode|chapter|volume|vol|ep|season)\.?\s*(?:[ivxlc]+|one|two|three|four|five)\b"
+    r"|[上中下]篇|（[一二三四五六七八九十]+）|\([一二三四五六七八九十]+\)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupOptions:
+    """How near-duplicates are matched (`[dedup]`) and how one source is treated."""
+
+    near_duplicates: bool = True  # match near-duplicate text, not only exact repeats
+    threshold: float = 0.7  # Jaccard similarity of 4-grams for long texts
+    allow_duplicate_links: bool = False  # the source reuses one link for many items
 
 
 @dataclass(slots=True)
@@ -23,6 +69,19 @@ class BatchResult:
 
     placements: list[Placement] = field(default_factory=list)  # one per distinct copy
     repeated_in_batch: int = 0  # items that repeated another item of the same fetch
+    repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
+    changed_keys: int = 0  # known copies that came back under a new guid, link or text
+    warnings: list[str] = field(default_factory=list)  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """What the candidate look-ups need from one excerpt."""
+
+    title: str  # folded title
+    forms: tuple[str, ...]  # the folded text, then "title text" when the text lacks its title
+    sketch: tuple[int, ...]  # prefix keys of the forms, then the LSH band hashes
+    n_prefix: int  # how many of `sketch` are prefix keys
 
 
 def place(
@@ -30,68 +89,261 @@ def place(
     index: CandidateIndex,
     *,
     allow_duplicate_links: bool = False,
+    options: DedupOptions | None = None,
 ) -> BatchResult:
     """Place one source's excerpts against the stored index and each other."""
+    opts = options or DedupOptions(allow_duplicate_links=allow_duplicate_links)
+    if allow_duplicate_links and not opts.allow_duplicate_links:
+        opts = replace(opts, allow_duplicate_links=True)
     result = BatchResult()
-    items = list(excerpts)
+    items = _split_repeated_guids(list(excerpts), opts, result)
+    bands = band_hashes([e.text for e in items])
     batch_keys = {e.key for e in items}
-    by_key: dict[str, Placement] = {}
-    by_link: dict[str, str] = {}
-    by_fingerprint: dict[str, str] = {}
-    for e in items:
-        if e.key in by_key:
-            # The same item twice in one document (a repeated guid, a post listed twice).
+    local = _LocalIndex()
+    seen: set[str] = set()
+    for e, b in zip(items, bands, strict=True):
+        if e.key in seen:
+            # The same item twice in one document (a post listed twice).
             result.repeated_in_batch += 1
             continue
-        p = _place_one(e, index, by_link, by_fingerprint, batch_keys, allow_duplicate_links)
-        by_key[e.key] = p
-        if e.link_key and not allow_duplicate_links:
-            by_link.setdefault(e.link_key, p.entry_id)
-        by_fingerprint.setdefault(e.fingerprint, p.entry_id)
+        seen.add(e.key)
+        probe = _probe(e, b)
+        p = _place_one(e, probe, index, local, batch_keys, opts)
+        local.add(e, p, probe, opts)
         result.placements.append(p)
+    result.changed_keys = sum(
+        1 for p in result.placements if p.existing is not None and p.existing.key != p.excerpt.key
+    )
+    if result.changed_keys:
+        result.warnings.append(
+            f"{result.changed_keys} known entr{'y' if result.changed_keys == 1 else 'ies'} "
+            "came back under a new guid or link; kept their ids, matched by link or text"
+        )
     return result
+
+
+def _split_repeated_guids(
+    items: list[Excerpt], opts: DedupOptions, result: BatchResult
+) -> list[Excerpt]:
+    """Items sharing one guid but not one link or text are different posts: re-key them."""
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(items):
+        if e.key.startswith("guid:"):
+            groups.setdefault(e.key, []).append(i)
+    out = list(items)
+    for key, idx in groups.items():
+        if len(idx) < 2 or len({_fallback_key(items[i], opts) for i in idx}) < 2:
+            continue
+        for i in idx:
+            e = items[i]
+            new_key = _fallback_key(e, opts)
+            out[i] = replace(e, key=new_key, id=mint_id(e.source, new_key))
+        result.repeated_guids += len(idx)
+        result.warnings.append(
+            f"{len(idx)} different items share the guid {key[5:]!r}; "
+            "told apart by link or text instead"
+        )
+    return out
+
+
+def _fallback_key(e: Excerpt, opts: DedupOptions) -> str:
+    if e.link_key and not opts.allow_duplicate_links:
+        return "link:" + e.link_key
+    return "text:" + e.fingerprint
+
+
+def _forms(text: str, title: str) -> tuple[str, ...]:
+    if title and text and not text.startswith(title):
+        return (text, title + " " + text)
+    return (text,)
+
+
+def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
+    title = fold(e.title)
+    forms = _forms(e.text, title)
+    keys = tuple(dict.fromkeys(prefix_key(f) for f in forms if weight(f) >= MIN_PREFIX_WEIGHT))
+    return _Probe(title, forms, keys + bands, len(keys))
+
+
+def sketch_of(e: Excerpt) -> tuple[int, ...]:
+    """The candidate-index hashes stored for an excerpt (prefix keys, then LSH bands)."""
+    return _probe(e, band_hashes([e.text])[0]).sketch
 
 
 def _place_one(
     e: Excerpt,
+    probe: _Probe,
     index: CandidateIndex,
-    batch_links: dict[str, str],
-    batch_fingerprints: dict[str, str],
+    local: _LocalIndex,
     batch_keys: set[str],
-    allow_duplicate_links: bool,
+    opts: DedupOptions,
 ) -> Placement:
     same = index.copy_by_key(e.source, e.key)
     if same is not None:
-        return Placement(e, same.entry_id, "same", existing=same)
-    if e.link_key and not allow_duplicate_links:
-        hit = _pick(index.copies_by_link(e.link_key), e.source)
-        if hit is not None:
-            return _join(e, hit, "link", batch_keys)
-        if e.link_key in batch_links:
-            return Placement(e, batch_links[e.link_key], "link")
-    hit = _pick(index.copies_by_fingerprint(e.fingerprint), e.source)
+        return Placement(e, same.entry_id, "same", existing=same, sketch=probe.sketch)
+    matches: list[tuple[StoredCopy, str, float | None]] = []
+    looked: set[int] = set()
+    if e.link_key and not opts.allow_duplicate_links:
+        for c in index.copies_by_link(e.link_key):
+            looked.add(c.rowid)
+            matches.append((c, "link", None))
+    for c in index.copies_by_fingerprint(e.fingerprint):
+        if c.rowid not in looked and _exact_ok(e, probe, c):
+            looked.add(c.rowid)
+            matches.append((c, "text", None))
+    keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
+    if keys:
+        for c in index.copies_by_sketch(keys, limit=MAX_CANDIDATES):
+            if c.rowid in looked:
+                continue
+            looked.add(c.rowid)
+            verdict = compare(e, probe, c, opts)
+            if verdict is not None:
+                matches.append((c, *verdict))
+    if matches:
+        return _from_matches(e, probe, matches, batch_keys)
+    hit = local.find(e, probe, opts)
     if hit is not None:
-        return _join(e, hit, "text", batch_keys)
-    if e.fingerprint in batch_fingerprints:
-        return Placement(e, batch_fingerprints[e.fingerprint], "text")
-    return Placement(e, e.id, "new")
+        entry_id, rule, score = hit
+        return Placement(e, entry_id, rule, score=score, sketch=probe.sketch)
+    return Placement(e, e.id, "new", sketch=probe.sketch)
 
 
-def _pick(copies: Iterable[StoredCopy], source: str) -> StoredCopy | None:
-    """Prefer a copy from the same source (then it is an update of that copy), else the oldest."""
-    first: StoredCopy | None = None
-    for c in copies:
-        if c.source == source:
-            return c
-        if first is None:
-            first = c
-    return first
-
-
-def _join(e: Excerpt, hit: StoredCopy, rule: str, batch_keys: set[str]) -> Placement:
+def _from_matches(
+    e: Excerpt,
+    probe: _Probe,
+    matches: list[tuple[StoredCopy, str, float | None]],
+    batch_keys: set[str],
+) -> Placement:
+    # The most certain match decides the placement; every other entry matched is linked by
+    # this copy and is merged into it (the store keeps the oldest id).
+    matches.sort(key=lambda m: (_RULE_RANK[m[1]], -(m[2] or 1.0), m[0].rowid))
+    best_rule = matches[0][1]
+    entry_id = matches[0][0].entry_id
+    mine = [m for m in matches if m[0].entry_id == entry_id and m[1] == best_rule]
+    hit, rule, score = next((m for m in mine if m[0].source == e.source), mine[0])
+    merges: dict[str, Merge] = {}
+    for c, r, s in matches:
+        if c.entry_id != entry_id and c.entry_id not in merges:
+            merges[c.entry_id] = Merge(c.entry_id, r, s)
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
     # copies of one entry. Across sources it is another copy of the same entry.
     rekey = hit.source == e.source and hit.key not in batch_keys
-    existing = hit if rekey else None
-    return Placement(e, hit.entry_id, rule, existing=existing)
+    return Placement(
+        e,
+        hit.entry_id,
+        rule,
+        score=score,
+        existing=hit if rekey else None,
+        sketch=probe.sketch,
+        merges=tuple(merges.values()),
+    )
+
+
+def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
+    if weight(e.text) >= SHORT_TEXT_WEIGHT:
+        return True
+    return probe.title == fold(c.title)
+
+
+def _numbers(title: str) -> list[str]:
+    return sorted(_NUMBERED.findall(title))
+
+
+def compare(
+    e: Excerpt, probe: _Probe, c: StoredCopy, opts: DedupOptions
+) -> tuple[str, float | None] | None:
+    """Whether a stored copy is the same post as `e` by the prefix or similarity rule."""
+    other_title = fold(c.title)
+    mine, theirs = _numbers(probe.title), _numbers(other_title)
+    if mine and theirs and mine != theirs:
+        return None  # a numbered series: "Part 1" and "Part 2" are different posts
+    for fe in probe.forms:
+        for fc in _forms(c.text, other_title):
+            if len(fe) <= len(fc):
+                short, long, cut, body = fe, fc, e.truncated, e.text
+            else:
+                short, long, cut, body = fc, fe, c.truncated, c.text
+            if not long.startswith(short):
+                continue
+            if short == long:
+                return "text", None
+            if (
+                weight(short) >= MIN_PREFIX_WEIGHT
+                and weight(body) >= MIN_PREFIX_BODY
+                and (cut or len(short) >= NEAR_FULL_PREFIX * len(long))
+            ):
+                return "prefix", round(len(short) / len(long), 3)
+    if not opts.near_duplicates:
+        return None
+    if len(e.text) <= len(c.text):
+        short, long, cut = e.text, c.text, e.truncated
+    else:
+        short, long, cut = c.text, e.text, c.truncated
+    w = weight(short)
+    if w < MIN_SIMILAR_WEIGHT or not (cut or len(short) >= NEAR_FULL_SIMILAR * len(long)):
+        return None
+    trimmed = long[: len(short)]
+    if _numbers(short[:-8]) != _numbers(trimmed[:-8]):
+        return None  # the texts differ in their numbers: a series, or another measurement
+    score = jaccard(short, trimmed)
+    threshold = opts.threshold + (SHORT_PENALTY if w < LONG_WEIGHT else 0.0)
+    if score >= min(threshold, 0.99):
+        return "similar", round(score, 3)
+    return None
+
+
+class _LocalIndex:
+    """The excerpts placed so far in this batch, for matches within one fetch."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.by_link: dict[str, str] = {}
+        self.by_fingerprint: dict[str, list[StoredCopy]] = {}
+        self.by_sketch: dict[int, list[StoredCopy]] = {}
+
+    def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
+        self.count += 1
+        copy = StoredCopy(
+            rowid=-self.count,
+            source=e.source,
+            key=e.key,
+            entry_id=p.entry_id,
+            content_hash=e.content_hash,
+            link=e.link_key,
+            truncated=e.truncated,
+            text=e.text,
+            first_seen=e.first_seen,
+            title=e.title,
+        )
+        if e.link_key and not opts.allow_duplicate_links:
+            self.by_link.setdefault(e.link_key, p.entry_id)
+        self.by_fingerprint.setdefault(e.fingerprint, []).append(copy)
+        for h in probe.sketch:
+            self.by_sketch.setdefault(h, []).append(copy)
+
+    def find(
+        self, e: Excerpt, probe: _Probe, opts: DedupOptions
+    ) -> tuple[str, str, float | None] | None:
+        if e.link_key and not opts.allow_duplicate_links and e.link_key in self.by_link:
+            return self.by_link[e.link_key], "link", None
+        for c in self.by_fingerprint.get(e.fingerprint, ()):
+            if _exact_ok(e, probe, c):
+                return c.entry_id, "text", None
+        keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
+        best: tuple[str, str, float | None] | None = None
+        for c in _unique(c for h in keys for c in self.by_sketch.get(h, ())):
+            verdict = compare(e, probe, c, opts)
+            if verdict is not None and (
+                best is None or _RULE_RANK[verdict[0]] < _RULE_RANK[best[1]]
+            ):
+                best = (c.entry_id, *verdict)
+        return best
+
+
+def _unique(copies: Iterable[StoredCopy]) -> Sequence[StoredCopy]:
+    seen: dict[str, StoredCopy] = {}
+    for c in copies:
+        seen.setdefault(c.key, c)
+    return list(seen.values())

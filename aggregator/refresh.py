@@ -374,7 +374,12 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             duration=fetched.duration,
         )
     excerpts = _normalize_all(config, source, fetched.document, now)
-    batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+    options = dedup.DedupOptions(
+        near_duplicates=config.dedup.near_duplicates,
+        threshold=config.dedup.threshold,
+        allow_duplicate_links=source.allow_duplicate_links,
+    )
+    batch = dedup.place(excerpts, store, options=options)
     new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
     updated = sum(
         1
@@ -394,7 +399,7 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
         unchanged=unchanged,
         status=fetched.result.status,
         duration=fetched.duration,
-        warnings=fetched.document.warnings,
+        warnings=(*fetched.document.warnings, *batch.warnings),
     )
 
 

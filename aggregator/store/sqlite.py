@@ -4,6 +4,8 @@ Tables:
 - `sources`: one row per source name, its SourceState.
 - `entries`: one row per merged post; its id is minted at first sight and never changes.
 - `copies`: one row per (source, key): the post as one source shows it, pointing at its entry.
+- `sketches`: the dedup candidate index: prefix keys and MinHash LSH bands of each copy, so
+  that finding near-duplicates costs a few index look-ups, not a pass over the store.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 
 from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
-from aggregator.store import Placement, StoredCopy
+from aggregator.store import Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,6 +62,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX copies_fingerprint ON copies (fingerprint);
     CREATE INDEX copies_entry ON copies (entry_id);
     """,
+    """
+    CREATE TABLE sketches (
+        hash INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        PRIMARY KEY (hash, copy)
+    ) WITHOUT ROWID;
+    CREATE INDEX sketches_copy ON sketches (copy);
+    """,
 )
 
 _STATE_FIELDS = (
@@ -78,7 +88,9 @@ _STATE_FIELDS = (
     "redirect_streak",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
-_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen"
+_COPY_COLUMNS = (
+    "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen, title"
+)
 
 
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
@@ -206,9 +218,21 @@ class SQLiteStore:
         )
         return [self._copy(r) for r in rows]
 
+    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> list[StoredCopy]:
+        if not hashes:
+            return []
+        marks = ",".join("?" for _ in hashes)
+        rows = self._db.execute(
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
+            f"SELECT DISTINCT copy FROM sketches WHERE hash IN ({marks}) "
+            "ORDER BY copy DESC LIMIT ?) ORDER BY rowid",
+            (*hashes, limit),
+        )
+        return [self._copy(r) for r in rows]
+
     @staticmethod
     def _copy(row: Sequence[object]) -> StoredCopy:
-        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen = row
+        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen, title = row
         return StoredCopy(
             rowid=rowid,  # type: ignore[arg-type]
             source=source,  # type: ignore[arg-type]
@@ -219,6 +243,7 @@ class SQLiteStore:
             truncated=bool(truncated),
             text=text,  # type: ignore[arg-type]
             first_seen=_from_iso(first_seen),  # type: ignore[arg-type]
+            title=title,  # type: ignore[arg-type]
         )
 
     # --- writing a refresh ----------------------------------------------------------------
@@ -262,7 +287,10 @@ class SQLiteStore:
             if p.existing is not None and p.existing.source == e.source:
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
                     self._update_copy(p.existing, e)
+                    self._save_sketch(p.existing.rowid, p.sketch, replace=True)
                     self._touch_entry(p.existing.entry_id, e.first_seen)
+                if p.merges:
+                    self._merge(p.existing.entry_id, p)
                 continue
             if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
                 seq += 1
@@ -278,13 +306,57 @@ class SQLiteStore:
                         int(backfill),
                     ),
                 )
-            self._insert_copy(p)
-            self._refresh_entry_dates(p.entry_id, bumped=None)
+            rowid = self._insert_copy(p)
+            self._save_sketch(rowid, p.sketch)
+            if p.merges:
+                self._merge(p.entry_id, p)
+            else:
+                self._refresh_entry_dates(p.entry_id, bumped=None)
         self._save_state(state)
 
-    def _insert_copy(self, p: Placement) -> None:
-        e = p.excerpt
+    def _save_sketch(self, rowid: int, sketch: Sequence[int], *, replace: bool = False) -> None:
+        if replace:
+            self._db.execute("DELETE FROM sketches WHERE copy = ?", (rowid,))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)",
+            [(h, rowid) for h in sketch],
+        )
+
+    def _merge(self, entry_id: str, p: Placement) -> None:
+        """Fold the entries a copy linked into one; the oldest entry's id survives.
+
+        The folded entries' first copies take the rule (and score) by which the new copy
+        matched them, so every copy of the merged entry still says why it is there.
+        """
+        ids = [entry_id, *(m.entry_id for m in p.merges)]
+        marks = ",".join("?" for _ in ids)
+        rows = self._db.execute(
+            f"SELECT id, first_seen, backfill FROM entries WHERE id IN ({marks}) "
+            "ORDER BY first_seen, seq",
+            ids,
+        ).fetchall()
+        if not rows:
+            return
+        winner = rows[0][0]
+        why = {m.entry_id: m for m in p.merges}
+        why[entry_id] = Merge(entry_id, p.rule, p.score)
+        for loser, _, _ in rows[1:]:
+            m = why[loser]
+            self._db.execute(
+                "UPDATE copies SET rule = ?, score = ? WHERE entry_id = ? AND rule = 'new'",
+                (m.rule, m.score, loser),
+            )
+            self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
+            self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
         self._db.execute(
+            "UPDATE entries SET backfill = ? WHERE id = ?",
+            (min(int(r[2]) for r in rows), winner),
+        )
+        self._refresh_entry_dates(winner, bumped=None)
+
+    def _insert_copy(self, p: Placement) -> int:
+        e = p.excerpt
+        cur = self._db.execute(
             "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
             "link_key, published, updated, first_seen, authors, categories, excerpt, "
             "truncated, fingerprint, content_hash, position, text) "
@@ -312,6 +384,7 @@ class SQLiteStore:
                 e.text,
             ),
         )
+        return int(cur.lastrowid or 0)
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
@@ -430,3 +503,38 @@ class SQLiteStore:
         return dict(
             self._db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
         )
+
+    def clusters(self, source: str | None = None) -> list[Cluster]:
+        """Merged entries with more than one copy (those with a copy from `source`), newest
+        first, each copy with the rule that merged it."""
+        where = "WHERE n > 1"
+        args: list[object] = []
+        if source is not None:
+            where += " AND id IN (SELECT entry_id FROM copies WHERE source = ?)"
+            args.append(source)
+        rows = self._db.execute(
+            "SELECT id, first_seen FROM (SELECT e.id, e.first_seen, e.sort_date, e.seq, "
+            "(SELECT count(*) FROM copies c WHERE c.entry_id = e.id) AS n FROM entries e) "
+            f"{where} ORDER BY sort_date DESC, seq DESC",
+            args,
+        ).fetchall()
+        out = []
+        for entry_id, first_seen in rows:
+            copies = tuple(
+                ClusterCopy(
+                    source=r[0],
+                    key=r[1],
+                    rule=r[2],
+                    score=r[3],
+                    title=r[4],
+                    link=r[5],
+                    first_seen=_from_iso(r[6]),
+                )
+                for r in self._db.execute(
+                    "SELECT source, key, rule, score, title, link, first_seen FROM copies "
+                    "WHERE entry_id = ? ORDER BY first_seen, rowid",
+                    (entry_id,),
+                )
+            )
+            out.append(Cluster(entry_id, _from_iso(first_seen), copies))
+        return out
