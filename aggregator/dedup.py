@@ -32,15 +32,16 @@ from dataclasses import dataclass, field, replace
 
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt
-from aggregator.sketch import band_hashes, jaccard, prefix_key, weight
+from aggregator.sketch import PREFIX_CHARS, band_hashes, jaccard, prefix_key, weight
 from aggregator.store import CandidateIndex, Merge, Placement, StoredCopy
 from aggregator.textutil import fold
 
-MIN_PREFIX_WEIGHT = 100  # the shorter text of a prefix match: ~100 Latin or ~50 CJK characters
-MIN_PREFIX_BODY = 60  # ...of which its own text (not its title) at least this much
+MIN_PREFIX_WEIGHT = 50  # the shorter text of a prefix match: ~50 Latin or ~25 CJK characters
+MIN_PREFIX_BODY = 40  # ...of which its own text (not its title) at least this much
+MIN_DISTINCT_WEIGHT = 20  # ...and this much beyond what it shares with other posts' texts
 MIN_SIMILAR_WEIGHT = 120  # shorter texts are never matched by similarity
 LONG_WEIGHT = 300  # from here on the configured threshold applies; below it, a stricter one
-SHORT_PENALTY = 0.1  # added to the threshold for texts below LONG_WEIGHT
+SHORT_PENALTY = 0.05  # added to the threshold for texts below LONG_WEIGHT
 SHORT_TEXT_WEIGHT = 40  # an exact text match this short also needs the same title
 NEAR_FULL_PREFIX = 0.85  # an untruncated shorter text must be this close to the longer's length
 NEAR_FULL_SIMILAR = 0.8
@@ -182,31 +183,110 @@ def _place_one(
     if same is not None:
         return Placement(e, same.entry_id, "same", existing=same, sketch=probe.sketch)
     matches: list[tuple[StoredCopy, str, float | None]] = []
-    looked: set[int] = set()
-    if e.link_key and not opts.allow_duplicate_links:
-        for c in index.copies_by_link(e.link_key):
-            looked.add(c.rowid)
-            matches.append((c, "link", None))
-    for c in index.copies_by_fingerprint(e.fingerprint):
-        if c.rowid not in looked and _exact_ok(e, probe, c):
-            looked.add(c.rowid)
+    looked: set[tuple[str, str]] = set()
+    links_ok = bool(e.link_key) and not opts.allow_duplicate_links
+    stored_links = index.copies_by_link(e.link_key) if links_ok and e.link_key else ()
+    for c in (*stored_links, *local.by_link(e.link_key if links_ok else None)):
+        looked.add((c.source, c.key))
+        matches.append((c, "link", None))
+    for c in (*index.copies_by_fingerprint(e.fingerprint), *local.by_fingerprint(e.fingerprint)):
+        if (c.source, c.key) not in looked and _exact_ok(e, probe, c):
+            looked.add((c.source, c.key))
             matches.append((c, "text", None))
     keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
-    if keys:
-        for c in index.copies_by_sketch(keys, limit=MAX_CANDIDATES):
-            if c.rowid in looked:
-                continue
-            looked.add(c.rowid)
-            verdict = compare(e, probe, c, opts)
-            if verdict is not None:
-                matches.append((c, *verdict))
-    if matches:
-        return _from_matches(e, probe, matches, batch_keys)
-    hit = local.find(e, probe, opts)
-    if hit is not None:
-        entry_id, rule, score = hit
-        return Placement(e, entry_id, rule, score=score, sketch=probe.sketch)
-    return Placement(e, e.id, "new", sketch=probe.sketch)
+    candidates = [
+        *(index.copies_by_sketch(keys, limit=MAX_CANDIDATES) if keys else ()),
+        *local.by_sketch(keys),
+    ]
+    fuzzy: list[tuple[StoredCopy, str, float | None]] = []
+    misses: list[StoredCopy] = []
+    for c in candidates:
+        if (c.source, c.key) in looked:
+            continue
+        looked.add((c.source, c.key))
+        verdict = compare(e, probe, c, opts)
+        if verdict is not None:
+            fuzzy.append((c, *verdict))
+        else:
+            misses.append(c)
+    matches.extend(_unambiguous(e, fuzzy, misses, opts))
+    if not matches:
+        return Placement(e, e.id, "new", sketch=probe.sketch)
+    return _from_matches(e, probe, matches, batch_keys)
+
+
+def _unambiguous(
+    e: Excerpt,
+    fuzzy: list[tuple[StoredCopy, str, float | None]],
+    misses: list[StoredCopy],
+    opts: DedupOptions,
+) -> list[tuple[StoredCopy, str, float | None]]:
+    """Drop prefix/similar matches that other texts contradict.
+
+    A text cut right after a shared preamble is a prefix of several different posts: when the
+    matched copies disagree with each other, or the matched entry holds another copy that
+    starts like this text but then goes elsewhere, the match is a guess, and guesses are not
+    merged.
+    """
+    if not fuzzy:
+        return []
+    entries = {c.entry_id for c, _, _ in fuzzy}
+    # An entry matched by similarity was judged on the whole text; one matched only because
+    # this text is a prefix of one copy (or has one as its prefix) must not conflict with
+    # the entry's other copies.
+    by_prefix = entries - {c.entry_id for c, rule, _ in fuzzy if rule != "prefix"}
+    for c in misses:
+        if c.entry_id in by_prefix and _contradicts(e.text, c.text, opts):
+            entries.discard(c.entry_id)
+    # How far this text runs along with texts of other posts: a shared preamble. A prefix
+    # match must go on well beyond it to tell which post the text is.
+    others = [c.text for c in misses if c.entry_id not in entries]
+    shared = max((_common_prefix(e.text, t) for t in others), default=0)
+    kept = [
+        m
+        for m in fuzzy
+        if m[0].entry_id in entries and _distinct_after(e.text, m[0].text, shared, m[1], opts)
+    ]
+    for i, (a, _, _) in enumerate(kept):
+        for b, _, _ in kept[i + 1 :]:
+            if a.entry_id != b.entry_id and _contradicts(a.text, b.text, opts):
+                return []
+    return kept
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _distinct_after(a: str, b: str, shared: int, rule: str, opts: DedupOptions) -> bool:
+    """Whether two texts still match once the start they share with other posts is cut off."""
+    if shared == 0 or rule not in ("prefix", "similar"):
+        return True
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    rest = short[shared:]
+    if weight(rest) < MIN_DISTINCT_WEIGHT:
+        return False
+    return rule == "prefix" or jaccard(rest, long[shared : len(short)]) >= opts.threshold
+
+
+def _contradicts(a: str, b: str, opts: DedupOptions) -> bool:
+    """Two texts that start alike, then diverge: neither a prefix of the other nor similar."""
+    if a[:PREFIX_CHARS] != b[:PREFIX_CHARS]:
+        return False
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if long.startswith(short):
+        return False
+    return jaccard(short, long[: len(short)]) < opts.threshold
 
 
 def _from_matches(
@@ -215,21 +295,22 @@ def _from_matches(
     matches: list[tuple[StoredCopy, str, float | None]],
     batch_keys: set[str],
 ) -> Placement:
-    # The most certain match decides the placement; every other entry matched is linked by
-    # this copy and is merged into it (the store keeps the oldest id).
-    matches.sort(key=lambda m: (_RULE_RANK[m[1]], -(m[2] or 1.0), m[0].rowid))
+    # The most certain match decides the placement; every other stored entry matched is
+    # linked by this copy and is merged into it (the store keeps the oldest id).
+    matches.sort(key=lambda m: (_RULE_RANK[m[1]], -(m[2] or 1.0), m[0].rowid < 0, m[0].rowid))
     best_rule = matches[0][1]
     entry_id = matches[0][0].entry_id
     mine = [m for m in matches if m[0].entry_id == entry_id and m[1] == best_rule]
     hit, rule, score = next((m for m in mine if m[0].source == e.source), mine[0])
     merges: dict[str, Merge] = {}
     for c, r, s in matches:
-        if c.entry_id != entry_id and c.entry_id not in merges:
+        if c.rowid > 0 and c.entry_id != entry_id and c.entry_id not in merges:
             merges[c.entry_id] = Merge(c.entry_id, r, s)
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
-    # copies of one entry. Across sources it is another copy of the same entry.
-    rekey = hit.source == e.source and hit.key not in batch_keys
+    # copies of one entry. Across sources it is another copy of the same entry. Copies of
+    # this batch (negative rowids) are not stored yet: never an update.
+    rekey = hit.rowid > 0 and hit.source == e.source and hit.key not in batch_keys
     return Placement(
         e,
         hit.entry_id,
@@ -299,9 +380,9 @@ class _LocalIndex:
 
     def __init__(self) -> None:
         self.count = 0
-        self.by_link: dict[str, str] = {}
-        self.by_fingerprint: dict[str, list[StoredCopy]] = {}
-        self.by_sketch: dict[int, list[StoredCopy]] = {}
+        self._links: dict[str, list[StoredCopy]] = {}
+        self._fingerprints: dict[str, list[StoredCopy]] = {}
+        self._sketches: dict[int, list[StoredCopy]] = {}
 
     def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
         self.count += 1
@@ -318,32 +399,20 @@ class _LocalIndex:
             title=e.title,
         )
         if e.link_key and not opts.allow_duplicate_links:
-            self.by_link.setdefault(e.link_key, p.entry_id)
-        self.by_fingerprint.setdefault(e.fingerprint, []).append(copy)
+            self._links.setdefault(e.link_key, []).append(copy)
+        self._fingerprints.setdefault(e.fingerprint, []).append(copy)
         for h in probe.sketch:
-            self.by_sketch.setdefault(h, []).append(copy)
+            self._sketches.setdefault(h, []).append(copy)
 
-    def find(
-        self, e: Excerpt, probe: _Probe, opts: DedupOptions
-    ) -> tuple[str, str, float | None] | None:
-        if e.link_key and not opts.allow_duplicate_links and e.link_key in self.by_link:
-            return self.by_link[e.link_key], "link", None
-        for c in self.by_fingerprint.get(e.fingerprint, ()):
-            if _exact_ok(e, probe, c):
-                return c.entry_id, "text", None
-        keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
-        best: tuple[str, str, float | None] | None = None
-        for c in _unique(c for h in keys for c in self.by_sketch.get(h, ())):
-            verdict = compare(e, probe, c, opts)
-            if verdict is not None and (
-                best is None or _RULE_RANK[verdict[0]] < _RULE_RANK[best[1]]
-            ):
-                best = (c.entry_id, *verdict)
-        return best
+    def by_link(self, link: str | None) -> list[StoredCopy]:
+        return self._links.get(link, []) if link else []
 
+    def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
+        return self._fingerprints.get(fingerprint, [])
 
-def _unique(copies: Iterable[StoredCopy]) -> Sequence[StoredCopy]:
-    seen: dict[str, StoredCopy] = {}
-    for c in copies:
-        seen.setdefault(c.key, c)
-    return list(seen.values())
+    def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
+        seen: dict[int, StoredCopy] = {}
+        for h in keys:
+            for c in self._sketches.get(h, ()):
+                seen.setdefault(c.rowid, c)
+        return list(seen.values())
