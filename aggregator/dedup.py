@@ -91,14 +91,19 @@ def place(
     *,
     allow_duplicate_links: bool = False,
     options: DedupOptions | None = None,
+    sketches: bool = True,
 ) -> BatchResult:
-    """Place one source's excerpts against the stored index and each other."""
+    """Place one source's excerpts against the stored index and each other.
+
+    `sketches=False` runs the exact tiers only (same key, link, text) and stores no
+    candidate-index hashes; refresh never does this, the benchmark measures it.
+    """
     opts = options or DedupOptions(allow_duplicate_links=allow_duplicate_links)
     if allow_duplicate_links and not opts.allow_duplicate_links:
         opts = replace(opts, allow_duplicate_links=True)
     result = BatchResult()
     items = _split_repeated_guids(list(excerpts), opts, result)
-    bands = band_hashes([e.text for e in items])
+    bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
     batch_keys = {e.key for e in items}
     local = _LocalIndex()
     seen: set[str] = set()
@@ -108,7 +113,7 @@ def place(
             result.repeated_in_batch += 1
             continue
         seen.add(e.key)
-        probe = _probe(e, b)
+        probe = _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
         p = _place_one(e, probe, index, local, batch_keys, opts)
         local.add(e, p, probe, opts)
         result.placements.append(p)
@@ -200,9 +205,10 @@ def _place_one(
     ]
     fuzzy: list[tuple[StoredCopy, str, float | None]] = []
     misses: list[StoredCopy] = []
+    certain = {c.entry_id for c, _, _ in matches}
     for c in candidates:
-        if (c.source, c.key) in looked:
-            continue
+        if (c.source, c.key) in looked or c.entry_id in certain:
+            continue  # already matched, or in an entry a link or the same text joins
         looked.add((c.source, c.key))
         verdict = compare(e, probe, c, opts)
         if verdict is not None:

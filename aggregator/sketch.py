@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from hashlib import blake2b
 
 import numpy as np
@@ -54,11 +55,12 @@ def prefix_key(text: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-def shingles(text: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def shingles(text: str) -> frozenset[str]:
     """The character 4-grams of a text (the whole text when shorter)."""
     if len(text) <= SHINGLE:
-        return {text} if text else set()
-    return {text[i : i + SHINGLE] for i in range(len(text) - SHINGLE + 1)}
+        return frozenset((text,) if text else ())
+    return frozenset(text[i : i + SHINGLE] for i in range(len(text) - SHINGLE + 1))
 
 
 def jaccard(a: str, b: str) -> float:
