@@ -343,6 +343,10 @@ def compare(
 ) -> tuple[str, float | None] | None:
     """Whether a stored copy is the same post as `e` by the prefix or similarity rule."""
     other_title = fold(c.title)
+    if e.text == c.text:
+        # Equal texts under another fingerprint (cut elsewhere for display): a short text
+        # still needs the same title, as in the exact tier.
+        return ("text", None) if _exact_ok(e, probe, c) else None
     mine, theirs = _numbers(probe.title), _numbers(other_title)
     if mine and theirs and mine != theirs:
         return None  # a numbered series: "Part 1" and "Part 2" are different posts
