@@ -27,13 +27,13 @@ them: the store merges them into the oldest, whose id survives.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt
 from aggregator.sketch import PREFIX_CHARS, band_hashes, jaccard, prefix_key, weight
-from aggregator.store import CandidateIndex, Merge, Placement, StoredCopy
+from aggregator.store import CandidateIndex, Candidates, Merge, Placement, StoredCopy
 from aggregator.textutil import fold
 
 MIN_PREFIX_WEIGHT = 50  # the shorter text of a prefix match: ~50 Latin or ~25 CJK characters
@@ -105,16 +105,20 @@ def place(
     items = _split_repeated_guids(list(excerpts), opts, result)
     bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
     batch_keys = {e.key for e in items}
+    probes = [
+        _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
+        for e, b in zip(items, bands, strict=True)
+    ]
+    view = _prefetch(items, probes, index, opts)
     local = _LocalIndex()
     seen: set[str] = set()
-    for e, b in zip(items, bands, strict=True):
+    for e, probe in zip(items, probes, strict=True):
         if e.key in seen:
             # The same item twice in one document (a post listed twice).
             result.repeated_in_batch += 1
             continue
         seen.add(e.key)
-        probe = _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
-        p = _place_one(e, probe, index, local, batch_keys, opts)
+        p = _place_one(e, probe, view, local, batch_keys, opts)
         local.add(e, p, probe, opts)
         result.placements.append(p)
     result.changed_keys = sum(
@@ -126,6 +130,63 @@ def place(
             "came back under a new guid or link; kept their ids, matched by link or text"
         )
     return result
+
+
+def _prefetch(
+    items: list[Excerpt], probes: list[_Probe], index: CandidateIndex, opts: DedupOptions
+) -> CandidateIndex:
+    """Fetch every stored candidate of one source's batch at once (a few queries in all)."""
+    sources = {e.source for e in items}
+    if len(sources) != 1:
+        return index
+    links = {e.link_key for e in items if e.link_key} if not opts.allow_duplicate_links else set()
+    hashes = {
+        h for p in probes for h in (p.sketch if opts.near_duplicates else p.sketch[: p.n_prefix])
+    }
+    found = index.candidates(
+        sources.pop(),
+        {e.key for e in items},
+        links,
+        {e.fingerprint for e in items},
+        hashes,
+        limit=MAX_CANDIDATES,
+    )
+    return _Prefetched(found)
+
+
+class _Prefetched:
+    """A CandidateIndex answering from one batch's prefetched candidates."""
+
+    def __init__(self, found: Candidates) -> None:
+        self.found = found
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        return self.found
+
+    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
+        return self.found.by_key.get(key)
+
+    def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
+        return self.found.by_link.get(link, ())
+
+    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
+        return self.found.by_fingerprint.get(fingerprint, ())
+
+    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
+        seen: dict[int, StoredCopy] = {}
+        for h in hashes:
+            for c in self.found.by_hash.get(h, ()):
+                seen.setdefault(c.rowid, c)
+        return [seen[r] for r in sorted(seen, reverse=True)[:limit]][::-1]
 
 
 def _split_repeated_guids(

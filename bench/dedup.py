@@ -24,7 +24,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from pathlib import Path
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator import dedup
 from aggregator.models import Excerpt, SourceState
-from aggregator.store import StoredCopy
+from aggregator.store import Candidates, StoredCopy
 from aggregator.store.sqlite import SQLiteStore
 
 BATCH = 1000
@@ -121,6 +121,23 @@ class MemoryIndex:
         self.by_key: dict[tuple[str, str], StoredCopy] = {}
         self.by_fp: dict[str, list[StoredCopy]] = {}
         self.n = 0
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        return Candidates(
+            {k: self.by_key[(source, k)] for k in keys if (source, k) in self.by_key},
+            {},
+            {f: self.by_fp[f] for f in fingerprints if f in self.by_fp},
+            {},
+        )
 
     def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
         return self.by_key.get((source, key))

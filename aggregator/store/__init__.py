@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -70,8 +70,31 @@ class Cluster:
     copies: tuple[ClusterCopy, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Everything stored that one batch of excerpts could match, fetched in a few queries."""
+
+    by_key: Mapping[str, StoredCopy]  # this source's copies with one of the batch's keys
+    by_link: Mapping[str, Sequence[StoredCopy]]  # copies per link, oldest first
+    by_fingerprint: Mapping[str, Sequence[StoredCopy]]  # copies per fingerprint, oldest first
+    by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per sketch hash, newest first
+
+
 class CandidateIndex(Protocol):
     """Look-ups dedup makes against what is stored."""
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        """All of the look-ups below for a whole batch at once (`limit` copies per hash)."""
+        ...
 
     def copy_by_key(self, source: str, key: str) -> StoredCopy | None: ...
 

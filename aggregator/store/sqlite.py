@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
-from aggregator.store import Cluster, ClusterCopy, Merge, Placement, StoredCopy
+from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
 SCHEMA_VERSION = 2
 
@@ -126,6 +126,8 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # 64 MiB of page cache: the dedup candidate index is looked up and grown at random.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -218,6 +220,72 @@ class SQLiteStore:
         )
         return [self._copy(r) for r in rows]
 
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        """One batch's look-ups in four queries, each over a JSON array of the values."""
+
+        def arg(values: Collection[object]) -> str:
+            return json.dumps(list(values), ensure_ascii=False)
+
+        by_key = {
+            c.key: c
+            for c in map(
+                self._copy,
+                self._db.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? "
+                    "AND key IN (SELECT value FROM json_each(?))",
+                    (source, arg(keys)),
+                ),
+            )
+        }
+        by_link: dict[str, list[StoredCopy]] = {}
+        for c in map(
+            self._copy,
+            self._db.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies "
+                "WHERE link_key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (arg(links),),
+            ),
+        ):
+            by_link.setdefault(c.link or "", []).append(c)
+        by_fingerprint: dict[str, list[StoredCopy]] = {}
+        for row in self._db.execute(
+            f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
+            "WHERE fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+            (arg(fingerprints),),
+        ):
+            by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
+        pairs = self._db.execute(
+            "SELECT hash, copy FROM (SELECT hash, copy, row_number() OVER "
+            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM sketches "
+            "WHERE hash IN (SELECT value FROM json_each(?))) WHERE n <= ?",
+            (arg(hashes), limit),
+        ).fetchall()
+        copies = {
+            c.rowid: c
+            for c in map(
+                self._copy,
+                self._db.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies "
+                    "WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (arg({copy for _, copy in pairs}),),
+                ),
+            )
+        }
+        by_hash: dict[int, list[StoredCopy]] = {}
+        for h, copy in pairs:
+            if copy in copies:
+                by_hash.setdefault(h, []).append(copies[copy])
+        return Candidates(by_key, by_link, by_fingerprint, by_hash)
+
     def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> list[StoredCopy]:
         if not hashes:
             return []
@@ -281,46 +349,50 @@ class SQLiteStore:
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        sketches: list[tuple[int, int]] = []
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
             e = p.excerpt
             if p.existing is not None and p.existing.source == e.source:
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
                     self._update_copy(p.existing, e)
-                    self._save_sketch(p.existing.rowid, p.sketch, replace=True)
+                    self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
+                    sketches.extend((h, p.existing.rowid) for h in p.sketch)
                     self._touch_entry(p.existing.entry_id, e.first_seen)
                 if p.merges:
                     self._merge(p.existing.entry_id, p)
                 continue
-            if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
-                seq += 1
+            # A new entry's only copy is this one, so its dates are this copy's; an entry
+            # that exists already is left alone here and recomputed below.
+            first_seen = iso(e.first_seen)
+            published = iso(e.published)
+            stated = iso(e.updated or e.published)
+            sort_date = published or stated or (_BACKFILL if backfill else first_seen)
+            created = (
                 self._db.execute(
-                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
-                    "backfill) VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO entries (id, first_seen, published, updated, "
+                    "sort_date, seq, backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         p.entry_id,
-                        iso(e.first_seen),
-                        iso(e.first_seen),
-                        iso(e.first_seen),
-                        seq,
+                        first_seen,
+                        published,
+                        stated or first_seen,
+                        sort_date,
+                        seq + 1,
                         int(backfill),
                     ),
-                )
+                ).rowcount
+                == 1
+            )
+            seq += int(created)
             rowid = self._insert_copy(p)
-            self._save_sketch(rowid, p.sketch)
+            sketches.extend((h, rowid) for h in p.sketch)
             if p.merges:
                 self._merge(p.entry_id, p)
-            else:
+            elif not created:
                 self._refresh_entry_dates(p.entry_id, bumped=None)
+        self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
         self._save_state(state)
-
-    def _save_sketch(self, rowid: int, sketch: Sequence[int], *, replace: bool = False) -> None:
-        if replace:
-            self._db.execute("DELETE FROM sketches WHERE copy = ?", (rowid,))
-        self._db.executemany(
-            "INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)",
-            [(h, rowid) for h in sketch],
-        )
 
     def _merge(self, entry_id: str, p: Placement) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
