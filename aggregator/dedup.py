@@ -376,8 +376,15 @@ def _from_matches(
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
     # copies of one entry. Across sources it is another copy of the same entry. Copies of
-    # this batch (negative rowids) are not stored yet: never an update.
-    rekey = hit.rowid > 0 and hit.source == e.source and hit.key not in batch_keys
+    # this batch (negative rowids) are not stored yet: never an update. A prefix or similar
+    # match never overwrites a stored copy either: it joins the entry as a copy of its own,
+    # so that a wrong guess could cost a merge, never a text.
+    rekey = (
+        hit.rowid > 0
+        and hit.source == e.source
+        and hit.key not in batch_keys
+        and rule in ("link", "text")
+    )
     return Placement(
         e,
         hit.entry_id,
