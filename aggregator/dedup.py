@@ -232,11 +232,6 @@ def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
     return _Probe(title, forms, keys + bands, len(keys))
 
 
-def sketch_of(e: Excerpt) -> tuple[int, ...]:
-    """The candidate-index hashes stored for an excerpt (prefix keys, then LSH bands)."""
-    return _probe(e, band_hashes([e.text])[0]).sketch
-
-
 def _place_one(
     e: Excerpt,
     probe: _Probe,
