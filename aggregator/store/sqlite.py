@@ -69,6 +69,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (hash, copy)
     ) WITHOUT ROWID;
     CREATE INDEX sketches_copy ON sketches (copy);
+    CREATE INDEX entries_seq ON entries (seq);
     """,
 )
 
