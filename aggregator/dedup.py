@@ -46,6 +46,7 @@ SHORT_TEXT_WEIGHT = 40  # an exact text match this short also needs the same tit
 NEAR_FULL_PREFIX = 0.85  # an untruncated shorter text must be this close to the longer's length
 NEAR_FULL_SIMILAR = 0.8
 MAX_CANDIDATES = 200  # sketch candidates looked at per excerpt
+MAX_MATCHED_ENTRIES = 8  # fuzzy matches to more entries than this are ambiguous
 
 _RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
 _NUMBERED = re.compile(
@@ -309,6 +310,8 @@ def _unambiguous(
         for m in fuzzy
         if m[0].entry_id in entries and _distinct_after(e.text, m[0].text, shared, m[1], opts)
     ]
+    if len({c.entry_id for c, _, _ in kept}) > MAX_MATCHED_ENTRIES:
+        return []  # a text that fits this many posts tells none of them apart
     for i, (a, _, _) in enumerate(kept):
         for b, _, _ in kept[i + 1 :]:
             if a.entry_id != b.entry_id and _contradicts(a.text, b.text, opts):
