@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -212,3 +213,18 @@ def test_clusters_lists_merged_entries_and_filters_by_source(store: SQLiteStore)
     assert [(c.source, c.rule) for c in cluster.copies] == [("a", "new"), ("b", "prefix")]
     assert store.clusters("b") == [cluster]
     assert store.clusters("c") == []
+
+
+def test_a_merge_inside_one_batch_carries_the_batch_along(store: SQLiteStore) -> None:
+    older = ex("a", LONG, guid="1", link="https://a.test/p")
+    put(store, older)
+    # Two items of one fetch share a link; the second also has the stored post's text. The
+    # batch's own entry is folded into the older one, and the first item must follow it.
+    first = ex("b", LONG_ZH, guid="2", link="https://b.test/p", at=1)
+    second = ex("b", LONG, guid="3", link="https://b.test/p", at=1)
+    first, second = replace(first, position=0), replace(second, position=1)
+    result = put(store, first, second)
+    assert [p.rule for p in result.placements] == ["new", "link"]
+    assert [m.entry_id for m in result.placements[1].merges] == [older.id]
+    assert {entry_of(store, e) for e in (older, first, second)} == {older.id}
+    assert [e.id for e in store.latest(10)] == [older.id]

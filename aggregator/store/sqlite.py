@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -351,17 +352,27 @@ class SQLiteStore:
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         sketches: list[tuple[int, int]] = []
+        moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
             e = p.excerpt
+            if moved:
+                p = replace(
+                    p,
+                    entry_id=moved.get(p.entry_id, p.entry_id),
+                    merges=tuple(
+                        replace(m, entry_id=moved.get(m.entry_id, m.entry_id)) for m in p.merges
+                    ),
+                )
             if p.existing is not None and p.existing.source == e.source:
+                entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
                     self._update_copy(p.existing, e)
                     self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
                     sketches.extend((h, p.existing.rowid) for h in p.sketch)
-                    self._touch_entry(p.existing.entry_id, e.first_seen)
+                    self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
-                    self._merge(p.existing.entry_id, p)
+                    self._merge(entry_id, p, moved)
                 continue
             # A new entry's only copy is this one, so its dates are this copy's; an entry
             # that exists already is left alone here and recomputed below.
@@ -389,19 +400,20 @@ class SQLiteStore:
             rowid = self._insert_copy(p)
             sketches.extend((h, rowid) for h in p.sketch)
             if p.merges:
-                self._merge(p.entry_id, p)
+                self._merge(p.entry_id, p, moved)
             elif not created:
                 self._refresh_entry_dates(p.entry_id, bumped=None)
         self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
         self._save_state(state)
 
-    def _merge(self, entry_id: str, p: Placement) -> None:
+    def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
 
         The folded entries' first copies take the rule (and score) by which the new copy
-        matched them, so every copy of the merged entry still says why it is there.
+        matched them, so every copy of the merged entry still says why it is there. `moved`
+        learns where each folded entry went, for the rest of the batch.
         """
-        ids = [entry_id, *(m.entry_id for m in p.merges)]
+        ids = list(dict.fromkeys([entry_id, *(m.entry_id for m in p.merges)]))
         marks = ",".join("?" for _ in ids)
         rows = self._db.execute(
             f"SELECT id, first_seen, backfill FROM entries WHERE id IN ({marks}) "
@@ -412,7 +424,7 @@ class SQLiteStore:
             return
         winner = rows[0][0]
         why = {m.entry_id: m for m in p.merges}
-        why[entry_id] = Merge(entry_id, p.rule, p.score)
+        why.setdefault(entry_id, Merge(entry_id, p.rule, p.score))
         for loser, _, _ in rows[1:]:
             m = why[loser]
             self._db.execute(
@@ -421,6 +433,10 @@ class SQLiteStore:
             )
             self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
             self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
+            for k, v in list(moved.items()):
+                if v == loser:
+                    moved[k] = winner
+            moved[loser] = winner
         self._db.execute(
             "UPDATE entries SET backfill = ? WHERE id = ?",
             (min(int(r[2]) for r in rows), winner),
