@@ -27,7 +27,6 @@ FEED_FILE = "feed.atom"
 SNAPSHOT_FILE = "snapshot.json"
 SNAPSHOT_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +103,13 @@ class _SourceExtension:
         return {}
 
     def extend_atom(self, entry: etree._Element) -> etree._Element:
-        src = etree.SubElement(entry, f"{{{_ATOM_NS}}}source")
+        # Like feedgen's own elements, these take the feed's default (Atom) namespace.
+        src = etree.SubElement(entry, "source")
         if self.url:
-            etree.SubElement(src, f"{{{_ATOM_NS}}}id").text = self.url
-        etree.SubElement(src, f"{{{_ATOM_NS}}}title").text = self.name
+            etree.SubElement(src, "id").text = self.url
+        etree.SubElement(src, "title").text = self.name
         if self.url:
-            etree.SubElement(src, f"{{{_ATOM_NS}}}link", href=self.url)
+            etree.SubElement(src, "link", href=self.url)
         return entry
 
 
