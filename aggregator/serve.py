@@ -282,6 +282,8 @@ class Server:
 
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.app = App(directory)
+        # Requests waiting for a worker thread are normal under load, not worth a log line each.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._server = create_server(
             self.app,
             host=host,
