@@ -175,3 +175,13 @@ def test_verbose_and_quiet_are_accepted_everywhere(command: str) -> None:
     for flag in ("-v", "-q", "--verbose", "--quiet"):
         args = parser.parse_args([command, flag])
         assert args.verbose or args.quiet
+
+
+def test_readme_documents_every_command() -> None:
+    from tests.test_cli import _commands
+
+    readme = (ROOT / "README.md").read_text()
+    for command in _commands():
+        assert f"`aggregator {command}" in readme, command
+    for needed in ("cron", "[Service]", "ExecStart=", "/feed.atom", "/healthz"):
+        assert needed in readme
