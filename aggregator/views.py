@@ -5,6 +5,7 @@ Every value is wrapped in `rich.text.Text`, so nothing from a source is read as 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -75,7 +76,8 @@ class RefreshProgress:
     def advance(self, r: SourceResult) -> None:
         self.progress.update(self.task, advance=1, description=Text(r.source))
         if r.outcome == "error":
-            self.progress.console.print(Text(f"{r.source}: error: {r.error}", style="red"))
+            # On stderr like every error; the live display keeps it above the bar.
+            print(f"{r.source}: error: {r.error}", file=sys.stderr)
 
 
 def summary_table(report: RefreshReport) -> Table:

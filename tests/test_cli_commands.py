@@ -185,3 +185,64 @@ def test_readme_documents_every_command() -> None:
         assert f"`aggregator {command}" in readme, command
     for needed in ("cron", "[Service]", "ExecStart=", "/feed.atom", "/healthz"):
         assert needed in readme
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals and signals")
+def test_refresh_on_a_terminal_shows_progress_then_the_summary(config_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "refresh", "-c", str(config_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the child is done
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert "refreshing" in out and "3/3" in out  # the progress bar reached the end
+    assert "refresh summary" in out and "broken: error: HTTP 404" in out
+    assert "feed: new: 4 new" not in out  # no plain per-source lines on a terminal
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_serve_command_serves_until_sigterm(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    import feedparser
+
+    main(["refresh", "-q", "-c", str(config_path)])
+    capsys.readouterr()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "serve", "-c", str(config_path), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert " on http://127.0.0.1:" in line
+        url = line.rsplit(" on ", 1)[1].strip()
+        feed = feedparser.parse(url + "feed.atom")
+        assert feed.status == 200 and len(feed.entries) == 6
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
