@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--no-refresh", action="store_true", help="baseline: no refresh loop beside the server"
+    )
     args = parser.parse_args()
     tool = "wrk" if shutil.which("wrk") else "python"
     with tempfile.TemporaryDirectory(prefix="aggregator-bench-") as tmp:
@@ -189,23 +192,27 @@ def main() -> None:
                 ("full 200 gzip (feed changing)", "change", ["Accept-Encoding: gzip"]),
                 ("304 If-None-Match", "same", None),
             ]
+            if args.no_refresh:
+                phases = [(label.replace(" (feed changing)", ""), m, h) for label, m, h in phases]
             for label, mode, headers in phases:
                 stop = folder / "stop"
                 stop.unlink(missing_ok=True)
-                loop = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        REFRESH_LOOP,
-                        str(config),
-                        str(folder / "feed.xml"),
-                        mode,
-                        str(stop),
-                    ],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                time.sleep(0.5)  # let the loop get going (and the 304 phase's feed settle)
+                loop = None
+                if not args.no_refresh:
+                    loop = subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            REFRESH_LOOP,
+                            str(config),
+                            str(folder / "feed.xml"),
+                            mode,
+                            str(stop),
+                        ],
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                    time.sleep(0.5)  # let the loop get going (and the 304 phase's feed settle)
                 if headers is None:
                     headers = [f"If-None-Match: {etag_of(host, port)}"]
                 if tool == "wrk":
@@ -213,7 +220,9 @@ def main() -> None:
                 else:
                     r = run_python(host, port, args, headers)
                 stop.touch()
-                refreshes = int((loop.communicate(timeout=60)[0] or "0").strip() or 0)
+                refreshes = 0
+                if loop is not None:
+                    refreshes = int((loop.communicate(timeout=60)[0] or "0").strip() or 0)
                 print(
                     f"{label:32s} {r['rps']:9.0f} req/s   p50 {r['p50']:6.2f} ms   "
                     f"p99 {r['p99']:6.2f} ms   errors {int(r['errors'])}   "
