@@ -25,6 +25,7 @@ from typing import Any
 from waitress.server import create_server
 
 from aggregator import emit
+from aggregator.errors import ServeError
 
 log = logging.getLogger("aggregator.serve")
 
@@ -284,14 +285,18 @@ class Server:
         self.app = App(directory)
         # Requests waiting for a worker thread are normal under load, not worth a log line each.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        self._server = create_server(
-            self.app,
-            host=host,
-            port=port,
-            threads=8,
-            ident="aggregator",
-            clear_untrusted_proxy_headers=True,
-        )
+        try:
+            self._server = create_server(
+                self.app,
+                host=host,
+                port=port,
+                threads=8,
+                ident="aggregator",
+                clear_untrusted_proxy_headers=True,
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
         self._thread: threading.Thread | None = None
 
     @property

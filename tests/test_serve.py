@@ -260,3 +260,17 @@ def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path])
         stop.set()
         writer.join()
     assert seen & set(versions)  # the rewrites were seen, each one whole
+
+
+def test_a_taken_port_is_one_clear_line(
+    site: tuple[Server, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aggregator.cli import main
+
+    srv, _ = site
+    (tmp_path / "c").mkdir()
+    path = write_config(tmp_path / "c", '[feed]\ntitle = "x"\n')
+    assert main(["serve", "-c", str(path), "--port", str(srv.port)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"cannot listen on 127.0.0.1:{srv.port}" in err and "in use" in err
