@@ -124,7 +124,7 @@ class Runner:
             if self._stopping:
                 return
             self._stopping = True
-        log.info("stopping: waiting for running fetches")
+        log.info("stopping: waiting for running fetches (signal again to quit now)")
         self.scheduler.shutdown(wait=True)
         with self._lock:
             pending = self._pending_since is not None
@@ -147,6 +147,10 @@ class Runner:
         self.start()
         while not wake.wait(1.0):
             pass
+        # A second signal ends the process at once (the store and the outputs are written
+        # transactionally and by rename, so even that leaves them consistent).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self.stop()
         return 0
 
