@@ -204,6 +204,19 @@ def preview(
     )
 
 
+def due_at(config: Config, name: str) -> datetime | None:
+    """When a source is next due, from the store; None when it is due now (or never fetched)."""
+    source = config.source(name)
+    store = SQLiteStore(config.store_path)
+    try:
+        state = store.get_state(name)
+    finally:
+        store.close()
+    if state is None or state.url != source.url:
+        return None
+    return state.next_due
+
+
 def emit_outputs(config: Config) -> tuple[bool, bool]:
     """Write the outputs from what is stored, without fetching anything."""
     store = SQLiteStore(config.store_path)
@@ -564,6 +577,7 @@ def _jitter(delay: timedelta) -> timedelta:
 __all__ = [
     "ConfigError",
     "Preview",
+    "due_at",
     "emit_outputs",
     "is_due",
     "preview",

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from aggregator.config import Config
 from aggregator.errors import AggregatorError
 from aggregator.models import SourceResult
-from aggregator.refresh import emit_outputs, refresh_if_due
+from aggregator.refresh import due_at, emit_outputs, refresh_if_due
 from aggregator.serve import Server
 from aggregator.store.sqlite import SQLiteStore
 
@@ -166,7 +166,8 @@ class Runner:
             log.error("%s: %s", name, exc)
             return
         if report is None:
-            log.debug("%s: not due yet", name)
+            # Fetched meanwhile (by cron, or backing off after errors): wait for its due time.
+            self._reschedule(name)
             return
         for r in report.results:
             if r.outcome == "error":
@@ -174,6 +175,20 @@ class Runner:
             else:
                 log.info("%s", fetch_line(r))
         self._emit_soon()
+
+    def _reschedule(self, name: str) -> None:
+        try:
+            when = due_at(self.config, name)
+        except AggregatorError as exc:
+            log.error("%s: %s", name, exc)
+            return
+        if when is None or when <= datetime.now(UTC):
+            return
+        with self._lock:
+            if self._stopping:
+                return
+            self.scheduler.modify_job(f"source:{name}", next_run_time=when)
+        log.debug("%s: not due yet, next at %s", name, when.isoformat(timespec="seconds"))
 
     def _emit_soon(self) -> None:
         """(Re)arm the emit job: quiet for `debounce` seconds, but never later than `max_wait`."""

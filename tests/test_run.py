@@ -224,3 +224,25 @@ def test_cron_refresh_while_run_is_active(tmp_path: Path, server: LocalServer) -
     assert len(titles) == len(set(titles)) == 30
     snapshot = load_snapshot(config.output_dir / emit.SNAPSHOT_FILE)
     assert all(s["status"] in ("ok", "not-modified") for s in snapshot["sources"])
+
+
+def test_a_tick_for_a_source_not_due_waits_for_its_due_time(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """A cron refresh (or a back-off) moved next_due: the job skips and re-arms for it."""
+    config = load_config(make_config(tmp_path, server, n_sources=1))
+    runner = Runner(config, serve=False, debounce=0.05).start()
+    try:
+        wait_for(lambda: len(feed_titles(config)) == 5, "the first fetch")
+        store = SQLiteStore(config.store_path)
+        state = store.get_state("s0")
+        store.close()
+        assert state is not None and state.next_due is not None
+        runner.scheduler.modify_job("source:s0", next_run_time=datetime.now(UTC))
+        wait_for(
+            lambda: runner.scheduler.get_job("source:s0").next_run_time == state.next_due,
+            "the job re-armed at the stored due time",
+        )
+    finally:
+        runner.stop()
+    assert len(server.hits("/s0.xml")) == 1
