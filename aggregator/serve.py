@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,6 @@ def _not_modified_since(header: str, mtime: float) -> bool:
 
 
 def _http_date(ts: float) -> str:
-    from datetime import UTC, datetime
-
     return format_datetime(datetime.fromtimestamp(int(ts), UTC), usegmt=True)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -74,7 +75,7 @@ class RefreshProgress:
         self.progress.stop()
 
     def advance(self, r: SourceResult) -> None:
-        self.progress.update(self.task, advance=1, description=Text(r.source))
+        self.progress.update(self.task, advance=1, description=escape(r.source))
         if r.outcome == "error":
             # On stderr like every error; the live display keeps it above the bar.
             print(f"{r.source}: error: {r.error}", file=sys.stderr)
