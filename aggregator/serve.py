@@ -231,6 +231,8 @@ class App:
             else ims is not None and _not_modified_since(ims, entry.mtime)
         )
         if fresh:
+            # No Content-Length (it would have to be the full body's), so waitress closes the
+            # connection after a 304; a reader polling each minute opens a new one anyway.
             start_response("304 Not Modified", headers)
             return [b""]
         body = self.files.gzipped(entry) if gz else entry.body
