@@ -49,6 +49,9 @@ log = logging.getLogger("aggregator.refresh")
 
 Clock = Callable[[], datetime]
 MAX_BACKOFF = timedelta(days=1)
+# Dedup reads then writes the store; sources refreshed at once in one process (scheduled jobs)
+# take turns for that step so two copies of one post cannot both be minted as new entries.
+_STORE_LOCK = threading.Lock()
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -71,14 +74,15 @@ class _Fetched:
 
 def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
     """The sources whose next due time has come (or that were never fetched, or moved)."""
-    due = []
-    for s in config.sources:
-        st = states.get(s.name)
-        if st is None or st.url != s.url or st.next_due is None or st.next_due <= now:
-            if st is not None and st.last_status == "gone" and st.url == s.url:
-                continue  # 410 Gone: not polled again until its config changes
-            due.append(s)
-    return due
+    return [s for s in config.sources if is_due(s, states.get(s.name), now)]
+
+
+def is_due(source: Source, st: SourceState | None, now: datetime) -> bool:
+    """Whether `source` should be fetched at `now`, given what the store remembers of it."""
+    if st is None or st.url != source.url or st.next_due is None or st.next_due <= now:
+        # 410 Gone: not polled again until its config changes.
+        return not (st is not None and st.last_status == "gone" and st.url == source.url)
+    return False
 
 
 def refresh(
@@ -89,8 +93,13 @@ def refresh(
     session: requests.Session | None = None,
     clock: Clock = utcnow,
     on_result: Callable[[SourceResult], None] | None = None,
+    emit: bool = True,
 ) -> RefreshReport:
-    """Refresh the due sources (or `names`, or all with `force`), then write the outputs."""
+    """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
+
+    With `emit=False` the outputs are left alone (the scheduler writes them once after a burst
+    of refreshes with `write_outputs`); the report then says nothing was written.
+    """
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
@@ -107,11 +116,12 @@ def refresh(
             chosen = due_sources(config, states, started)
         results = []
         for fetched in _fetch_all(config, chosen, states, session, clock):
-            result = _store_one(config, store, fetched, clock)
+            with _STORE_LOCK:
+                result = _store_one(config, store, fetched, clock)
             results.append(result)
             if on_result is not None:
                 on_result(result)
-        feed_written, snapshot_written = write_outputs(config, store)
+        feed_written, snapshot_written = write_outputs(config, store) if emit else (False, False)
         return RefreshReport(
             started=started,
             finished=clock(),
@@ -125,8 +135,101 @@ def refresh(
             session.close()
 
 
+def refresh_if_due(
+    config: Config,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    clock: Clock = utcnow,
+    emit: bool = True,
+) -> RefreshReport | None:
+    """Refresh one source if it is still due (a cron run may just have done it), else None."""
+    source = config.source(name)
+    store = SQLiteStore(config.store_path)
+    try:
+        state = store.get_state(name)
+    finally:
+        store.close()
+    if not is_due(source, state, clock()):
+        return None
+    return refresh(config, names=(name,), session=session, clock=clock, emit=emit)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What one source would give right now, fetched and read but not stored."""
+
+    source: Source
+    excerpts: tuple[Excerpt, ...]  # in document order
+    kind: str  # what the body turned out to be
+    status: int  # HTTP status of the first response (200 for files)
+    final_url: str  # after redirects
+    warnings: tuple[str, ...] = ()
+
+
+def preview(
+    config: Config,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    clock: Clock = utcnow,
+) -> Preview:
+    """Fetch, parse and normalize one source unconditionally, storing nothing.
+
+    For tuning page selectors; raises the source's SourceError when it cannot be read.
+    """
+    source = config.source(name)
+    own_session = session is None
+    session = session or new_session()
+    try:
+        limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
+        state = SourceState(name=source.name, url=source.url)
+        fetched = _fetch_and_parse(
+            source, state, session, limits, _HostLimiter(config.fetch.per_host), config
+        )
+    finally:
+        if own_session:
+            session.close()
+    if fetched.error is not None:
+        raise fetched.error
+    assert fetched.result is not None and fetched.document is not None
+    document = fetched.document
+    return Preview(
+        source=source,
+        excerpts=tuple(_normalize_all(config, source, document, clock())),
+        kind=document.kind,
+        status=fetched.result.status,
+        final_url=fetched.result.final_url,
+        warnings=document.warnings,
+    )
+
+
+def due_at(config: Config, name: str) -> datetime | None:
+    """When a source is next due, from the store; None when it is due now (or never fetched)."""
+    source = config.source(name)
+    store = SQLiteStore(config.store_path)
+    try:
+        state = store.get_state(name)
+    finally:
+        store.close()
+    if state is None or state.url != source.url:
+        return None
+    return state.next_due
+
+
+def emit_outputs(config: Config) -> tuple[bool, bool]:
+    """Write the outputs from what is stored, without fetching anything."""
+    store = SQLiteStore(config.store_path)
+    try:
+        return write_outputs(config, store)
+    finally:
+        store.close()
+
+
 def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
-    """Emit feed.atom and snapshot.json from what is stored. Returns which files changed.
+    """Emit feed.atom, feed.json, index.html and snapshot.json from what is stored.
+
+    Returns whether feed.atom and snapshot.json changed (feed.json and index.html follow them).
 
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
     that fetched nothing leaves both files byte-identical.
@@ -145,10 +248,14 @@ def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
-    snapshot = emit.render_snapshot(
-        meta, entries, config.sources, states, store.entry_counts(), generated_at
-    )
+    counts = store.entry_counts()
+    snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
+    page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
+    json_feed = emit.render_json_feed(meta, entries)
+    emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
     feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
+    emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
+    # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
     snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
     return feed_written, snapshot_written
 
@@ -467,4 +574,15 @@ def _jitter(delay: timedelta) -> timedelta:
     return delay * random.uniform(0.9, 1.0)
 
 
-__all__ = ["ConfigError", "refresh", "utcnow", "write_outputs"]
+__all__ = [
+    "ConfigError",
+    "Preview",
+    "due_at",
+    "emit_outputs",
+    "is_due",
+    "preview",
+    "refresh",
+    "refresh_if_due",
+    "utcnow",
+    "write_outputs",
+]

@@ -36,6 +36,16 @@ class Request:
     headers: dict[str, str]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client closing its keep-alive connection is normal, not a traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     """A threaded HTTP server on 127.0.0.1:0 with routes you set per test."""
 
@@ -68,9 +78,11 @@ class LocalServer:
                 if route.status != 304:
                     self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
