@@ -76,6 +76,7 @@ class SourceState:
     next_due: datetime | None = None  # not fetched again before this time
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
+    ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
 
 
 @dataclass(frozen=True, slots=True)

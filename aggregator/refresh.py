@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,17 +37,18 @@ from aggregator.models import (
     SourceResult,
     SourceState,
 )
+from aggregator.netguard import NetGuard
 from aggregator.normalize import normalize
 from aggregator.parse.feed import parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
 from aggregator.store.sqlite import SQLiteStore
+from aggregator.timing import next_due_error, next_due_ok
 
 log = logging.getLogger("aggregator.refresh")
 
 Clock = Callable[[], datetime]
-MAX_BACKOFF = timedelta(days=1)
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -89,14 +89,20 @@ def refresh(
     session: requests.Session | None = None,
     clock: Clock = utcnow,
     on_result: Callable[[SourceResult], None] | None = None,
+    guard: NetGuard | None = None,
 ) -> RefreshReport:
-    """Refresh the due sources (or `names`, or all with `force`), then write the outputs."""
+    """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
+
+    `guard` decides which addresses sources may reach and how names resolve; by default the
+    system resolver and `[fetch] allow_private`.
+    """
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
     store = SQLiteStore(config.store_path)
     own_session = session is None
-    session = session or new_session()
+    session = session or new_session(pool_size=max(config.fetch.per_host, 2))
+    guard = guard or NetGuard(allow_private=config.fetch.allow_private)
     try:
         states = {st.name: st for st in store.states()}
         if names:
@@ -106,7 +112,7 @@ def refresh(
         else:
             chosen = due_sources(config, states, started)
         results = []
-        for fetched in _fetch_all(config, chosen, states, session, clock):
+        for fetched in _fetch_all(config, chosen, states, session, clock, guard):
             result = _store_one(config, store, fetched, clock)
             results.append(result)
             if on_result is not None:
@@ -179,6 +185,7 @@ def _fetch_all(
     states: dict[str, SourceState],
     session: requests.Session,
     clock: Clock,
+    guard: NetGuard | None = None,
 ) -> Iterator[_Fetched]:
     """Fetch and parse every source in a thread pool; yield results in config order."""
     if not sources:
@@ -194,7 +201,7 @@ def _fetch_all(
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
-                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config)
+                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config, guard)
             )
         for f in futures:
             yield f.result()
@@ -207,6 +214,7 @@ def _fetch_and_parse(
     limits: FetchLimits,
     limiter: _HostLimiter,
     config: Config,
+    guard: NetGuard | None = None,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
@@ -220,6 +228,8 @@ def _fetch_and_parse(
                 state=state,
                 limits=limits,
                 conditional=conditional,
+                guard=guard,
+                origin=source.url,
             )
 
     try:
@@ -416,6 +426,7 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = _redirects(state, result)
     not_modified = fetched.document is None
+    ttl = state.ttl_seconds if fetched.document is None else fetched.document.ttl_seconds
     return replace(
         state,
         url=source.url,
@@ -428,9 +439,15 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_success=now,
         error=None,
         error_streak=0,
-        next_due=now + _jitter(timedelta(seconds=source.interval_seconds)),
+        next_due=next_due_ok(
+            now,
+            timedelta(seconds=source.interval_seconds),
+            headers=result.headers,
+            ttl_seconds=ttl,
+        ),
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
+        ttl_seconds=ttl,
     )
 
 
@@ -449,8 +466,7 @@ def _failed_state(
 ) -> SourceState:
     streak = state.error_streak + 1
     gone = isinstance(error, FetchError) and error.status == 410
-    base = timedelta(seconds=source.interval_seconds)
-    delay = min(base * (2 ** min(streak - 1, 16)), max(MAX_BACKOFF, base))
+    asked = error.retry_after if isinstance(error, FetchError) else None
     return replace(
         state,
         url=source.url,
@@ -458,13 +474,8 @@ def _failed_state(
         last_fetch=now,
         error=error.reason,
         error_streak=streak,
-        next_due=now + _jitter(delay),
+        next_due=next_due_error(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
-
-
-def _jitter(delay: timedelta) -> timedelta:
-    """Spread fetches so that sources added together do not stay in lockstep."""
-    return delay * random.uniform(0.9, 1.0)
 
 
 __all__ = ["ConfigError", "refresh", "utcnow", "write_outputs"]

@@ -37,9 +37,9 @@ class Request:
 
 
 class LocalServer:
-    """A threaded HTTP server on 127.0.0.1:0 with routes you set per test."""
+    """A threaded HTTP server on 127.0.0.1:0 (or another loopback address) with routes."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Response] = {}
         self.requests: list[Request] = []
         server = self
@@ -68,9 +68,9 @@ class LocalServer:
                 if route.status != 304:
                     self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import html
 import io
 import json
 import re
@@ -40,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import feedparser
 
@@ -56,6 +57,8 @@ JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
 
 _PROLOG_WINDOW = 64 * 1024  # no honest feed has a longer prolog
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
+# A scheme, however spelled: `javascript:`, `java\tscript&#58;`, `data&colon;`.
+_OTHER_SCHEME = re.compile(r"[\x00-\x20]*([a-z][a-z0-9+.\-\t\r\n]*)\s*:", re.IGNORECASE)
 _XML_ENCODING = re.compile(r"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _SY_PERIOD_SECONDS = {
@@ -400,8 +403,21 @@ def _text(value: object) -> str | None:
 
 
 def _absolute(link: object, base: str) -> str | None:
+    """The link resolved against `base`, or None when it is not http(s) however spelled.
+
+    feedparser resolves `<link>` itself, so `javascript&#58;x` arrives as the "relative path"
+    `<base folder>/javascript:x`; a resolved link whose tail names another scheme is dropped.
+    """
     text = _text(link)
-    return urljoin(base, text) if text else None
+    if not text:
+        return None
+    resolved = urljoin(base, text)
+    folder = base.split("?", 1)[0].split("#", 1)[0].rpartition("/")[0] + "/"
+    for candidate in (text, resolved[len(folder) :] if resolved.startswith(folder) else ""):
+        match = _OTHER_SCHEME.match(html.unescape(unquote(candidate)))
+        if match and match.group(1).lower() not in ("http", "https"):
+            return None
+    return resolved
 
 
 def _from_struct(value: object) -> datetime | None:

@@ -18,7 +18,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Placement, StoredCopy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,6 +60,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX copies_fingerprint ON copies (fingerprint);
     CREATE INDEX copies_entry ON copies (entry_id);
     """,
+    # 2: the feed's own refresh hint (<ttl>, sy:updatePeriod), kept for 304 responses.
+    """
+    ALTER TABLE sources ADD COLUMN ttl_seconds INTEGER;
+    """,
 )
 
 _STATE_FIELDS = (
@@ -76,6 +80,7 @@ _STATE_FIELDS = (
     "next_due",
     "redirect_url",
     "redirect_streak",
+    "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen"
