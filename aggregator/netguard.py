@@ -90,7 +90,7 @@ def _inet_aton(text: str) -> ipaddress.IPv4Address | None:
         lowered = part.lower()
         try:
             if lowered.startswith("0x"):
-                value = int(lowered[2:] or "0", 16)
+                value = int(lowered[2:], 16)
             elif len(lowered) > 1 and lowered.startswith("0"):
                 value = int(lowered[1:], 8)
             elif lowered.isdigit():
