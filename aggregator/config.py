@@ -181,6 +181,7 @@ class _Source(_Strict):
     interval: str | int | None = None
     allow_duplicate_links: bool = False
     max_entries: Annotated[int, Field(ge=1, le=100_000)] = 500
+    robots: bool | None = None
 
     @field_validator("url")
     @classmethod
@@ -304,6 +305,7 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
             ),
             allow_duplicate_links=s.allow_duplicate_links,
             max_entries=s.max_entries,
+            robots=s.robots,
         )
         for s in root.sources
     )

@@ -43,6 +43,7 @@ from aggregator.parse.feed import parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
+from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 from aggregator.store.sqlite import SQLiteStore
 from aggregator.timing import next_due_error, next_due_ok
 
@@ -191,6 +192,7 @@ def _fetch_all(
     if not sources:
         return
     limiter = _HostLimiter(config.fetch.per_host)
+    robots = RobotsCache()
     limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
     workers = min(config.fetch.max_workers, len(sources))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
@@ -201,7 +203,9 @@ def _fetch_all(
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
-                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config, guard)
+                pool.submit(
+                    _fetch_and_parse, s, state, session, limits, limiter, config, guard, robots
+                )
             )
         for f in futures:
             yield f.result()
@@ -215,11 +219,26 @@ def _fetch_and_parse(
     limiter: _HostLimiter,
     config: Config,
     guard: NetGuard | None = None,
+    robots: RobotsCache | None = None,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
 
+    def get_robots(u: str) -> FetchResult:
+        with limiter.hold(u):
+            return fetch(
+                source.name,
+                u,
+                session=session,
+                limits=replace(limits, max_bytes=min(limits.max_bytes, MAX_ROBOTS_BYTES)),
+                conditional=False,
+                guard=guard,
+                origin=source.url,
+            )
+
     def get(u: str, conditional: bool) -> FetchResult:
+        if robots is not None and source.honours_robots and not robots.allowed(u, get_robots):
+            raise FetchError(source.name, f"robots.txt disallows {u} (set robots = false to fetch)")
         with limiter.hold(u):
             return fetch(
                 source.name,
