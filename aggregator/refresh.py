@@ -261,7 +261,7 @@ def _fetch_and_parse(
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
             )
-        document = _parse(source, first, get)
+        document = _parse(source, first, get, config.fetch.parse_timeout)
         return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
     except SourceError as exc:
         return _Fetched(source, state, error=exc, duration=time.monotonic() - t0)
@@ -272,7 +272,10 @@ def _fetch_and_parse(
 
 
 def _parse(
-    source: Source, first: FetchResult, get: Callable[[str, bool], FetchResult]
+    source: Source,
+    first: FetchResult,
+    get: Callable[[str, bool], FetchResult],
+    time_limit: float | None = None,
 ) -> ParsedDocument:
     kind = source.kind
     if kind == "auto":
@@ -287,6 +290,7 @@ def _parse(
             headers=first.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if kind == "text":
         return parse_text(
@@ -314,6 +318,7 @@ def _parse(
             headers=feed.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if source.select is None or not source.select.next:
         return document

@@ -399,3 +399,35 @@ def test_duplicate_guids_in_one_feed_are_stored_once(tmp_path: Path, server: Loc
     assert sum(e["title"].startswith("Same guid") for e in mine) == 1
     assert len({e["id"] for e in mine}) == len(mine)
     assert_survived(config, results)
+
+
+def _big_feed(n: int) -> bytes:
+    return rss(*((f"b-{i}", f"Big post {i}") for i in range(n)))
+
+
+def test_a_parse_that_runs_too_long_is_stopped(tmp_path: Path, server: LocalServer) -> None:
+    """A large feed parses in a child process; past parse_timeout it is killed, nothing else."""
+    config = seeded(tmp_path, server, "/feed.xml", fetch="parse_timeout = 0.05")
+    body = _big_feed(12000)  # ~3 MB: seconds of feedparser work, far beyond 0.05 s
+    server.serve("/feed.xml", body, "application/rss+xml")
+    results = refresh_all(config)
+    assert results["hostile"].outcome == "error"
+    assert "parsing took longer than 0.05s" in (results["hostile"].error or "")
+    assert state(config, "hostile").error_streak == 1
+    assert_survived(config, results)
+
+
+def test_isolated_parse_gives_the_same_document() -> None:
+    from aggregator.parse.feed import ISOLATE_BYTES, parse_feed
+
+    body = _big_feed(1500)
+    assert len(body) > ISOLATE_BYTES
+    kw = {"url": "http://127.0.0.1/feed.xml", "headers": {}, "source": "s", "max_items": 5000}
+    here = parse_feed(body, **kw)  # type: ignore[arg-type]
+    there = parse_feed(body, time_limit=60, **kw)  # type: ignore[arg-type]
+    assert there == here and len(there.items) == 1500
+    doctype = (
+        b"<?xml version='1.0'?><!DOCTYPE rss SYSTEM 'rss.dtd'>"
+        + rss(("x", "Tiny")).split(b"?>", 1)[1]
+    )
+    assert parse_feed(doctype, time_limit=60, **kw).items[0].title == "Tiny"  # type: ignore[arg-type]
