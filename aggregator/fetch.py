@@ -9,6 +9,7 @@ connection goes only to an address that passed (see netguard.py).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -242,6 +243,7 @@ def _read_body(
             # read1: whatever one receive brings (decoded, at most _CHUNK bytes), so that a
             # server dripping a byte at a time meets the deadline check below; read(n) would
             # wait for all n bytes, each byte resetting the read timeout.
+            _set_read_timeout(response, max(0.05, min(limits.timeout, deadline - time.monotonic())))
             chunk = raw.read1(_CHUNK, decode_content=True)
             if not chunk:
                 break
@@ -258,6 +260,14 @@ def _read_body(
             raise FetchError(source, f"response stalled for {limits.timeout:g}s") from None
         raise FetchError(source, f"reading the response failed: {_short(exc)}") from None
     return b"".join(chunks)
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Bound the next receive by what is left of the deadline, not a fresh read timeout."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
 
 
 def _read_file(source: str, path: str, limits: FetchLimits) -> FetchResult:

@@ -96,6 +96,8 @@ def test_301_chain_is_followed_and_adopted_after_three_runs(
     st = state(config, "hostile")
     assert st.redirect_url == server.url("/new.xml") and st.redirect_streak == 3
     assert st.effective_url == server.url("/new.xml")
+    shown = next(s for s in snapshot(config)["sources"] if s["name"] == "hostile")
+    assert shown["moved_to"] == server.url("/new.xml") and shown["url"] == server.url("/old.xml")
     hits_before = len(server.hits("/old.xml"))
     refresh_all(config)
     assert len(server.hits("/old.xml")) == hits_before  # the new URL is used directly
