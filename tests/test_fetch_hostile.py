@@ -433,3 +433,51 @@ def test_isolated_parse_gives_the_same_document() -> None:
         + rss(("x", "Tiny")).split(b"?>", 1)[1]
     )
     assert parse_feed(doctype, time_limit=60, **kw).items[0].title == "Tiny"  # type: ignore[arg-type]
+
+
+def test_markup_in_titles_is_text_and_entries_are_capped(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    config = seeded(tmp_path, server, "/feed.xml", extra="max_entries = 3")
+    items = [(f"m-{i}", f"Plain {i}") for i in range(10)]
+    items[0] = ("m-0", "&lt;b&gt;Bold&lt;/b&gt; &amp;amp; &lt;script&gt;alert(1)&lt;/script&gt;")
+    server.serve("/feed.xml", rss(*items), "application/rss+xml")
+    results = refresh_all(config)
+    assert results["hostile"].new == 3
+    assert any("kept the first 3 of 10" in w for w in results["hostile"].warnings)
+    titles = titles_of(config, "hostile")
+    assert {"Plain 1", "Plain 2"} <= titles and "Plain 3" not in titles
+    bold = next(t for t in titles if t.startswith("Bold"))
+    assert "<" not in bold and "alert" not in bold
+    atom = (config.output_dir / "feed.atom").read_text()
+    assert "<script" not in atom and "<b>" not in atom
+    assert_survived(config, results)
+
+
+def test_at_most_two_requests_at_once_per_host(tmp_path: Path, server: LocalServer) -> None:
+    import threading
+
+    lock = threading.Lock()
+    in_flight = [0]
+    peak = [0]
+    release = threading.Event()
+
+    def counted(handler: BaseHTTPRequestHandler) -> bytes:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        release.wait(0.05)  # hold the request briefly so that others would overlap
+        with lock:
+            in_flight[0] -= 1
+        return rss((handler.path, f"Post of {handler.path}"))
+
+    extra = ""
+    for n in range(8):
+        server.routes[f"/c{n}.xml"] = Response(
+            counted, 200, {"Content-Type": "application/rss+xml"}
+        )
+        extra += f'\n[[sources]]\nname = "c{n}"\nurl = "{server.url(f"/c{n}.xml")}"\n'
+    config = two_sources(tmp_path, server, server.url("/c0.xml"), extra=extra.split("\n", 4)[4])
+    results = refresh_all(config)
+    assert all(r.outcome == "new" for r in results.values()), results
+    assert peak[0] == 2  # per_host default: overlapping, but never more than two
