@@ -408,17 +408,22 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             duration=fetched.duration,
         )
     excerpts = _normalize_all(config, source, fetched.document, now)
-    batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
-    new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
-    updated = sum(
-        1
-        for p in batch.placements
-        if p.existing is not None
-        and (p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key)
-    )
-    unchanged = len(batch.placements) - new - updated
-    first_crawl = state.last_success is None
-    store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
+    # Placement reads what is stored; holding the write lock from there to the commit keeps
+    # another process (a cron refresh beside the scheduler) from storing the same copies.
+    with store.exclusive():
+        batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+        new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
+        updated = sum(
+            1
+            for p in batch.placements
+            if p.existing is not None
+            and (
+                p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key
+            )
+        )
+        unchanged = len(batch.placements) - new - updated
+        first_crawl = state.last_success is None
+        store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
     outcome = "new" if new else "updated" if updated else "unchanged"
     return SourceResult(
         source=source.name,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,7 +245,35 @@ class SQLiteStore:
         items = list(placements)
         self._write(lambda: self._apply(items, state, backfill))
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the write lock across reads and writes: what is read inside (dedup candidates)
+        cannot be changed by another process before the writes inside commit. Writes inside
+        join this transaction; any failure rolls all of it back."""
+        if self._db.in_transaction:
+            yield
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: write failed: {exc}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def _write(self, work: object) -> None:
+        if self._db.in_transaction:  # inside exclusive(): it commits or rolls back
+            try:
+                work()  # type: ignore[operator]
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: write failed: {exc}") from None
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
