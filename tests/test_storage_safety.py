@@ -157,3 +157,46 @@ def test_a_full_disk_while_writing_an_output_keeps_the_previous_one(
     # With room again, the same write goes through.
     assert emit.write_if_changed(out, emit.FEED_FILE, bigger)
     assert (out / "feed.atom").read_bytes() == bigger
+
+
+def test_a_process_killed_mid_refresh_leaves_each_source_whole_or_untouched(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    from tests.conftest import Response
+    from tests.hostile import drip
+
+    path = _many(tmp_path, server)
+    config = load_config(path)
+    refresh(config)
+    atom_before = (config.output_dir / "feed.atom").read_bytes()
+    before = {f"s{n}": state(config, f"s{n}") for n in range(N_SOURCES)}
+    _many(tmp_path, server, version=2)
+    server.routes["/f6.xml"] = Response(drip)  # s6 hangs; results are stored in config order
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "refresh", "--all", "-c", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    stored = [proc.stdout.readline() for _ in range(6)]  # s0 ... s5 reported, so committed
+    proc.kill()  # SIGKILL: no cleanup, no rollback by the program itself
+    proc.wait(timeout=30)
+    assert [line.split(b":")[0] for line in stored] == [f"s{n}".encode() for n in range(6)]
+    store = SQLiteStore(config.store_path)
+    try:
+        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        for n in range(N_SOURCES):
+            name = f"s{n}"
+            titles = {
+                row[0]
+                for row in store._db.execute("SELECT title FROM copies WHERE source = ?", (name,))
+            }
+            version = "v2" if n < 6 else "v1"
+            assert titles == {f"Source {n} post {i} {version}" for i in range(8)}, name
+            if n >= 6:
+                assert store.get_state(name) == before[name]
+    finally:
+        store.close()
+    assert (config.output_dir / "feed.atom").read_bytes() == atom_before
