@@ -176,6 +176,9 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "last_success": _dt(state.last_success) if state else None,
         "error": state.error if state else None,
         "entries": count,
+        # after repeated permanent redirects the source is read here; the config is unchanged
+        "moved_to": state.effective_url if state and source.is_remote else None,
+        "next_due": _dt(state.next_due) if state else None,
     }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,17 +37,19 @@ from aggregator.models import (
     SourceResult,
     SourceState,
 )
+from aggregator.netguard import NetGuard
 from aggregator.normalize import normalize
 from aggregator.parse.feed import parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
+from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 from aggregator.store.sqlite import SQLiteStore
+from aggregator.timing import next_due_error, next_due_ok
 
 log = logging.getLogger("aggregator.refresh")
 
 Clock = Callable[[], datetime]
-MAX_BACKOFF = timedelta(days=1)
 # Dedup reads then writes the store; sources refreshed at once in one process (scheduled jobs)
 # take turns for that step so two copies of one post cannot both be minted as new entries.
 _STORE_LOCK = threading.Lock()
@@ -94,18 +95,22 @@ def refresh(
     clock: Clock = utcnow,
     on_result: Callable[[SourceResult], None] | None = None,
     emit: bool = True,
+    guard: NetGuard | None = None,
 ) -> RefreshReport:
     """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
 
     With `emit=False` the outputs are left alone (the scheduler writes them once after a burst
-    of refreshes with `write_outputs`); the report then says nothing was written.
+    of refreshes with `write_outputs`); the report then says nothing was written. `guard`
+    decides which addresses sources may reach and how names resolve; by default the system
+    resolver and `[fetch] allow_private`.
     """
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
     store = SQLiteStore(config.store_path)
     own_session = session is None
-    session = session or new_session()
+    session = session or new_session(pool_size=max(config.fetch.per_host, 2))
+    guard = guard or NetGuard(allow_private=config.fetch.allow_private)
     try:
         states = {st.name: st for st in store.states()}
         if names:
@@ -115,7 +120,7 @@ def refresh(
         else:
             chosen = due_sources(config, states, started)
         results = []
-        for fetched in _fetch_all(config, chosen, states, session, clock):
+        for fetched in _fetch_all(config, chosen, states, session, clock, guard):
             with _STORE_LOCK:
                 result = _store_one(config, store, fetched, clock)
             results.append(result)
@@ -185,7 +190,14 @@ def preview(
         limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
         state = SourceState(name=source.name, url=source.url)
         fetched = _fetch_and_parse(
-            source, state, session, limits, _HostLimiter(config.fetch.per_host), config
+            source,
+            state,
+            session,
+            limits,
+            _HostLimiter(config.fetch.per_host),
+            config,
+            NetGuard(allow_private=config.fetch.allow_private),
+            RobotsCache(),
         )
     finally:
         if own_session:
@@ -286,11 +298,13 @@ def _fetch_all(
     states: dict[str, SourceState],
     session: requests.Session,
     clock: Clock,
+    guard: NetGuard | None = None,
 ) -> Iterator[_Fetched]:
     """Fetch and parse every source in a thread pool; yield results in config order."""
     if not sources:
         return
     limiter = _HostLimiter(config.fetch.per_host)
+    robots = RobotsCache()
     limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
     workers = min(config.fetch.max_workers, len(sources))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
@@ -301,7 +315,9 @@ def _fetch_all(
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
-                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config)
+                pool.submit(
+                    _fetch_and_parse, s, state, session, limits, limiter, config, guard, robots
+                )
             )
         for f in futures:
             yield f.result()
@@ -314,11 +330,27 @@ def _fetch_and_parse(
     limits: FetchLimits,
     limiter: _HostLimiter,
     config: Config,
+    guard: NetGuard | None = None,
+    robots: RobotsCache | None = None,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
 
+    def get_robots(u: str) -> FetchResult:
+        with limiter.hold(u):
+            return fetch(
+                source.name,
+                u,
+                session=session,
+                limits=replace(limits, max_bytes=min(limits.max_bytes, MAX_ROBOTS_BYTES)),
+                conditional=False,
+                guard=guard,
+                origin=source.url,
+            )
+
     def get(u: str, conditional: bool) -> FetchResult:
+        if robots is not None and source.honours_robots and not robots.allowed(u, get_robots):
+            raise FetchError(source.name, f"robots.txt disallows {u} (set robots = false to fetch)")
         with limiter.hold(u):
             return fetch(
                 source.name,
@@ -327,6 +359,8 @@ def _fetch_and_parse(
                 state=state,
                 limits=limits,
                 conditional=conditional,
+                guard=guard,
+                origin=source.url,
             )
 
     try:
@@ -339,7 +373,7 @@ def _fetch_and_parse(
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
             )
-        document = _parse(source, first, get)
+        document = _parse(source, first, get, config.fetch.parse_timeout)
         return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
     except SourceError as exc:
         return _Fetched(source, state, error=exc, duration=time.monotonic() - t0)
@@ -350,7 +384,10 @@ def _fetch_and_parse(
 
 
 def _parse(
-    source: Source, first: FetchResult, get: Callable[[str, bool], FetchResult]
+    source: Source,
+    first: FetchResult,
+    get: Callable[[str, bool], FetchResult],
+    time_limit: float | None = None,
 ) -> ParsedDocument:
     kind = source.kind
     if kind == "auto":
@@ -365,6 +402,7 @@ def _parse(
             headers=first.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if kind == "text":
         return parse_text(
@@ -392,6 +430,7 @@ def _parse(
             headers=feed.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if source.select is None or not source.select.next:
         return document
@@ -481,17 +520,22 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             duration=fetched.duration,
         )
     excerpts = _normalize_all(config, source, fetched.document, now)
-    batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
-    new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
-    updated = sum(
-        1
-        for p in batch.placements
-        if p.existing is not None
-        and (p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key)
-    )
-    unchanged = len(batch.placements) - new - updated
-    first_crawl = state.last_success is None
-    store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
+    # Placement reads what is stored; holding the write lock from there to the commit keeps
+    # another process (a cron refresh beside the scheduler) from storing the same copies.
+    with store.exclusive():
+        batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+        new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
+        updated = sum(
+            1
+            for p in batch.placements
+            if p.existing is not None
+            and (
+                p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key
+            )
+        )
+        unchanged = len(batch.placements) - new - updated
+        first_crawl = state.last_success is None
+        store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
     outcome = "new" if new else "updated" if updated else "unchanged"
     return SourceResult(
         source=source.name,
@@ -523,6 +567,7 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = _redirects(state, result)
     not_modified = fetched.document is None
+    ttl = state.ttl_seconds if fetched.document is None else fetched.document.ttl_seconds
     return replace(
         state,
         url=source.url,
@@ -535,9 +580,15 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_success=now,
         error=None,
         error_streak=0,
-        next_due=now + _jitter(timedelta(seconds=source.interval_seconds)),
+        next_due=next_due_ok(
+            now,
+            timedelta(seconds=source.interval_seconds),
+            headers=result.headers,
+            ttl_seconds=ttl,
+        ),
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
+        ttl_seconds=ttl,
     )
 
 
@@ -556,8 +607,7 @@ def _failed_state(
 ) -> SourceState:
     streak = state.error_streak + 1
     gone = isinstance(error, FetchError) and error.status == 410
-    base = timedelta(seconds=source.interval_seconds)
-    delay = min(base * (2 ** min(streak - 1, 16)), max(MAX_BACKOFF, base))
+    asked = error.retry_after if isinstance(error, FetchError) else None
     return replace(
         state,
         url=source.url,
@@ -565,13 +615,8 @@ def _failed_state(
         last_fetch=now,
         error=error.reason,
         error_streak=streak,
-        next_due=now + _jitter(delay),
+        next_due=next_due_error(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
-
-
-def _jitter(delay: timedelta) -> timedelta:
-    """Spread fetches so that sources added together do not stay in lockstep."""
-    return delay * random.uniform(0.9, 1.0)
 
 
 __all__ = [

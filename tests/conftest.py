@@ -47,9 +47,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class LocalServer:
-    """A threaded HTTP server on 127.0.0.1:0 with routes you set per test."""
+    """A threaded HTTP server on 127.0.0.1:0 (or another loopback address) with routes."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Response] = {}
         self.requests: list[Request] = []
         server = self
@@ -78,7 +78,7 @@ class LocalServer:
                 if route.status != 304:
                     self.wfile.write(body)
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Placement, StoredCopy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,6 +61,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX copies_fingerprint ON copies (fingerprint);
     CREATE INDEX copies_entry ON copies (entry_id);
     """,
+    # 2: the feed's own refresh hint (<ttl>, sy:updatePeriod), kept for 304 responses.
+    """
+    ALTER TABLE sources ADD COLUMN ttl_seconds INTEGER;
+    """,
 )
 
 _STATE_FIELDS = (
@@ -76,6 +81,7 @@ _STATE_FIELDS = (
     "next_due",
     "redirect_url",
     "redirect_streak",
+    "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen"
@@ -239,7 +245,35 @@ class SQLiteStore:
         items = list(placements)
         self._write(lambda: self._apply(items, state, backfill))
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the write lock across reads and writes: what is read inside (dedup candidates)
+        cannot be changed by another process before the writes inside commit. Writes inside
+        join this transaction; any failure rolls all of it back."""
+        if self._db.in_transaction:
+            yield
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: write failed: {exc}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def _write(self, work: object) -> None:
+        if self._db.in_transaction:  # inside exclusive(): it commits or rolls back
+            try:
+                work()  # type: ignore[operator]
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: write failed: {exc}") from None
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
