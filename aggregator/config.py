@@ -44,6 +44,7 @@ class FetchSettings:
     max_workers: int = 16  # sources fetched at once
     per_host: int = 2  # requests to one host at once
     allow_private: bool = True  # whether configured URLs may name private addresses
+    parse_timeout: float = 30.0  # seconds a large or unusual XML feed may take to parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +134,9 @@ class _Fetch(_Strict):
     max_workers: Annotated[int, Field(ge=1, le=256)] = 16
     per_host: Annotated[int, Field(ge=1, le=64)] = 2
     allow_private: bool = True
+    parse_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "parse_timeout", mode="before")
     @classmethod
     def _int_ok(cls, v: Any) -> Any:
         return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
@@ -181,6 +183,7 @@ class _Source(_Strict):
     interval: str | int | None = None
     allow_duplicate_links: bool = False
     max_entries: Annotated[int, Field(ge=1, le=100_000)] = 500
+    robots: bool | None = None
 
     @field_validator("url")
     @classmethod
@@ -304,6 +307,7 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
             ),
             allow_duplicate_links=s.allow_duplicate_links,
             max_entries=s.max_entries,
+            robots=s.robots,
         )
         for s in root.sources
     )

@@ -7,6 +7,7 @@ feed's `updated` is its newest entry's, never "now".
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import tempfile
@@ -27,7 +28,6 @@ FEED_FILE = "feed.atom"
 SNAPSHOT_FILE = "snapshot.json"
 SNAPSHOT_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +104,13 @@ class _SourceExtension:
         return {}
 
     def extend_atom(self, entry: etree._Element) -> etree._Element:
-        src = etree.SubElement(entry, f"{{{_ATOM_NS}}}source")
+        # Like feedgen's own elements, these take the feed's default (Atom) namespace.
+        src = etree.SubElement(entry, "source")
         if self.url:
-            etree.SubElement(src, f"{{{_ATOM_NS}}}id").text = self.url
-        etree.SubElement(src, f"{{{_ATOM_NS}}}title").text = self.name
+            etree.SubElement(src, "id").text = self.url
+        etree.SubElement(src, "title").text = self.name
         if self.url:
-            etree.SubElement(src, f"{{{_ATOM_NS}}}link", href=self.url)
+            etree.SubElement(src, "link", href=self.url)
         return entry
 
 
@@ -175,6 +176,9 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "last_success": _dt(state.last_success) if state else None,
         "error": state.error if state else None,
         "entries": count,
+        # after repeated permanent redirects the source is read here; the config is unchanged
+        "moved_to": state.effective_url if state and source.is_remote else None,
+        "next_due": _dt(state.next_due) if state else None,
     }
 
 
@@ -211,3 +215,138 @@ def write_if_changed(directory: Path, name: str, data: bytes) -> bool:
         Path(tmp).unlink(missing_ok=True)
         raise EmitError(f"{target}: cannot write: {exc.strerror}") from None
     return True
+
+
+# --- JSON Feed 1.1 and the HTML page (same entries, same write path) ----------------------------
+
+JSON_FEED_FILE = "feed.json"
+INDEX_FILE = "index.html"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def render_json_feed(meta: FeedMeta, entries: Sequence[Entry]) -> bytes:
+    """The JSON Feed 1.1 document for `entries` (already newest first)."""
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": meta.title,
+        "home_page_url": meta.link,
+    }
+    if meta.self_url:
+        base = meta.self_url.rsplit("/", 1)[0]
+        doc["feed_url"] = f"{base}/{JSON_FEED_FILE}"
+    if meta.subtitle:
+        doc["description"] = meta.subtitle
+    if meta.author:
+        doc["authors"] = [{"name": meta.author}]
+    doc["items"] = [_json_feed_item(e) for e in entries]
+    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_feed_item(entry: Entry) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": entry.id}
+    if entry.link:
+        item["url"] = entry.link
+    item["title"] = entry.title
+    item["content_text"] = entry.excerpt or entry.title
+    if entry.published:
+        item["date_published"] = _dt(entry.published)
+    item["date_modified"] = _dt(entry.updated)
+    if entry.authors:
+        item["authors"] = [{"name": a} for a in entry.authors]
+    if entry.categories:
+        item["tags"] = list(entry.categories)
+    item["_aggregator"] = {
+        "source": entry.source,
+        "sources": sorted({p.source for p in entry.sources}),
+    }
+    return item
+
+
+_PAGE_CSS = """\
+body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
+.sub{color:#666;margin-top:0}ol{padding:0;list-style:none}li.entry{margin:0 0 1.2rem}
+.meta{color:#666;font-size:.85rem}.cat{background:#eef;border-radius:3px;padding:0 .3rem}
+.excerpt{margin:.2rem 0 0}table{border-collapse:collapse;font-size:.9rem;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}.error{color:#a00}"""
+
+
+def _e(value: object) -> str:
+    """Escape for HTML text and double-quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def render_index(
+    meta: FeedMeta,
+    entries: Sequence[Entry],
+    sources: Sequence[Source],
+    states: Mapping[str, SourceState],
+    counts: Mapping[str, int],
+    generated_at: datetime,
+) -> bytes:
+    """A small readable page of the latest entries and the sources' status; every value escaped.
+
+    It depends only on stored data (no wall clock), so it is byte-identical when nothing changed.
+    """
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(meta.title)}</title>",
+        f'<link rel="alternate" type="application/atom+xml" title="{_e(meta.title)} (Atom)" '
+        f'href="{FEED_FILE}">',
+        f'<link rel="alternate" type="application/feed+json" title="{_e(meta.title)} (JSON Feed)" '
+        f'href="{JSON_FEED_FILE}">',
+        f"<style>{_PAGE_CSS}</style></head><body>",
+        f"<h1>{_e(meta.title)}</h1>",
+    ]
+    if meta.subtitle:
+        out.append(f'<p class="sub">{_e(meta.subtitle)}</p>')
+    out.append(
+        f'<p class="sub">Subscribe: <a href="{FEED_FILE}">Atom</a> · '
+        f'<a href="{JSON_FEED_FILE}">JSON Feed</a> · updated '
+        f'<time datetime="{_e(_dt(generated_at))}">{_e(_day(generated_at, True))}</time></p>'
+    )
+    out.append('<h2>Latest updates</h2><ol id="latest">')
+    for entry in entries:
+        out.append(_index_entry(entry))
+    out.append("</ol>")
+    if not entries:
+        out.append("<p>Nothing yet: no source has been fetched.</p>")
+    out.append(
+        '<h2>Sources</h2><table id="sources"><thead><tr><th>Source</th><th>Kind</th>'
+        "<th>Status</th><th>Last fetch</th><th>Entries</th></tr></thead><tbody>"
+    )
+    for s in sources:
+        row = _snapshot_source(s, states.get(s.name), counts.get(s.name, 0))
+        status = _e(row["status"])
+        if row["error"]:
+            status = f'<span class="error">{status}: {_e(row["error"])}</span>'
+        fetched = states.get(s.name)
+        when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
+        out.append(
+            f"<tr><td>{_e(s.name)}</td><td>{_e(s.kind)}</td><td>{status}</td>"
+            f"<td>{_e(when)}</td><td>{row['entries']}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    out.append(f'<p class="meta">aggregator {_e(__version__)}</p></body></html>')
+    return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def _day(value: datetime, with_time: bool = False) -> str:
+    fmt = "%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d"
+    return value.astimezone(UTC).strftime(fmt)
+
+
+def _index_entry(entry: Entry) -> str:
+    title = _e(entry.title)
+    if entry.link and entry.link.startswith(("http://", "https://")):
+        title = f'<a href="{_e(entry.link)}">{title}</a>'
+    when = entry.published or entry.updated
+    cats = "".join(f' <span class="cat">{_e(c)}</span>' for c in entry.categories)
+    return (
+        f'<li class="entry"><div class="title"><strong>{title}</strong></div>'
+        f'<div class="meta"><time datetime="{_e(_dt(when))}">{_e(_day(when))}</time> · '
+        f'<span class="source">{_e(entry.source)}</span>{cats}</div>'
+        f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
+    )

@@ -50,3 +50,7 @@ class StorageError(AggregatorError):
 
 class EmitError(AggregatorError):
     """The outputs could not be written."""
+
+
+class ServeError(AggregatorError):
+    """The HTTP server could not listen on its address."""

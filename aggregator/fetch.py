@@ -3,11 +3,14 @@
 The caller passes the `requests.Session` in, so tests and the scheduler control it. Bodies are
 streamed and capped on decoded bytes (a gzip bomb stops at the cap), and a total deadline stops
 a server that drips one byte at a time. Redirects are followed here, hop by hop, so that every
-hop can be checked.
+hop can be checked: with a NetGuard, each hop's address is checked before the request and the
+connection goes only to an address that passed (see netguard.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +18,19 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from aggregator import USER_AGENT
 from aggregator.errors import FetchError
 from aggregator.models import FetchResult, SourceState
+from aggregator.netguard import (
+    AddressRefused,
+    GuardedAdapter,
+    HopRule,
+    NetGuard,
+    active_rule,
+    ip_literal,
+)
 
 MAX_REDIRECTS = 5
 _PERMANENT = {301, 308}
@@ -39,10 +51,18 @@ class FetchLimits:
 HopCheck = Callable[[str, str, bool], None]
 
 
-def new_session() -> requests.Session:
-    """A session with the product's User-Agent and no environment proxies or netrc."""
+def new_session(pool_size: int = 16) -> requests.Session:
+    """A session with the product's User-Agent and no environment proxies or netrc.
+
+    Its connections obey the address rule of the fetch that opens them (GuardedAdapter), and
+    it keeps up to `pool_size` connections per host, for many hosts (requests' default of 10
+    hosts would reopen connections on every refresh of more than 10 sites).
+    """
     session = requests.Session()
     session.trust_env = False
+    adapter = GuardedAdapter(pool_connections=512, pool_maxsize=max(pool_size, 1))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     session.headers.update(
         {
             "User-Agent": USER_AGENT,
@@ -65,11 +85,16 @@ def fetch(
     limits: FetchLimits = FetchLimits(),
     check_hop: HopCheck | None = None,
     conditional: bool = True,
+    guard: NetGuard | None = None,
+    origin: str | None = None,
 ) -> FetchResult:
     """Fetch `url` for the source named `source`. Raises FetchError on any failure.
 
     A local path is read from disk (status 200). For HTTP, the stored validators in `state` are
     sent back when `conditional` is true; a 304 comes back as a normal FetchResult.
+
+    With a `guard`, only the host of `origin` (the source's configured URL; default `url`) may
+    be a private address, and only if it names one and the guard allows private addresses.
     """
     if not url.startswith(("http://", "https://")):
         return _read_file(source, url, limits)
@@ -79,6 +104,7 @@ def fetch(
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
+    rule = _hop_rule(source, guard, origin or url) if guard is not None else None
     deadline = time.monotonic() + limits.timeout
     current = url
     permanent: str | None = None
@@ -86,8 +112,13 @@ def fetch(
     for hop in range(MAX_REDIRECTS + 1):
         if check_hop is not None:
             check_hop(source, current, hop == 0)
-        response = _request(source, session, current, headers, limits, deadline)
+        if rule is not None:
+            _check_address(source, rule, current, hop)
+        with active_rule(rule):
+            response = _request(source, session, current, headers, limits, deadline)
         with response:
+            if rule is not None:
+                _check_peer(source, rule, current, response)
             if response.status_code in _REDIRECTS:
                 location = response.headers.get("Location")
                 if not location:
@@ -122,6 +153,50 @@ def fetch(
     raise FetchError(source, f"more than {MAX_REDIRECTS} redirects (last: {current})")
 
 
+def _hop_rule(source: str, guard: NetGuard, origin: str) -> HopRule:
+    parts = urlsplit(origin)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not guard.names_private(host, port):
+        return HopRule(guard)
+    if not guard.allow_private:
+        raise FetchError(
+            source,
+            f"refused: {host} is a private or local address ([fetch] allow_private = false)",
+        )
+    return HopRule(guard, private_host=host)
+
+
+def _check_address(source: str, rule: HopRule, url: str, hop: int) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        rule.permitted(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except AddressRefused as exc:
+        where = f"redirect to {url}" if hop else url
+        raise FetchError(source, f"refused: {where}: {exc}") from None
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(source, f"cannot connect: cannot resolve {host}: {exc}") from None
+
+
+def _check_peer(source: str, rule: HopRule, url: str, response: requests.Response) -> None:
+    """Check the address the response really came from (a pooled connection included)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if not isinstance(sock, socket.socket):
+        return
+    try:
+        peer = str(sock.getpeername()[0])
+    except OSError:
+        return
+    host = (urlsplit(url).hostname or "").lower()
+    if rule.private_host is not None and host == rule.private_host:
+        return
+    address = ip_literal(peer)
+    if address is not None and not rule.guard.is_public(address):
+        raise FetchError(source, f"refused: {url} was answered from a private address {peer}")
+
+
 def _request(
     source: str,
     session: requests.Session,
@@ -136,6 +211,8 @@ def _request(
         return session.get(
             url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
         )
+    except AddressRefused as exc:
+        raise FetchError(source, f"refused: {url}: {exc}") from None
     except requests.exceptions.ConnectTimeout:
         raise FetchError(source, f"connection timed out after {timeout[0]:.0f}s") from None
     except requests.exceptions.ReadTimeout:
@@ -160,8 +237,16 @@ def _read_body(
         raise FetchError(source, f"response too large: {declared} bytes (limit {limits.max_bytes})")
     chunks: list[bytes] = []
     size = 0
+    raw = response.raw
     try:
-        for chunk in response.iter_content(_CHUNK):
+        while True:
+            # read1: whatever one receive brings (decoded, at most _CHUNK bytes), so that a
+            # server dripping a byte at a time meets the deadline check below; read(n) would
+            # wait for all n bytes, each byte resetting the read timeout.
+            _set_read_timeout(response, max(0.05, min(limits.timeout, deadline - time.monotonic())))
+            chunk = raw.read1(_CHUNK, decode_content=True)
+            if not chunk:
+                break
             size += len(chunk)
             if size > limits.max_bytes:
                 raise FetchError(
@@ -169,10 +254,20 @@ def _read_body(
                 )
             chunks.append(chunk)
             if time.monotonic() > deadline:
-                raise FetchError(source, f"response not complete within {limits.timeout:.0f}s")
-    except requests.exceptions.RequestException as exc:
+                raise FetchError(source, f"response not complete within {limits.timeout:g}s")
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+            raise FetchError(source, f"response stalled for {limits.timeout:g}s") from None
         raise FetchError(source, f"reading the response failed: {_short(exc)}") from None
     return b"".join(chunks)
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Bound the next receive by what is left of the deadline, not a fresh read timeout."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
 
 
 def _read_file(source: str, path: str, limits: FetchLimits) -> FetchResult:

@@ -52,6 +52,11 @@ class Source:
     interval_seconds: int = 3600  # how often the source is due
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
+    robots: bool | None = None  # honour robots.txt; None: only for kind = "page"
+
+    @property
+    def honours_robots(self) -> bool:
+        return self.robots if self.robots is not None else self.kind == "page"
 
     @property
     def is_remote(self) -> bool:
@@ -76,6 +81,7 @@ class SourceState:
     next_due: datetime | None = None  # not fetched again before this time
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
+    ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
 
 
 @dataclass(frozen=True, slots=True)

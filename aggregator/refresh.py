@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,17 +37,22 @@ from aggregator.models import (
     SourceResult,
     SourceState,
 )
+from aggregator.netguard import NetGuard
 from aggregator.normalize import normalize
 from aggregator.parse.feed import parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
+from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 from aggregator.store.sqlite import SQLiteStore
+from aggregator.timing import next_due_error, next_due_ok
 
 log = logging.getLogger("aggregator.refresh")
 
 Clock = Callable[[], datetime]
-MAX_BACKOFF = timedelta(days=1)
+# Dedup reads then writes the store; sources refreshed at once in one process (scheduled jobs)
+# take turns for that step so two copies of one post cannot both be minted as new entries.
+_STORE_LOCK = threading.Lock()
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -71,14 +75,15 @@ class _Fetched:
 
 def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
     """The sources whose next due time has come (or that were never fetched, or moved)."""
-    due = []
-    for s in config.sources:
-        st = states.get(s.name)
-        if st is None or st.url != s.url or st.next_due is None or st.next_due <= now:
-            if st is not None and st.last_status == "gone" and st.url == s.url:
-                continue  # 410 Gone: not polled again until its config changes
-            due.append(s)
-    return due
+    return [s for s in config.sources if is_due(s, states.get(s.name), now)]
+
+
+def is_due(source: Source, st: SourceState | None, now: datetime) -> bool:
+    """Whether `source` should be fetched at `now`, given what the store remembers of it."""
+    if st is None or st.url != source.url or st.next_due is None or st.next_due <= now:
+        # 410 Gone: not polled again until its config changes.
+        return not (st is not None and st.last_status == "gone" and st.url == source.url)
+    return False
 
 
 def refresh(
@@ -89,14 +94,23 @@ def refresh(
     session: requests.Session | None = None,
     clock: Clock = utcnow,
     on_result: Callable[[SourceResult], None] | None = None,
+    emit: bool = True,
+    guard: NetGuard | None = None,
 ) -> RefreshReport:
-    """Refresh the due sources (or `names`, or all with `force`), then write the outputs."""
+    """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
+
+    With `emit=False` the outputs are left alone (the scheduler writes them once after a burst
+    of refreshes with `write_outputs`); the report then says nothing was written. `guard`
+    decides which addresses sources may reach and how names resolve; by default the system
+    resolver and `[fetch] allow_private`.
+    """
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
     store = SQLiteStore(config.store_path)
     own_session = session is None
-    session = session or new_session()
+    session = session or new_session(pool_size=max(config.fetch.per_host, 2))
+    guard = guard or NetGuard(allow_private=config.fetch.allow_private)
     try:
         states = {st.name: st for st in store.states()}
         if names:
@@ -106,12 +120,13 @@ def refresh(
         else:
             chosen = due_sources(config, states, started)
         results = []
-        for fetched in _fetch_all(config, chosen, states, session, clock):
-            result = _store_one(config, store, fetched, clock)
+        for fetched in _fetch_all(config, chosen, states, session, clock, guard):
+            with _STORE_LOCK:
+                result = _store_one(config, store, fetched, clock)
             results.append(result)
             if on_result is not None:
                 on_result(result)
-        feed_written, snapshot_written = write_outputs(config, store)
+        feed_written, snapshot_written = write_outputs(config, store) if emit else (False, False)
         return RefreshReport(
             started=started,
             finished=clock(),
@@ -125,8 +140,108 @@ def refresh(
             session.close()
 
 
+def refresh_if_due(
+    config: Config,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    clock: Clock = utcnow,
+    emit: bool = True,
+) -> RefreshReport | None:
+    """Refresh one source if it is still due (a cron run may just have done it), else None."""
+    source = config.source(name)
+    store = SQLiteStore(config.store_path)
+    try:
+        state = store.get_state(name)
+    finally:
+        store.close()
+    if not is_due(source, state, clock()):
+        return None
+    return refresh(config, names=(name,), session=session, clock=clock, emit=emit)
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What one source would give right now, fetched and read but not stored."""
+
+    source: Source
+    excerpts: tuple[Excerpt, ...]  # in document order
+    kind: str  # what the body turned out to be
+    status: int  # HTTP status of the first response (200 for files)
+    final_url: str  # after redirects
+    warnings: tuple[str, ...] = ()
+
+
+def preview(
+    config: Config,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    clock: Clock = utcnow,
+) -> Preview:
+    """Fetch, parse and normalize one source unconditionally, storing nothing.
+
+    For tuning page selectors; raises the source's SourceError when it cannot be read.
+    """
+    source = config.source(name)
+    own_session = session is None
+    session = session or new_session()
+    try:
+        limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
+        state = SourceState(name=source.name, url=source.url)
+        fetched = _fetch_and_parse(
+            source,
+            state,
+            session,
+            limits,
+            _HostLimiter(config.fetch.per_host),
+            config,
+            NetGuard(allow_private=config.fetch.allow_private),
+            RobotsCache(),
+        )
+    finally:
+        if own_session:
+            session.close()
+    if fetched.error is not None:
+        raise fetched.error
+    assert fetched.result is not None and fetched.document is not None
+    document = fetched.document
+    return Preview(
+        source=source,
+        excerpts=tuple(_normalize_all(config, source, document, clock())),
+        kind=document.kind,
+        status=fetched.result.status,
+        final_url=fetched.result.final_url,
+        warnings=document.warnings,
+    )
+
+
+def due_at(config: Config, name: str) -> datetime | None:
+    """When a source is next due, from the store; None when it is due now (or never fetched)."""
+    source = config.source(name)
+    store = SQLiteStore(config.store_path)
+    try:
+        state = store.get_state(name)
+    finally:
+        store.close()
+    if state is None or state.url != source.url:
+        return None
+    return state.next_due
+
+
+def emit_outputs(config: Config) -> tuple[bool, bool]:
+    """Write the outputs from what is stored, without fetching anything."""
+    store = SQLiteStore(config.store_path)
+    try:
+        return write_outputs(config, store)
+    finally:
+        store.close()
+
+
 def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
-    """Emit feed.atom and snapshot.json from what is stored. Returns which files changed.
+    """Emit feed.atom, feed.json, index.html and snapshot.json from what is stored.
+
+    Returns whether feed.atom and snapshot.json changed (feed.json and index.html follow them).
 
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
     that fetched nothing leaves both files byte-identical.
@@ -145,10 +260,14 @@ def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
-    snapshot = emit.render_snapshot(
-        meta, entries, config.sources, states, store.entry_counts(), generated_at
-    )
+    counts = store.entry_counts()
+    snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
+    page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
+    json_feed = emit.render_json_feed(meta, entries)
+    emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
     feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
+    emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
+    # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
     snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
     return feed_written, snapshot_written
 
@@ -179,11 +298,13 @@ def _fetch_all(
     states: dict[str, SourceState],
     session: requests.Session,
     clock: Clock,
+    guard: NetGuard | None = None,
 ) -> Iterator[_Fetched]:
     """Fetch and parse every source in a thread pool; yield results in config order."""
     if not sources:
         return
     limiter = _HostLimiter(config.fetch.per_host)
+    robots = RobotsCache()
     limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
     workers = min(config.fetch.max_workers, len(sources))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
@@ -194,7 +315,9 @@ def _fetch_all(
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
-                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config)
+                pool.submit(
+                    _fetch_and_parse, s, state, session, limits, limiter, config, guard, robots
+                )
             )
         for f in futures:
             yield f.result()
@@ -207,11 +330,27 @@ def _fetch_and_parse(
     limits: FetchLimits,
     limiter: _HostLimiter,
     config: Config,
+    guard: NetGuard | None = None,
+    robots: RobotsCache | None = None,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
 
+    def get_robots(u: str) -> FetchResult:
+        with limiter.hold(u):
+            return fetch(
+                source.name,
+                u,
+                session=session,
+                limits=replace(limits, max_bytes=min(limits.max_bytes, MAX_ROBOTS_BYTES)),
+                conditional=False,
+                guard=guard,
+                origin=source.url,
+            )
+
     def get(u: str, conditional: bool) -> FetchResult:
+        if robots is not None and source.honours_robots and not robots.allowed(u, get_robots):
+            raise FetchError(source.name, f"robots.txt disallows {u} (set robots = false to fetch)")
         with limiter.hold(u):
             return fetch(
                 source.name,
@@ -220,6 +359,8 @@ def _fetch_and_parse(
                 state=state,
                 limits=limits,
                 conditional=conditional,
+                guard=guard,
+                origin=source.url,
             )
 
     try:
@@ -232,7 +373,7 @@ def _fetch_and_parse(
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
             )
-        document = _parse(source, first, get)
+        document = _parse(source, first, get, config.fetch.parse_timeout)
         return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
     except SourceError as exc:
         return _Fetched(source, state, error=exc, duration=time.monotonic() - t0)
@@ -243,7 +384,10 @@ def _fetch_and_parse(
 
 
 def _parse(
-    source: Source, first: FetchResult, get: Callable[[str, bool], FetchResult]
+    source: Source,
+    first: FetchResult,
+    get: Callable[[str, bool], FetchResult],
+    time_limit: float | None = None,
 ) -> ParsedDocument:
     kind = source.kind
     if kind == "auto":
@@ -258,6 +402,7 @@ def _parse(
             headers=first.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if kind == "text":
         return parse_text(
@@ -285,6 +430,7 @@ def _parse(
             headers=feed.headers,
             source=source.name,
             max_items=source.max_entries,
+            time_limit=time_limit,
         )
     if source.select is None or not source.select.next:
         return document
@@ -379,17 +525,22 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
         threshold=config.dedup.threshold,
         allow_duplicate_links=source.allow_duplicate_links,
     )
-    batch = dedup.place(excerpts, store, options=options)
-    new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
-    updated = sum(
-        1
-        for p in batch.placements
-        if p.existing is not None
-        and (p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key)
-    )
-    unchanged = len(batch.placements) - new - updated
-    first_crawl = state.last_success is None
-    store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
+    # Placement reads what is stored; holding the write lock from there to the commit keeps
+    # another process (a cron refresh beside the scheduler) from storing the same copies.
+    with store.exclusive():
+        batch = dedup.place(excerpts, store, options=options)
+        new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
+        updated = sum(
+            1
+            for p in batch.placements
+            if p.existing is not None
+            and (
+                p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key
+            )
+        )
+        unchanged = len(batch.placements) - new - updated
+        first_crawl = state.last_success is None
+        store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
     outcome = "new" if new else "updated" if updated else "unchanged"
     return SourceResult(
         source=source.name,
@@ -421,6 +572,7 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = _redirects(state, result)
     not_modified = fetched.document is None
+    ttl = state.ttl_seconds if fetched.document is None else fetched.document.ttl_seconds
     return replace(
         state,
         url=source.url,
@@ -433,9 +585,15 @@ def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: dateti
         last_success=now,
         error=None,
         error_streak=0,
-        next_due=now + _jitter(timedelta(seconds=source.interval_seconds)),
+        next_due=next_due_ok(
+            now,
+            timedelta(seconds=source.interval_seconds),
+            headers=result.headers,
+            ttl_seconds=ttl,
+        ),
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
+        ttl_seconds=ttl,
     )
 
 
@@ -454,8 +612,7 @@ def _failed_state(
 ) -> SourceState:
     streak = state.error_streak + 1
     gone = isinstance(error, FetchError) and error.status == 410
-    base = timedelta(seconds=source.interval_seconds)
-    delay = min(base * (2 ** min(streak - 1, 16)), max(MAX_BACKOFF, base))
+    asked = error.retry_after if isinstance(error, FetchError) else None
     return replace(
         state,
         url=source.url,
@@ -463,13 +620,19 @@ def _failed_state(
         last_fetch=now,
         error=error.reason,
         error_streak=streak,
-        next_due=now + _jitter(delay),
+        next_due=next_due_error(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
 
 
-def _jitter(delay: timedelta) -> timedelta:
-    """Spread fetches so that sources added together do not stay in lockstep."""
-    return delay * random.uniform(0.9, 1.0)
-
-
-__all__ = ["ConfigError", "refresh", "utcnow", "write_outputs"]
+__all__ = [
+    "ConfigError",
+    "Preview",
+    "due_at",
+    "emit_outputs",
+    "is_due",
+    "preview",
+    "refresh",
+    "refresh_if_due",
+    "utcnow",
+    "write_outputs",
+]

@@ -36,10 +36,20 @@ class Request:
     headers: dict[str, str]
 
 
-class LocalServer:
-    """A threaded HTTP server on 127.0.0.1:0 with routes you set per test."""
+class _QuietServer(ThreadingHTTPServer):
+    """A client closing its keep-alive connection is normal, not a traceback on stderr."""
 
-    def __init__(self) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1:0 (or another loopback address) with routes."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Response] = {}
         self.requests: list[Request] = []
         server = self
@@ -68,9 +78,11 @@ class LocalServer:
                 if route.status != 304:
                     self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer((host, 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -63,6 +64,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX copies_fingerprint ON copies (fingerprint);
     CREATE INDEX copies_entry ON copies (entry_id);
     """,
+    # 2: the feed's own refresh hint (<ttl>, sy:updatePeriod), kept for 304 responses.
+    """
+    ALTER TABLE sources ADD COLUMN ttl_seconds INTEGER;
+    """,
+    # 3: the dedup candidate index (prefix keys and MinHash LSH bands of each copy), and
+    # entries by sequence number so that the next one is not found by a scan.
     """
     CREATE TABLE sketches (
         hash INTEGER NOT NULL,
@@ -88,6 +95,7 @@ _STATE_FIELDS = (
     "next_due",
     "redirect_url",
     "redirect_streak",
+    "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _COPY_COLUMNS = (
@@ -334,7 +342,35 @@ class SQLiteStore:
         items = list(placements)
         self._write(lambda: self._apply(items, state, backfill))
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the write lock across reads and writes: what is read inside (dedup candidates)
+        cannot be changed by another process before the writes inside commit. Writes inside
+        join this transaction; any failure rolls all of it back."""
+        if self._db.in_transaction:
+            yield
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StorageError(f"{self.path}: write failed: {exc}") from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def _write(self, work: object) -> None:
+        if self._db.in_transaction:  # inside exclusive(): it commits or rolls back
+            try:
+                work()  # type: ignore[operator]
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: write failed: {exc}") from None
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

@@ -1,0 +1,330 @@
+"""Serve the output folder to feed readers and browsers: a small WSGI app run by waitress.
+
+Only a fixed set of names is served (no request path ever becomes a file path), so nothing
+outside the output folder can be reached. Each request opens its file once and reads from that
+descriptor: the emitter replaces files by rename, so a request gets the old file or the new one,
+never a mix. Bodies, strong ETags and gzip copies are cached by the file's identity (inode, size,
+mtime), so a reader polling with If-None-Match costs one open, one fstat and a 304.
+Feed requests never touch the database; /healthz is computed from snapshot.json.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from waitress.server import create_server
+
+from aggregator import emit
+from aggregator.errors import ServeError
+
+log = logging.getLogger("aggregator.serve")
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+# URL path -> (file in the output folder, Content-Type)
+ROUTES: dict[str, tuple[str, str]] = {
+    "/": (emit.INDEX_FILE, "text/html; charset=utf-8"),
+    "/index.html": (emit.INDEX_FILE, "text/html; charset=utf-8"),
+    "/feed.atom": (emit.FEED_FILE, "application/atom+xml; charset=utf-8"),
+    "/feed.json": (emit.JSON_FEED_FILE, "application/feed+json; charset=utf-8"),
+    "/snapshot.json": (emit.SNAPSHOT_FILE, "application/json; charset=utf-8"),
+}
+HEALTH_PATH = "/healthz"
+# The page only needs its inline stylesheet; nothing else may load or run.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+GZIP_MIN = 512  # smaller bodies are sent as they are
+
+
+@dataclass
+class _Cached:
+    """One version of one file, as read from disk."""
+
+    ident: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+    body: bytes
+    tag: str  # content hash, the strong ETag without quotes
+    mtime: float
+    gz: bytes | None = None
+    health: bytes | None = None  # for snapshot.json: the /healthz document derived from it
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FileCache:
+    """Reads files of the output folder, one open per request, cached by file identity."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._files: dict[str, _Cached] = {}
+
+    def get(self, name: str) -> _Cached | None:
+        try:
+            fd = os.open(self.directory / name, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            with self._lock:
+                hit = self._files.get(name)
+            if hit is not None and hit.ident == ident:
+                return hit
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                body = fh.read()
+        finally:
+            os.close(fd)
+        entry = _Cached(
+            ident=ident,
+            body=body,
+            tag=hashlib.blake2b(body, digest_size=16).hexdigest(),
+            mtime=st.st_mtime,
+        )
+        with self._lock:
+            self._files[name] = entry
+        return entry
+
+    @staticmethod
+    def gzipped(entry: _Cached) -> bytes:
+        with entry.lock:
+            if entry.gz is None:
+                entry.gz = gzip.compress(entry.body, compresslevel=6, mtime=0)
+            return entry.gz
+
+
+def _accepts_gzip(header: str) -> bool:
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().lower()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
+def _etag_matches(header: str, tag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2); either encoding matches."""
+    for candidate in header.split(","):
+        c = candidate.strip()
+        if c == "*":
+            return True
+        c = c.removeprefix("W/").strip('"')
+        if c in (tag, f"{tag}-gzip"):
+            return True
+    return False
+
+
+def _not_modified_since(header: str, mtime: float) -> bool:
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since is None or since.tzinfo is None:
+        return False
+    return int(mtime) <= since.timestamp()
+
+
+def _http_date(ts: float) -> str:
+    return format_datetime(datetime.fromtimestamp(int(ts), UTC), usegmt=True)
+
+
+def health_document(snapshot: bytes | None) -> tuple[bool, bytes]:
+    """The /healthz body from snapshot.json's bytes: ok, last refresh, sources with errors."""
+    if snapshot is None:
+        doc: dict[str, Any] = {
+            "ok": False,
+            "last_refresh": None,
+            "sources": 0,
+            "errors": [],
+            "problem": "no snapshot.json yet: no refresh has written the outputs",
+        }
+    else:
+        try:
+            snap = json.loads(snapshot)
+            sources = snap["sources"]
+            errors = [
+                {
+                    "name": s["name"],
+                    "status": s["status"],
+                    "error": s["error"],
+                    "last_fetch": s["last_fetch"],
+                    "last_success": s["last_success"],
+                }
+                for s in sources
+                if s.get("status") in ("error", "gone")
+            ]
+            doc = {
+                "ok": not sources or len(errors) < len(sources),
+                "last_refresh": snap["generated_at"],
+                "sources": len(sources),
+                "entries": len(snap["entries"]),
+                "errors": errors,
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            doc = {
+                "ok": False,
+                "last_refresh": None,
+                "sources": 0,
+                "errors": [],
+                "problem": f"snapshot.json unreadable: {exc}",
+            }
+    return bool(doc["ok"]), (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+class App:
+    """The WSGI application serving one output folder."""
+
+    def __init__(self, directory: Path, *, max_age: int = 60) -> None:
+        self.files = FileCache(directory)
+        self.cache_control = f"public, max-age={max_age}"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        if path != HEALTH_PATH and path not in ROUTES:
+            return self._plain(start_response, "404 Not Found", b"not found\n", method)
+        if method not in ("GET", "HEAD"):
+            start_response(
+                "405 Method Not Allowed",
+                [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+            )
+            return [b""]
+        if path == HEALTH_PATH:
+            return self._health(start_response, method)
+        name, content_type = ROUTES[path]
+        entry = self.files.get(name)
+        if entry is None:
+            return self._plain(
+                start_response,
+                "404 Not Found",
+                f"{name} is not written yet: run a refresh\n".encode(),
+                method,
+            )
+        gz = len(entry.body) >= GZIP_MIN and _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        headers = [
+            ("ETag", f'"{entry.tag}-gzip"' if gz else f'"{entry.tag}"'),
+            ("Last-Modified", _http_date(entry.mtime)),
+            ("Cache-Control", self.cache_control),
+            ("Vary", "Accept-Encoding"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if name == emit.INDEX_FILE:
+            headers.append(("Content-Security-Policy", PAGE_CSP))
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+        fresh = (
+            _etag_matches(inm, entry.tag)
+            if inm is not None
+            else ims is not None and _not_modified_since(ims, entry.mtime)
+        )
+        if fresh:
+            # No Content-Length (it would have to be the full body's), so waitress closes the
+            # connection after a 304; a reader polling each minute opens a new one anyway.
+            start_response("304 Not Modified", headers)
+            return [b""]
+        body = self.files.gzipped(entry) if gz else entry.body
+        headers.append(("Content-Type", content_type))
+        headers.append(("Content-Length", str(len(body))))
+        if gz:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [b""] if method == "HEAD" else [body]
+
+    def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+        entry = self.files.get(emit.SNAPSHOT_FILE)
+        if entry is None:
+            ok, body = health_document(None)
+        else:
+            with entry.lock:
+                if entry.health is None:
+                    entry.health = health_document(entry.body)[1]
+                body = entry.health
+            ok = json.loads(body)["ok"]
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        return [b""] if method == "HEAD" else [body]
+
+    @staticmethod
+    def _plain(
+        start_response: StartResponse, status: str, body: bytes, method: str
+    ) -> Iterable[bytes]:
+        start_response(
+            status,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        return [b""] if method == "HEAD" else [body]
+
+
+class Server:
+    """waitress serving `App` on a background thread; `stop()` ends it cleanly."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.app = App(directory)
+        # Requests waiting for a worker thread are normal under load, not worth a log line each.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        try:
+            self._server = create_server(
+                self.app,
+                host=host,
+                port=port,
+                threads=8,
+                ident="aggregator",
+                clear_untrusted_proxy_headers=True,
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)  # type: ignore[union-attr]
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> Server:
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listening socket and every connection, then wait for the loop to end."""
+        from waitress import wasyncore
+
+        srv = self._server
+        srv_map = srv._map  # type: ignore[union-attr]
+        srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))  # type: ignore[union-attr]
+        if self._thread is not None:
+            self._thread.join(timeout)
+        srv.task_dispatcher.shutdown()  # type: ignore[union-attr]
