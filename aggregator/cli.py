@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all", action="store_true", help="refresh every source, due or not")
     p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser(
+        "dupes",
+        parents=[common],
+        help="print the merged entries and why each copy was merged",
+        description=(
+            "Print every stored entry that merges more than one copy: each copy's source, "
+            "the rule that merged it (guid, link, text, prefix, similar) and, for the "
+            "fuzzy rules, its score. Reads the store only; fetches nothing."
+        ),
+    )
+    p.add_argument(
+        "-s",
+        "--source",
+        metavar="NAME",
+        help="only entries with a copy from this source",
+    )
+    p.set_defaults(func=cmd_dupes)
+
     _add_serving_commands(sub, common)
     _add_terminal_commands(sub, common)
     return parser
@@ -239,6 +258,50 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             + (", ".join(wrote) + " written" if wrote else "unchanged")
         )
     return EXIT_SOURCE_FAILED if report.failed else EXIT_OK
+
+
+def cmd_dupes(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    def cell(value: str) -> Text:
+        # Source text is untrusted: no markup, no terminal control sequences.
+        return Text("".join(ch if ch.isprintable() else " " for ch in value))
+
+    from aggregator.store.sqlite import SQLiteStore
+
+    config = _load(args)
+    if args.source is not None:
+        config.source(args.source)  # raises ConfigError for an unknown name
+    if not Path(config.store_path).exists():
+        print("nothing stored yet; run 'aggregator refresh' first")
+        return EXIT_OK
+    store = SQLiteStore(config.store_path)
+    try:
+        clusters = store.clusters(args.source)
+    finally:
+        store.close()
+    console = Console(soft_wrap=False)
+    if not clusters:
+        console.print("no merged entries", markup=False)
+        return EXIT_OK
+    for c in clusters:
+        table = Table(title=cell(c.entry_id), title_justify="left")
+        for column in ("source", "rule", "score", "first seen", "title", "link or key"):
+            table.add_column(column, overflow="fold")
+        for copy in c.copies:
+            table.add_row(
+                cell(copy.source),
+                "first" if copy.rule == "new" else copy.rule,
+                "" if copy.score is None else f"{copy.score:.3f}",
+                copy.first_seen.strftime("%Y-%m-%d %H:%M"),
+                cell(copy.title[:60]),
+                cell(copy.link or copy.key),
+            )
+        console.print(table)
+    console.print(f"{len(clusters)} merged entr{'y' if len(clusters) == 1 else 'ies'}")
+    return EXIT_OK
 
 
 def _show_progress(args: argparse.Namespace) -> bool:

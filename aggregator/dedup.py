@@ -3,18 +3,66 @@
 The tiers, most certain first:
 1. same source and same key (guid, else link, else text): the same copy seen again;
 2. same canonical link, from any source (unless the source reuses links);
-3. same normalized text (equal fingerprints), from any source.
+3. same normalized text (equal fingerprints), from any source; a short text also needs the
+   same title, since different short posts can read alike;
+4. `prefix`: one text is a truncation of the other: the shorter (its trailing "..." already
+   folded away) starts the longer, is long enough to be distinctive (CJK counts twice, see
+   sketch.weight), and is marked truncated or nearly as long as the longer. Each text is also
+   tried with its title in front, since a capture line carries "title body" where a feed has
+   the body alone;
+5. `similar`: near-duplicate text. MinHash LSH bands (kept in the store) find candidates;
+   the exact Jaccard similarity of character 4-grams confirms them, after trimming the longer
+   text to the shorter one's length (a truncation point must not count as a difference).
+   Thresholds rise for shorter texts; the shorter text must be truncated or nearly full.
+
+Never merged: texts whose titles carry different numbers ("Part 1" / "Part 2", "第3集"), texts
+that share only an opening or a preamble (the shorter is not a prefix of the longer, or is
+not cut where the longer goes on), and short texts beyond an exact match.
+
 A copy that matches nothing starts a new entry whose id is the excerpt's own candidate id,
-minted once and never changed afterwards.
+minted once and never changed afterwards. A copy that matches several stored entries links
+them: the store merges them into the oldest, whose id survives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
+from aggregator.ids import mint_id
 from aggregator.models import Excerpt
-from aggregator.store import CandidateIndex, Placement, StoredCopy
+from aggregator.sketch import PREFIX_CHARS, band_hashes, jaccard, prefix_key, weight
+from aggregator.store import CandidateIndex, Candidates, Merge, Placement, StoredCopy
+from aggregator.textutil import fold
+
+MIN_PREFIX_WEIGHT = 50  # the shorter text of a prefix match: ~50 Latin or ~25 CJK characters
+MIN_PREFIX_BODY = 40  # ...of which its own text (not its title) at least this much
+MIN_DISTINCT_WEIGHT = 20  # ...and this much beyond what it shares with other posts' texts
+MIN_SIMILAR_WEIGHT = 120  # shorter texts are never matched by similarity
+LONG_WEIGHT = 300  # from here on the configured threshold applies; below it, a stricter one
+SHORT_PENALTY = 0.05  # added to the threshold for texts below LONG_WEIGHT
+SHORT_TEXT_WEIGHT = 40  # an exact text match this short also needs the same title
+NEAR_FULL_PREFIX = 0.85  # an untruncated shorter text must be this close to the longer's length
+NEAR_FULL_SIMILAR = 0.8
+MAX_CANDIDATES = 200  # sketch candidates looked at per excerpt
+MAX_MATCHED_ENTRIES = 8  # fuzzy matches to more entries than this are ambiguous
+
+_RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
+_NUMBERED = re.compile(
+    r"\d+|第[一二三四五六七八九十百零两〇]+[集部篇章期讲回节季卷]"
+    r"|\b(?:part|episode|chapter|volume|vol|ep|season)\.?\s*(?:[ivxlc]+|one|two|three|four|five)\b"
+    r"|[上中下]篇|（[一二三四五六七八九十]+）|\([一二三四五六七八九十]+\)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupOptions:
+    """How near-duplicates are matched (`[dedup]`) and how one source is treated."""
+
+    near_duplicates: bool = True  # match near-duplicate text, not only exact repeats
+    threshold: float = 0.7  # Jaccard similarity of 4-grams for long texts
+    allow_duplicate_links: bool = False  # the source reuses one link for many items
 
 
 @dataclass(slots=True)
@@ -23,6 +71,19 @@ class BatchResult:
 
     placements: list[Placement] = field(default_factory=list)  # one per distinct copy
     repeated_in_batch: int = 0  # items that repeated another item of the same fetch
+    repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
+    changed_keys: int = 0  # known copies that came back under a new guid, link or text
+    warnings: list[str] = field(default_factory=list)  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """What the candidate look-ups need from one excerpt."""
+
+    title: str  # folded title
+    forms: tuple[str, ...]  # the folded text, then "title text" when the text lacks its title
+    sketch: tuple[int, ...]  # prefix keys of the forms, then the LSH band hashes
+    n_prefix: int  # how many of `sketch` are prefix keys
 
 
 def place(
@@ -30,68 +91,404 @@ def place(
     index: CandidateIndex,
     *,
     allow_duplicate_links: bool = False,
+    options: DedupOptions | None = None,
+    sketches: bool = True,
 ) -> BatchResult:
-    """Place one source's excerpts against the stored index and each other."""
+    """Place one source's excerpts against the stored index and each other.
+
+    `sketches=False` runs the exact tiers only (same key, link, text) and stores no
+    candidate-index hashes; refresh never does this, the benchmark measures it.
+    """
+    opts = options or DedupOptions(allow_duplicate_links=allow_duplicate_links)
+    if allow_duplicate_links and not opts.allow_duplicate_links:
+        opts = replace(opts, allow_duplicate_links=True)
     result = BatchResult()
-    items = list(excerpts)
+    items = _split_repeated_guids(list(excerpts), opts, result)
+    bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
     batch_keys = {e.key for e in items}
-    by_key: dict[str, Placement] = {}
-    by_link: dict[str, str] = {}
-    by_fingerprint: dict[str, str] = {}
-    for e in items:
-        if e.key in by_key:
-            # The same item twice in one document (a repeated guid, a post listed twice).
+    probes = [
+        _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
+        for e, b in zip(items, bands, strict=True)
+    ]
+    view = _prefetch(items, probes, index, opts)
+    local = _LocalIndex()
+    seen: set[str] = set()
+    for e, probe in zip(items, probes, strict=True):
+        if e.key in seen:
+            # The same item twice in one document (a post listed twice).
             result.repeated_in_batch += 1
             continue
-        p = _place_one(e, index, by_link, by_fingerprint, batch_keys, allow_duplicate_links)
-        by_key[e.key] = p
-        if e.link_key and not allow_duplicate_links:
-            by_link.setdefault(e.link_key, p.entry_id)
-        by_fingerprint.setdefault(e.fingerprint, p.entry_id)
+        seen.add(e.key)
+        p = _place_one(e, probe, view, local, batch_keys, opts)
+        local.add(e, p, probe, opts)
         result.placements.append(p)
+    result.changed_keys = sum(
+        1 for p in result.placements if p.existing is not None and p.existing.key != p.excerpt.key
+    )
+    if result.changed_keys:
+        result.warnings.append(
+            f"{result.changed_keys} known entr{'y' if result.changed_keys == 1 else 'ies'} "
+            "came back under a new guid or link; kept their ids, matched by link or text"
+        )
     return result
+
+
+def _prefetch(
+    items: list[Excerpt], probes: list[_Probe], index: CandidateIndex, opts: DedupOptions
+) -> CandidateIndex:
+    """Fetch every stored candidate of one source's batch at once (a few queries in all)."""
+    sources = {e.source for e in items}
+    if len(sources) != 1:
+        return index
+    links = {e.link_key for e in items if e.link_key} if not opts.allow_duplicate_links else set()
+    hashes = {
+        h for p in probes for h in (p.sketch if opts.near_duplicates else p.sketch[: p.n_prefix])
+    }
+    found = index.candidates(
+        sources.pop(),
+        {e.key for e in items},
+        links,
+        {e.fingerprint for e in items},
+        hashes,
+        limit=MAX_CANDIDATES,
+    )
+    return _Prefetched(found)
+
+
+class _Prefetched:
+    """A CandidateIndex answering from one batch's prefetched candidates."""
+
+    def __init__(self, found: Candidates) -> None:
+        self.found = found
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        return self.found
+
+    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
+        return self.found.by_key.get(key)
+
+    def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
+        return self.found.by_link.get(link, ())
+
+    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
+        return self.found.by_fingerprint.get(fingerprint, ())
+
+    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
+        seen: dict[int, StoredCopy] = {}
+        for h in hashes:
+            for c in self.found.by_hash.get(h, ()):
+                seen.setdefault(c.rowid, c)
+        return [seen[r] for r in sorted(seen, reverse=True)[:limit]][::-1]
+
+
+def _split_repeated_guids(
+    items: list[Excerpt], opts: DedupOptions, result: BatchResult
+) -> list[Excerpt]:
+    """Items sharing one guid but not one link or text are different posts: re-key them."""
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(items):
+        if e.key.startswith("guid:"):
+            groups.setdefault(e.key, []).append(i)
+    out = list(items)
+    for key, idx in groups.items():
+        if len(idx) < 2 or len({_fallback_key(items[i], opts) for i in idx}) < 2:
+            continue
+        for i in idx:
+            e = items[i]
+            new_key = _fallback_key(e, opts)
+            out[i] = replace(e, key=new_key, id=mint_id(e.source, new_key))
+        result.repeated_guids += len(idx)
+        result.warnings.append(
+            f"{len(idx)} different items share the guid {key[5:]!r}; "
+            "told apart by link or text instead"
+        )
+    return out
+
+
+def _fallback_key(e: Excerpt, opts: DedupOptions) -> str:
+    if e.link_key and not opts.allow_duplicate_links:
+        return "link:" + e.link_key
+    return "text:" + e.fingerprint
+
+
+def _forms(text: str, title: str) -> tuple[str, ...]:
+    if title and text and not text.startswith(title):
+        return (text, title + " " + text)
+    return (text,)
+
+
+def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
+    title = fold(e.title)
+    forms = _forms(e.text, title)
+    keys = tuple(dict.fromkeys(prefix_key(f) for f in forms if weight(f) >= MIN_PREFIX_WEIGHT))
+    return _Probe(title, forms, keys + bands, len(keys))
 
 
 def _place_one(
     e: Excerpt,
+    probe: _Probe,
     index: CandidateIndex,
-    batch_links: dict[str, str],
-    batch_fingerprints: dict[str, str],
+    local: _LocalIndex,
     batch_keys: set[str],
-    allow_duplicate_links: bool,
+    opts: DedupOptions,
 ) -> Placement:
     same = index.copy_by_key(e.source, e.key)
     if same is not None:
-        return Placement(e, same.entry_id, "same", existing=same)
-    if e.link_key and not allow_duplicate_links:
-        hit = _pick(index.copies_by_link(e.link_key), e.source)
-        if hit is not None:
-            return _join(e, hit, "link", batch_keys)
-        if e.link_key in batch_links:
-            return Placement(e, batch_links[e.link_key], "link")
-    hit = _pick(index.copies_by_fingerprint(e.fingerprint), e.source)
-    if hit is not None:
-        return _join(e, hit, "text", batch_keys)
-    if e.fingerprint in batch_fingerprints:
-        return Placement(e, batch_fingerprints[e.fingerprint], "text")
-    return Placement(e, e.id, "new")
+        return Placement(e, same.entry_id, "same", existing=same, sketch=probe.sketch)
+    matches: list[tuple[StoredCopy, str, float | None]] = []
+    looked: set[tuple[str, str]] = set()
+    links_ok = bool(e.link_key) and not opts.allow_duplicate_links
+    stored_links = index.copies_by_link(e.link_key) if links_ok and e.link_key else ()
+    for c in (*stored_links, *local.by_link(e.link_key if links_ok else None)):
+        looked.add((c.source, c.key))
+        matches.append((c, "link", None))
+    for c in (*index.copies_by_fingerprint(e.fingerprint), *local.by_fingerprint(e.fingerprint)):
+        if (c.source, c.key) not in looked and _exact_ok(e, probe, c):
+            looked.add((c.source, c.key))
+            matches.append((c, "text", None))
+    keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
+    candidates = [
+        *(index.copies_by_sketch(keys, limit=MAX_CANDIDATES) if keys else ()),
+        *local.by_sketch(keys),
+    ]
+    fuzzy: list[tuple[StoredCopy, str, float | None]] = []
+    misses: list[StoredCopy] = []
+    certain = {c.entry_id for c, _, _ in matches}
+    for c in candidates:
+        if (c.source, c.key) in looked or c.entry_id in certain:
+            continue  # already matched, or in an entry a link or the same text joins
+        looked.add((c.source, c.key))
+        verdict = compare(e, probe, c, opts)
+        if verdict is not None:
+            fuzzy.append((c, *verdict))
+        else:
+            misses.append(c)
+    matches.extend(_unambiguous(e, fuzzy, misses, opts))
+    if not matches:
+        return Placement(e, e.id, "new", sketch=probe.sketch)
+    return _from_matches(e, probe, matches, batch_keys)
 
 
-def _pick(copies: Iterable[StoredCopy], source: str) -> StoredCopy | None:
-    """Prefer a copy from the same source (then it is an update of that copy), else the oldest."""
-    first: StoredCopy | None = None
-    for c in copies:
-        if c.source == source:
-            return c
-        if first is None:
-            first = c
-    return first
+def _unambiguous(
+    e: Excerpt,
+    fuzzy: list[tuple[StoredCopy, str, float | None]],
+    misses: list[StoredCopy],
+    opts: DedupOptions,
+) -> list[tuple[StoredCopy, str, float | None]]:
+    """Drop prefix/similar matches that other texts contradict.
+
+    A text cut right after a shared preamble is a prefix of several different posts: when the
+    matched copies disagree with each other, or the matched entry holds another copy that
+    starts like this text but then goes elsewhere, the match is a guess, and guesses are not
+    merged.
+    """
+    if not fuzzy:
+        return []
+    entries = {c.entry_id for c, _, _ in fuzzy}
+    # An entry matched by similarity was judged on the whole text; one matched only because
+    # this text is a prefix of one copy (or has one as its prefix) must not conflict with
+    # the entry's other copies.
+    by_prefix = entries - {c.entry_id for c, rule, _ in fuzzy if rule != "prefix"}
+    for c in misses:
+        if c.entry_id in by_prefix and _contradicts(e.text, c.text, opts):
+            entries.discard(c.entry_id)
+    # How far this text runs along with texts of other posts: a shared preamble. A prefix
+    # match must go on well beyond it to tell which post the text is.
+    others = [c.text for c in misses if c.entry_id not in entries]
+    shared = max((_common_prefix(e.text, t) for t in others), default=0)
+    kept = [
+        m
+        for m in fuzzy
+        if m[0].entry_id in entries and _distinct_after(e.text, m[0].text, shared, m[1], opts)
+    ]
+    if len({c.entry_id for c, _, _ in kept}) > MAX_MATCHED_ENTRIES:
+        return []  # a text that fits this many posts tells none of them apart
+    for i, (a, _, _) in enumerate(kept):
+        for b, _, _ in kept[i + 1 :]:
+            if a.entry_id != b.entry_id and _contradicts(a.text, b.text, opts):
+                return []
+    return kept
 
 
-def _join(e: Excerpt, hit: StoredCopy, rule: str, batch_keys: set[str]) -> Placement:
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _distinct_after(a: str, b: str, shared: int, rule: str, opts: DedupOptions) -> bool:
+    """Whether two texts still match once the start they share with other posts is cut off."""
+    if shared == 0 or rule not in ("prefix", "similar"):
+        return True
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    rest = short[shared:]
+    if weight(rest) < MIN_DISTINCT_WEIGHT:
+        return False
+    return rule == "prefix" or jaccard(rest, long[shared : len(short)]) >= opts.threshold
+
+
+def _contradicts(a: str, b: str, opts: DedupOptions) -> bool:
+    """Two texts that start alike, then diverge: neither a prefix of the other nor similar."""
+    if a[:PREFIX_CHARS] != b[:PREFIX_CHARS]:
+        return False
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if long.startswith(short):
+        return False
+    return jaccard(short, long[: len(short)]) < opts.threshold
+
+
+def _from_matches(
+    e: Excerpt,
+    probe: _Probe,
+    matches: list[tuple[StoredCopy, str, float | None]],
+    batch_keys: set[str],
+) -> Placement:
+    # The most certain match decides the placement; every other stored entry matched is
+    # linked by this copy and is merged into it (the store keeps the oldest id).
+    matches.sort(key=lambda m: (_RULE_RANK[m[1]], -(m[2] or 1.0), m[0].rowid < 0, m[0].rowid))
+    best_rule = matches[0][1]
+    entry_id = matches[0][0].entry_id
+    mine = [m for m in matches if m[0].entry_id == entry_id and m[1] == best_rule]
+    hit, rule, score = next((m for m in mine if m[0].source == e.source), mine[0])
+    merges: dict[str, Merge] = {}
+    for c, r, s in matches:
+        if c.rowid > 0 and c.entry_id != entry_id and c.entry_id not in merges:
+            merges[c.entry_id] = Merge(c.entry_id, r, s)
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
-    # copies of one entry. Across sources it is another copy of the same entry.
-    rekey = hit.source == e.source and hit.key not in batch_keys
-    existing = hit if rekey else None
-    return Placement(e, hit.entry_id, rule, existing=existing)
+    # copies of one entry. Across sources it is another copy of the same entry. Copies of
+    # this batch (negative rowids) are not stored yet: never an update. A prefix or similar
+    # match never overwrites a stored copy either: it joins the entry as a copy of its own,
+    # so that a wrong guess could cost a merge, never a text.
+    rekey = (
+        hit.rowid > 0
+        and hit.source == e.source
+        and hit.key not in batch_keys
+        and rule in ("link", "text")
+    )
+    return Placement(
+        e,
+        hit.entry_id,
+        rule,
+        score=score,
+        existing=hit if rekey else None,
+        sketch=probe.sketch,
+        merges=tuple(merges.values()),
+    )
+
+
+def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
+    if weight(e.text) >= SHORT_TEXT_WEIGHT:
+        return True
+    return probe.title == fold(c.title)
+
+
+def _numbers(title: str) -> list[str]:
+    return sorted(_NUMBERED.findall(title))
+
+
+def compare(
+    e: Excerpt, probe: _Probe, c: StoredCopy, opts: DedupOptions
+) -> tuple[str, float | None] | None:
+    """Whether a stored copy is the same post as `e` by the prefix or similarity rule."""
+    other_title = fold(c.title)
+    if e.text == c.text:
+        # Equal texts under another fingerprint (cut elsewhere for display): a short text
+        # still needs the same title, as in the exact tier.
+        return ("text", None) if _exact_ok(e, probe, c) else None
+    mine, theirs = _numbers(probe.title), _numbers(other_title)
+    if mine and theirs and mine != theirs:
+        return None  # a numbered series: "Part 1" and "Part 2" are different posts
+    for fe in probe.forms:
+        for fc in _forms(c.text, other_title):
+            if len(fe) <= len(fc):
+                short, long, cut, body = fe, fc, e.truncated, e.text
+            else:
+                short, long, cut, body = fc, fe, c.truncated, c.text
+            if not long.startswith(short):
+                continue
+            if short == long:
+                return "text", None
+            if (
+                weight(short) >= MIN_PREFIX_WEIGHT
+                and weight(body) >= MIN_PREFIX_BODY
+                and (cut or len(short) >= NEAR_FULL_PREFIX * len(long))
+            ):
+                return "prefix", round(len(short) / len(long), 3)
+    if not opts.near_duplicates:
+        return None
+    if len(e.text) <= len(c.text):
+        short, long, cut = e.text, c.text, e.truncated
+    else:
+        short, long, cut = c.text, e.text, c.truncated
+    w = weight(short)
+    if w < MIN_SIMILAR_WEIGHT or not (cut or len(short) >= NEAR_FULL_SIMILAR * len(long)):
+        return None
+    trimmed = long[: len(short)]
+    if _numbers(short[:-8]) != _numbers(trimmed[:-8]):
+        return None  # the texts differ in their numbers: a series, or another measurement
+    score = jaccard(short, trimmed)
+    threshold = opts.threshold + (SHORT_PENALTY if w < LONG_WEIGHT else 0.0)
+    if score >= min(threshold, 0.99):
+        return "similar", round(score, 3)
+    return None
+
+
+class _LocalIndex:
+    """The excerpts placed so far in this batch, for matches within one fetch."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._links: dict[str, list[StoredCopy]] = {}
+        self._fingerprints: dict[str, list[StoredCopy]] = {}
+        self._sketches: dict[int, list[StoredCopy]] = {}
+
+    def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
+        self.count += 1
+        copy = StoredCopy(
+            rowid=-self.count,
+            source=e.source,
+            key=e.key,
+            entry_id=p.entry_id,
+            content_hash=e.content_hash,
+            link=e.link_key,
+            truncated=e.truncated,
+            text=e.text,
+            first_seen=e.first_seen,
+            title=e.title,
+        )
+        if e.link_key and not opts.allow_duplicate_links:
+            self._links.setdefault(e.link_key, []).append(copy)
+        self._fingerprints.setdefault(e.fingerprint, []).append(copy)
+        for h in probe.sketch:
+            self._sketches.setdefault(h, []).append(copy)
+
+    def by_link(self, link: str | None) -> list[StoredCopy]:
+        return self._links.get(link, []) if link else []
+
+    def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
+        return self._fingerprints.get(fingerprint, [])
+
+    def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
+        seen: dict[int, StoredCopy] = {}
+        for h in keys:
+            for c in self._sketches.get(h, ()):
+                seen.setdefault(c.rowid, c)
+        return list(seen.values())

@@ -520,10 +520,15 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             duration=fetched.duration,
         )
     excerpts = _normalize_all(config, source, fetched.document, now)
+    options = dedup.DedupOptions(
+        near_duplicates=config.dedup.near_duplicates,
+        threshold=config.dedup.threshold,
+        allow_duplicate_links=source.allow_duplicate_links,
+    )
     # Placement reads what is stored; holding the write lock from there to the commit keeps
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.exclusive():
-        batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+        batch = dedup.place(excerpts, store, options=options)
         new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
         updated = sum(
             1
@@ -545,7 +550,7 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
         unchanged=unchanged,
         status=fetched.result.status,
         duration=fetched.duration,
-        warnings=fetched.document.warnings,
+        warnings=(*fetched.document.warnings, *batch.warnings),
     )
 
 

@@ -4,22 +4,25 @@ Tables:
 - `sources`: one row per source name, its SourceState.
 - `entries`: one row per merged post; its id is minted at first sight and never changes.
 - `copies`: one row per (source, key): the post as one source shows it, pointing at its entry.
+- `sketches`: the dedup candidate index: prefix keys and MinHash LSH bands of each copy, so
+  that finding near-duplicates costs a few index look-ups, not a pass over the store.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
-from aggregator.store import Placement, StoredCopy
+from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -65,6 +68,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN ttl_seconds INTEGER;
     """,
+    # 3: the dedup candidate index (prefix keys and MinHash LSH bands of each copy), and
+    # entries by sequence number so that the next one is not found by a scan.
+    """
+    CREATE TABLE sketches (
+        hash INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        PRIMARY KEY (hash, copy)
+    ) WITHOUT ROWID;
+    CREATE INDEX sketches_copy ON sketches (copy);
+    CREATE INDEX entries_seq ON entries (seq);
+    """,
 )
 
 _STATE_FIELDS = (
@@ -84,7 +98,9 @@ _STATE_FIELDS = (
     "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
-_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen"
+_COPY_COLUMNS = (
+    "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen, title"
+)
 
 
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
@@ -120,6 +136,8 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # 64 MiB of page cache: the dedup candidate index is looked up and grown at random.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -212,9 +230,87 @@ class SQLiteStore:
         )
         return [self._copy(r) for r in rows]
 
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        """One batch's look-ups in four queries, each over a JSON array of the values."""
+
+        def arg(values: Collection[object]) -> str:
+            return json.dumps(list(values), ensure_ascii=False)
+
+        by_key = {
+            c.key: c
+            for c in map(
+                self._copy,
+                self._db.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? "
+                    "AND key IN (SELECT value FROM json_each(?))",
+                    (source, arg(keys)),
+                ),
+            )
+        }
+        by_link: dict[str, list[StoredCopy]] = {}
+        for c in map(
+            self._copy,
+            self._db.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies "
+                "WHERE link_key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (arg(links),),
+            ),
+        ):
+            by_link.setdefault(c.link or "", []).append(c)
+        by_fingerprint: dict[str, list[StoredCopy]] = {}
+        for row in self._db.execute(
+            f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
+            "WHERE fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+            (arg(fingerprints),),
+        ):
+            by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
+        pairs = self._db.execute(
+            "SELECT hash, copy FROM (SELECT hash, copy, row_number() OVER "
+            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM sketches "
+            "WHERE hash IN (SELECT value FROM json_each(?))) WHERE n <= ?",
+            (arg(hashes), limit),
+        ).fetchall()
+        copies = {
+            c.rowid: c
+            for c in map(
+                self._copy,
+                self._db.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies "
+                    "WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (arg({copy for _, copy in pairs}),),
+                ),
+            )
+        }
+        by_hash: dict[int, list[StoredCopy]] = {}
+        for h, copy in pairs:
+            if copy in copies:
+                by_hash.setdefault(h, []).append(copies[copy])
+        return Candidates(by_key, by_link, by_fingerprint, by_hash)
+
+    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> list[StoredCopy]:
+        if not hashes:
+            return []
+        marks = ",".join("?" for _ in hashes)
+        rows = self._db.execute(
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
+            f"SELECT DISTINCT copy FROM sketches WHERE hash IN ({marks}) "
+            "ORDER BY copy DESC LIMIT ?) ORDER BY rowid",
+            (*hashes, limit),
+        )
+        return [self._copy(r) for r in rows]
+
     @staticmethod
     def _copy(row: Sequence[object]) -> StoredCopy:
-        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen = row
+        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen, title = row
         return StoredCopy(
             rowid=rowid,  # type: ignore[arg-type]
             source=source,  # type: ignore[arg-type]
@@ -225,6 +321,7 @@ class SQLiteStore:
             truncated=bool(truncated),
             text=text,  # type: ignore[arg-type]
             first_seen=_from_iso(first_seen),  # type: ignore[arg-type]
+            title=title,  # type: ignore[arg-type]
         )
 
     # --- writing a refresh ----------------------------------------------------------------
@@ -290,35 +387,101 @@ class SQLiteStore:
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        sketches: list[tuple[int, int]] = []
+        moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
             e = p.excerpt
-            if p.existing is not None and p.existing.source == e.source:
-                if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
-                    self._update_copy(p.existing, e)
-                    self._touch_entry(p.existing.entry_id, e.first_seen)
-                continue
-            if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
-                seq += 1
-                self._db.execute(
-                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
-                    "backfill) VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                    (
-                        p.entry_id,
-                        iso(e.first_seen),
-                        iso(e.first_seen),
-                        iso(e.first_seen),
-                        seq,
-                        int(backfill),
+            if moved:
+                p = replace(
+                    p,
+                    entry_id=moved.get(p.entry_id, p.entry_id),
+                    merges=tuple(
+                        replace(m, entry_id=moved.get(m.entry_id, m.entry_id)) for m in p.merges
                     ),
                 )
-            self._insert_copy(p)
-            self._refresh_entry_dates(p.entry_id, bumped=None)
+            if p.existing is not None and p.existing.source == e.source:
+                entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
+                if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
+                    self._update_copy(p.existing, e)
+                    self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
+                    sketches.extend((h, p.existing.rowid) for h in p.sketch)
+                    self._touch_entry(entry_id, e.first_seen)
+                if p.merges:
+                    self._merge(entry_id, p, moved)
+                continue
+            # A new entry's only copy is this one, so its dates are this copy's; an entry
+            # that exists already is left alone here and recomputed below.
+            first_seen = iso(e.first_seen)
+            published = iso(e.published)
+            stated = iso(e.updated or e.published)
+            sort_date = published or stated or (_BACKFILL if backfill else first_seen)
+            created = (
+                self._db.execute(
+                    "INSERT OR IGNORE INTO entries (id, first_seen, published, updated, "
+                    "sort_date, seq, backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        p.entry_id,
+                        first_seen,
+                        published,
+                        stated or first_seen,
+                        sort_date,
+                        seq + 1,
+                        int(backfill),
+                    ),
+                ).rowcount
+                == 1
+            )
+            seq += int(created)
+            rowid = self._insert_copy(p)
+            sketches.extend((h, rowid) for h in p.sketch)
+            if p.merges:
+                self._merge(p.entry_id, p, moved)
+            elif not created:
+                self._refresh_entry_dates(p.entry_id, bumped=None)
+        self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
         self._save_state(state)
 
-    def _insert_copy(self, p: Placement) -> None:
-        e = p.excerpt
+    def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
+        """Fold the entries a copy linked into one; the oldest entry's id survives.
+
+        The folded entries' first copies take the rule (and score) by which the new copy
+        matched them, so every copy of the merged entry still says why it is there. `moved`
+        learns where each folded entry went, for the rest of the batch.
+        """
+        ids = list(dict.fromkeys([entry_id, *(m.entry_id for m in p.merges)]))
+        marks = ",".join("?" for _ in ids)
+        rows = self._db.execute(
+            f"SELECT id, first_seen, backfill FROM entries WHERE id IN ({marks}) "
+            "ORDER BY first_seen, seq",
+            ids,
+        ).fetchall()
+        if not rows:
+            return
+        winner = rows[0][0]
+        why = {m.entry_id: m for m in p.merges}
+        why.setdefault(entry_id, Merge(entry_id, p.rule, p.score))
+        for loser, _, _ in rows[1:]:
+            m = why[loser]
+            self._db.execute(
+                "UPDATE copies SET rule = ?, score = ? WHERE entry_id = ? AND rule = 'new'",
+                (m.rule, m.score, loser),
+            )
+            self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
+            self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
+            for k, v in list(moved.items()):
+                if v == loser:
+                    moved[k] = winner
+            moved[loser] = winner
         self._db.execute(
+            "UPDATE entries SET backfill = ? WHERE id = ?",
+            (min(int(r[2]) for r in rows), winner),
+        )
+        self._refresh_entry_dates(winner, bumped=None)
+
+    def _insert_copy(self, p: Placement) -> int:
+        e = p.excerpt
+        cur = self._db.execute(
             "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
             "link_key, published, updated, first_seen, authors, categories, excerpt, "
             "truncated, fingerprint, content_hash, position, text) "
@@ -346,6 +509,7 @@ class SQLiteStore:
                 e.text,
             ),
         )
+        return int(cur.lastrowid or 0)
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
@@ -464,3 +628,38 @@ class SQLiteStore:
         return dict(
             self._db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
         )
+
+    def clusters(self, source: str | None = None) -> list[Cluster]:
+        """Merged entries with more than one copy (those with a copy from `source`), newest
+        first, each copy with the rule that merged it."""
+        where = "WHERE n > 1"
+        args: list[object] = []
+        if source is not None:
+            where += " AND id IN (SELECT entry_id FROM copies WHERE source = ?)"
+            args.append(source)
+        rows = self._db.execute(
+            "SELECT id, first_seen FROM (SELECT e.id, e.first_seen, e.sort_date, e.seq, "
+            "(SELECT count(*) FROM copies c WHERE c.entry_id = e.id) AS n FROM entries e) "
+            f"{where} ORDER BY sort_date DESC, seq DESC",
+            args,
+        ).fetchall()
+        out = []
+        for entry_id, first_seen in rows:
+            copies = tuple(
+                ClusterCopy(
+                    source=r[0],
+                    key=r[1],
+                    rule=r[2],
+                    score=r[3],
+                    title=r[4],
+                    link=r[5],
+                    first_seen=_from_iso(r[6]),
+                )
+                for r in self._db.execute(
+                    "SELECT source, key, rule, score, title, link, first_seen FROM copies "
+                    "WHERE entry_id = ? ORDER BY first_seen, rowid",
+                    (entry_id,),
+                )
+            )
+            out.append(Cluster(entry_id, _from_iso(first_seen), copies))
+        return out

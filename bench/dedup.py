@@ -1,0 +1,234 @@
+"""Dedup speed and memory on synthetic excerpts.
+
+    python bench/dedup.py --n 100000 [--store PATH] [--skip-store]
+
+Generates N excerpts of about 300 characters of mixed CJK and Latin text (20% exact repeats
+of an earlier record, 10% near-duplicates of one: a few characters changed and cut at
+another point) and prints, each with records per second:
+
+1. hashing: blake2b of every folded text once (the floor for any exact matching);
+2. exact tiers in memory: dedup.place with near-duplicates off against a dict index;
+3. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
+   batch), the path a refresh takes, with the candidate index (prefix keys and LSH bands)
+   kept in the store; then the peak resident memory of the process;
+4. incremental: 1,000 new records against the store just built, against an empty store.
+
+Records are generated lazily from their number, so the generator holds nothing in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Collection, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from hashlib import blake2b
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator import dedup
+from aggregator.models import Excerpt, SourceState
+from aggregator.store import Candidates, StoredCopy
+from aggregator.store.sqlite import SQLiteStore
+
+BATCH = 1000
+SOURCES = 50
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _word(i: int) -> str:
+    rnd = random.Random(i)
+    return "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(2 + i % 8))
+
+
+_LATIN = [_word(i) for i in range(3000)]
+_CJK = [chr(0x4E00 + i * 7 % 20000) for i in range(4000)]
+
+
+def _base_text(j: int) -> str:
+    rnd = random.Random(j * 7919 + 17)
+    parts: list[str] = []
+    size = 0
+    target = rnd.randint(260, 340)
+    while size < target:
+        if rnd.random() < 0.5:
+            s = " ".join(rnd.choice(_LATIN) for _ in range(rnd.randint(3, 8)))
+        else:
+            s = "".join(rnd.choice(_CJK) for _ in range(rnd.randint(8, 20)))
+        parts.append(s)
+        size += len(s) + 1
+    return " ".join(parts)[:target]
+
+
+def _near(text: str, i: int) -> str:
+    rnd = random.Random(i)
+    chars = list(text)
+    for _ in range(3):
+        k = rnd.randrange(len(chars))
+        chars[k] = rnd.choice(_CJK)
+    return "".join(chars)[: len(chars) - rnd.randint(5, 25)]
+
+
+def record(i: int) -> Excerpt:
+    """Record i: 20% exact repeats and 10% near-duplicates of an earlier record."""
+    rnd = random.Random(i)
+    roll = rnd.random()
+    truncated = False
+    if i > 10 and roll < 0.2:
+        text = _base_text(rnd.randrange(i // 2, i))  # an exact repeat (its base text)
+    elif i > 10 and roll < 0.3:
+        text = _near(_base_text(rnd.randrange(i // 2, i)), i)
+        truncated = True
+    else:
+        text = _base_text(i)
+    fp = blake2b(text.encode(), digest_size=16).hexdigest()
+    source = f"s{(i // BATCH) % SOURCES}"
+    return Excerpt(
+        id=f"urn:bench:{i}",
+        source=source,
+        key=f"guid:{i}",
+        guid=str(i),
+        title=text[:30],
+        link=f"https://{source}.test/{i}",
+        published=None,
+        updated=None,
+        first_seen=T0 + timedelta(seconds=i),
+        authors=(),
+        categories=(),
+        excerpt=text,
+        truncated=truncated,
+        fingerprint=fp,
+        content_hash=fp,
+        text=text,
+        link_key=f"https://{source}.test/{i}",
+    )
+
+
+def batches(start: int, stop: int) -> Iterator[list[Excerpt]]:
+    for b in range(start, stop, BATCH):
+        yield [record(i) for i in range(b, min(b + BATCH, stop))]
+
+
+class MemoryIndex:
+    """The exact tiers' look-ups in dicts, for the in-memory measurement."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str], StoredCopy] = {}
+        self.by_fp: dict[str, list[StoredCopy]] = {}
+        self.n = 0
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        return Candidates(
+            {k: self.by_key[(source, k)] for k in keys if (source, k) in self.by_key},
+            {},
+            {f: self.by_fp[f] for f in fingerprints if f in self.by_fp},
+            {},
+        )
+
+    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
+        return self.by_key.get((source, key))
+
+    def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
+        return ()
+
+    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
+        return self.by_fp.get(fingerprint, ())
+
+    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
+        return ()
+
+    def add(self, p: dedup.Placement) -> None:
+        e = p.excerpt
+        self.n += 1
+        c = StoredCopy(
+            self.n, e.source, e.key, p.entry_id, e.content_hash, None, e.truncated, "", T0
+        )
+        self.by_key[(e.source, e.key)] = c
+        self.by_fp.setdefault(e.fingerprint, [c])
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:>10,.0f} records/s ({seconds:.2f} s for {n:,})"
+
+
+def through_store(store: SQLiteStore, start: int, stop: int) -> tuple[float, int]:
+    spent, merged = 0.0, 0
+    for items in batches(start, stop):
+        t = time.perf_counter()
+        result = dedup.place(items, store)
+        store.apply(items[0].source, result.placements, SourceState(name=items[0].source))
+        spent += time.perf_counter() - t
+        merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
+    return spent, merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--store", type=Path, help="SQLite file to build (default: a temp dir)")
+    parser.add_argument("--skip-store", action="store_true", help="only the in-memory parts")
+    args = parser.parse_args()
+    n = args.n
+    print(f"N = {n:,} synthetic excerpts (~300 chars, mixed CJK/Latin, 20% exact, 10% near)")
+
+    t_gen = t_hash = t_exact = 0.0
+    index = MemoryIndex()
+    exact_opts = dedup.DedupOptions(near_duplicates=False)
+    for items in batches(0, n):
+        t = time.perf_counter()
+        for e in items:
+            blake2b(e.text.encode(), digest_size=16).digest()
+        t_hash += time.perf_counter() - t
+        t = time.perf_counter()
+        result = dedup.place(items, index, options=exact_opts, sketches=False)
+        for p in result.placements:
+            index.add(p)
+        t_exact += time.perf_counter() - t
+    del index
+    t = time.perf_counter()
+    for _ in batches(0, min(n, 20_000)):
+        pass
+    t_gen = (time.perf_counter() - t) * n / min(n, 20_000)
+    print(f"generating (not counted):      {rate(n, t_gen)}")
+    print(f"hashing the text once:         {rate(n, t_hash)}")
+    print(f"exact tiers, in memory:        {rate(n, t_exact)}  = {t_exact / t_hash:.1f}x hashing")
+    print(f"peak memory so far: {peak_mb():,.0f} MB")
+    if args.skip_store:
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.store or Path(tmp) / "bench.db"
+        store = SQLiteStore(path)
+        spent, merged = through_store(store, 0, n)
+        print(f"all tiers, SQLite store:       {rate(n, spent)}; {merged:,} copies merged")
+        size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        print(f"store size: {size / 2**20:,.0f} MB; peak memory: {peak_mb():,.0f} MB")
+        t_big, _ = through_store(store, n, n + 1000)
+        store.close()
+        empty = SQLiteStore(Path(tmp) / "empty.db")
+        t_small, _ = through_store(empty, n, n + 1000)
+        empty.close()
+        print(f"1,000 new vs a store of {n:,}: {t_big:.3f} s")
+        print(f"1,000 new vs an empty store:   {t_small:.3f} s  (ratio {t_big / t_small:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The dedup rules one by one, through normalize and a real SQLite store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator import dedup
+from aggregator.ids import mint_id
+from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source, SourceState
+from aggregator.normalize import mint_id as normalize_mint_id
+from aggregator.normalize import normalize
+from aggregator.sketch import band_hashes, jaccard, weight
+from aggregator.store.sqlite import SQLiteStore
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LONG = (
+    "Gradient noise scale tells you how large a batch can get before extra samples stop "
+    "helping. Measure it early in training with two batch sizes, compare the gradient norms, "
+    "and you have a cheap estimate that guides the choice of batch size for the rest of the run."
+)
+LONG_ZH = (
+    "梯度噪声尺度告诉我们批大小增大到什么程度之后，额外的样本就不再有帮助。在训练早期用两个不同的批大小"
+    "分别测量梯度范数并加以比较，就能得到一个成本很低的估计，用来指导整个训练过程中批大小的选择。"
+)
+
+
+def ex(
+    source: str,
+    content: str,
+    *,
+    title: str | None = "A post",
+    guid: str | None = None,
+    link: str | None = None,
+    at: int = 0,
+    categories: tuple[str, ...] = (),
+    allow_duplicate_links: bool = False,
+) -> Excerpt:
+    src = Source(name=source, url="https://x.test/", allow_duplicate_links=allow_duplicate_links)
+    item = RawItem(
+        guid=guid,
+        title=title,
+        link=link,
+        content=content,
+        content_is_html=False,
+        categories=categories,
+    )
+    return normalize(item, source=src, now=T0 + timedelta(hours=at), options=ExcerptOptions())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "store.db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def put(store: SQLiteStore, *excerpts: Excerpt, **options: object) -> dedup.BatchResult:
+    opts = dedup.DedupOptions(**options)  # type: ignore[arg-type]
+    result = dedup.place(list(excerpts), store, options=opts)
+    store.apply(excerpts[0].source, result.placements, SourceState(name=excerpts[0].source))
+    return result
+
+
+def entry_of(store: SQLiteStore, e: Excerpt) -> str:
+    row = store._db.execute(
+        "SELECT entry_id FROM copies WHERE source = ? AND key = ?", (e.source, e.key)
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_ids_are_minted_like_normalize_mints_them() -> None:
+    assert mint_id("a", "guid:1") == normalize_mint_id("a", "guid:1")
+    assert mint_id("a", "guid:\udc80") == normalize_mint_id("a", "guid:\udc80")
+
+
+def test_weight_counts_cjk_twice_and_jaccard_trims_nothing() -> None:
+    assert weight("abc") == 3
+    assert weight("引言与背景") == 10
+    assert jaccard(LONG, LONG) == 1.0
+    assert jaccard(LONG, LONG_ZH) == 0.0
+
+
+def test_band_hashes_are_stable_and_short_texts_get_none() -> None:
+    a, b, short = band_hashes([LONG, LONG, "tiny"])
+    assert a == b and len(a) == 10 and short == ()
+    # Fixed across processes: stored hashes must keep matching after an upgrade.
+    assert band_hashes([LONG])[0] == a
+
+
+@pytest.mark.parametrize("body", [LONG, LONG_ZH])
+def test_truncated_copy_joins_by_prefix_with_a_score(store: SQLiteStore, body: str) -> None:
+    full = ex("a", body, guid="1")
+    cut = ex("b", body[: len(body) // 2] + "...", guid="2", at=1)
+    put(store, full)
+    result = put(store, cut)
+    p = result.placements[0]
+    assert (p.rule, p.entry_id) == ("prefix", full.id)
+    assert p.score is not None and 0.3 < p.score < 0.7
+    entry = store.latest(10)[0]
+    assert entry.id == full.id and entry.excerpt == full.excerpt  # the untruncated excerpt
+    assert [(d.source, d.rule) for d in entry.duplicates] == [("b", "prefix")]
+
+
+def test_a_short_cut_or_an_untruncated_prefix_stays_apart(store: SQLiteStore) -> None:
+    put(store, ex("a", LONG, guid="1"))
+    # Too short to tell one post from another.
+    tiny = put(store, ex("b", LONG[:30] + "...", guid="2"))
+    assert tiny.placements[0].rule == "new"
+    # Not cut, and much shorter: a different, shorter post that happens to start alike.
+    whole = put(store, ex("c", LONG[:150], guid="3"))
+    assert whole.placements[0].rule == "new"
+
+
+def test_typo_and_different_cut_join_as_similar(store: SQLiteStore) -> None:
+    put(store, ex("a", LONG, guid="1"))
+    edited = LONG.replace("cheap estimate", "cheep estimate").replace("Measure", "Measured")
+    p = put(store, ex("b", edited[:-20] + "...", guid="2")).placements[0]
+    assert p.rule == "similar" and p.score is not None and 0.7 <= p.score < 1
+
+
+def test_numbered_titles_never_merge(store: SQLiteStore) -> None:
+    put(store, ex("a", LONG, title="Batch size, part 1", guid="1"))
+    p = put(store, ex("b", LONG[:-5] + "...", title="Batch size, part 2", guid="2")).placements[0]
+    assert p.rule == "new"
+    p = put(store, ex("c", LONG_ZH, title="批大小（一）", guid="3")).placements[0]
+    q = put(store, ex("d", LONG_ZH[:-9] + "...", title="批大小（二）", guid="4")).placements[0]
+    assert p.rule == "new" and q.rule == "new"
+
+
+def test_near_duplicates_off_leaves_similar_copies_apart(store: SQLiteStore) -> None:
+    put(store, ex("a", LONG, guid="1"))
+    edited = LONG.replace("cheap estimate", "cheep estimate")
+    p = put(store, ex("b", edited, guid="2"), near_duplicates=False).placements[0]
+    assert p.rule == "new"
+
+
+def test_short_equal_texts_need_equal_titles(store: SQLiteStore) -> None:
+    put(store, ex("a", "Slides are online.", title="Talk in Berlin", guid="1"))
+    other = put(store, ex("b", "Slides are online.", title="Talk in Lisbon", guid="2"))
+    same = put(store, ex("c", "Slides are online.", title="Talk in Berlin", guid="3"))
+    assert other.placements[0].rule == "new"
+    assert same.placements[0].rule == "text"
+
+
+def test_a_copy_linking_two_entries_merges_them_into_the_older(store: SQLiteStore) -> None:
+    older = ex("a", LONG, guid="1", link="https://a.test/p", at=0, categories=("ml",))
+    newer = ex("b", LONG_ZH, guid="2", link="https://b.test/p", at=1, categories=("ML", "zh"))
+    put(store, older)
+    put(store, newer)
+    assert len(store.latest(10)) == 2
+    # Same link as the newer entry, same text as the older one: both are one post.
+    bridge = ex("c", LONG, guid="3", link="https://b.test/p", at=2)
+    p = put(store, bridge).placements[0]
+    assert p.rule == "link" and [m.entry_id for m in p.merges] == [older.id]
+    (entry,) = store.latest(10)
+    assert entry.id == older.id  # the older id survives
+    assert entry.first_seen == older.first_seen
+    assert entry.categories == ("ml", "zh")  # union, case-insensitive
+    assert {s.source for s in entry.sources} == {"a", "b", "c"}
+    # b's copy is there because the bridge matched it by link; a's copy is the first.
+    assert {(d.source, d.rule) for d in entry.duplicates} == {("b", "link"), ("c", "link")}
+    assert entry_of(store, newer) == older.id
+    # Seen again, nothing moves.
+    assert put(store, bridge).placements[0].rule == "same"
+    assert [e.id for e in store.latest(10)] == [older.id]
+
+
+def test_allow_duplicate_links_keeps_items_of_one_link_apart(store: SQLiteStore) -> None:
+    items = [
+        ex("daily", LONG, guid=None, link="https://d.test/", allow_duplicate_links=True),
+        ex("daily", LONG_ZH, guid=None, link="https://d.test/", allow_duplicate_links=True),
+    ]
+    result = put(store, *items, allow_duplicate_links=True)
+    assert [p.rule for p in result.placements] == ["new", "new"]
+    # Another source sharing that home-page link is not merged through it either.
+    other = ex("daily", "Completely different text about tokenizers and merges, long enough.")
+    assert put(store, other, allow_duplicate_links=True).placements[0].rule == "new"
+
+
+def test_repeated_guid_items_are_told_apart_and_reported(store: SQLiteStore) -> None:
+    items = [
+        ex("f", LONG, guid="same", link="https://f.test/1"),
+        ex("f", LONG_ZH, guid="same", link="https://f.test/2"),
+        ex("f", LONG, guid="same", link="https://f.test/1"),  # a true repeat
+    ]
+    result = put(store, *items)
+    assert [p.rule for p in result.placements] == ["new", "new"]
+    assert result.repeated_in_batch == 1 and result.repeated_guids == 3
+    assert any("share the guid 'same'" in w for w in result.warnings)
+    assert len(store.latest(10)) == 2
+
+
+def test_guid_churn_keeps_the_id(store: SQLiteStore) -> None:
+    first = ex("f", LONG, guid="v1", link="https://f.test/1")
+    put(store, first)
+    result = put(store, ex("f", LONG, guid="v2", link="https://f.test/1", at=1))
+    assert result.changed_keys == 1 and result.warnings
+    (entry,) = store.latest(10)
+    assert entry.id == first.id
+    assert store._db.execute("SELECT key FROM copies").fetchall() == [("guid:v2",)]
+
+
+def test_clusters_lists_merged_entries_and_filters_by_source(store: SQLiteStore) -> None:
+    put(store, ex("a", LONG, guid="1"))
+    put(store, ex("b", LONG[:120] + "...", guid="2"))
+    put(store, ex("c", LONG_ZH, guid="3"))
+    (cluster,) = store.clusters()
+    assert [(c.source, c.rule) for c in cluster.copies] == [("a", "new"), ("b", "prefix")]
+    assert store.clusters("b") == [cluster]
+    assert store.clusters("c") == []
+
+
+def test_a_merge_inside_one_batch_carries_the_batch_along(store: SQLiteStore) -> None:
+    older = ex("a", LONG, guid="1", link="https://a.test/p")
+    put(store, older)
+    # Two items of one fetch share a link; the second also has the stored post's text. The
+    # batch's own entry is folded into the older one, and the first item must follow it.
+    first = ex("b", LONG_ZH, guid="2", link="https://b.test/p", at=1)
+    second = ex("b", LONG, guid="3", link="https://b.test/p", at=1)
+    first, second = replace(first, position=0), replace(second, position=1)
+    result = put(store, first, second)
+    assert [p.rule for p in result.placements] == ["new", "link"]
+    assert [m.entry_id for m in result.placements[1].merges] == [older.id]
+    assert {entry_of(store, e) for e in (older, first, second)} == {older.id}
+    assert [e.id for e in store.latest(10)] == [older.id]
