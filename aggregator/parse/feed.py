@@ -37,6 +37,7 @@ import re
 import time
 import xml.sax
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -76,11 +77,14 @@ def parse_feed(
     headers: Mapping[str, str],
     source: str,
     max_items: int = DEFAULT_MAX_ITEMS,
+    fast: bool = True,
 ) -> ParsedDocument:
     """Read an RSS, Atom or JSON Feed body; raise ParseError when it is not a usable feed.
 
     `url` is the document's URL (the base for relative links), `headers` the response
     headers, `source` the source name for error messages; at most `max_items` items are kept.
+    With `fast`, plain RSS 2.0 and Atom 1.0 are read by the lxml fast path (parse/fastfeed.py)
+    and only the rest by feedparser; `fast=False` always uses feedparser, the reference.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "")
@@ -94,6 +98,12 @@ def parse_feed(
             body, url=url, content_type=content_type, source=source, max_items=max_items
         )
     _refuse_entity_declarations(body, content_type, source)
+    if fast:
+        from aggregator.parse.fastfeed import parse_fast
+
+        found = parse_fast(body, url=url, headers=lowered, max_items=max_items)
+        if found is not None:
+            return _finish_fast(*found, max_items=max_items)
     return _parse_xml_feed(body, url=url, headers=lowered, source=source, max_items=max_items)
 
 
@@ -183,6 +193,17 @@ def _parse_xml_feed(
         ttl_seconds=_ttl_seconds(feed),
         warnings=tuple(warnings),
     )
+
+
+def _finish_fast(document: ParsedDocument, count: int, *, max_items: int) -> ParsedDocument:
+    """The same blank-entry and cap rules as for feedparser's result."""
+    kept = tuple(item for item in document.items if not _is_blank(item))
+    warnings = []
+    if len(kept) < len(document.items):
+        warnings.append(f"skipped {len(document.items) - len(kept)} empty entries")
+    if count > max_items:
+        warnings.append(f"kept the first {max_items} of {count} entries")
+    return replace(document, items=kept, warnings=tuple(warnings))
 
 
 def _bozo_warnings(parsed: Mapping[str, Any], *, has_entries: bool, source: str) -> list[str]:
