@@ -43,6 +43,7 @@ from aggregator.parse.feed import parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
+from aggregator.parsepool import ParsePool, start_pool
 from aggregator.store.sqlite import SQLiteStore
 
 log = logging.getLogger("aggregator.refresh")
@@ -67,6 +68,7 @@ class _Fetched:
     body_hash: str | None = None
     error: SourceError | None = None
     duration: float = 0.0
+    excerpts: tuple[Excerpt, ...] | None = None  # normalized by the parse pool, if it ran there
 
 
 def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
@@ -186,6 +188,27 @@ def _fetch_all(
     limiter = _HostLimiter(config.fetch.per_host)
     limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
     workers = min(config.fetch.max_workers, len(sources))
+    parse_pool = start_pool(len(sources))  # before the fetch threads: it forks
+    try:
+        yield from _fetch_in_threads(
+            config, sources, states, session, clock, limiter, limits, workers, parse_pool
+        )
+    finally:
+        if parse_pool is not None:
+            parse_pool.close()
+
+
+def _fetch_in_threads(
+    config: Config,
+    sources: Sequence[Source],
+    states: dict[str, SourceState],
+    session: requests.Session,
+    clock: Clock,
+    limiter: _HostLimiter,
+    limits: FetchLimits,
+    workers: int,
+    parse_pool: ParsePool | None,
+) -> Iterator[_Fetched]:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
         futures: list[Future[_Fetched]] = []
         for s in sources:
@@ -194,7 +217,9 @@ def _fetch_all(
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
-                pool.submit(_fetch_and_parse, s, state, session, limits, limiter, config)
+                pool.submit(
+                    _fetch_and_parse, s, state, session, limits, limiter, config, parse_pool, clock
+                )
             )
         for f in futures:
             yield f.result()
@@ -207,6 +232,8 @@ def _fetch_and_parse(
     limits: FetchLimits,
     limiter: _HostLimiter,
     config: Config,
+    parse_pool: ParsePool | None = None,
+    clock: Clock = utcnow,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
@@ -231,6 +258,25 @@ def _fetch_and_parse(
             # Many servers ignore validators: the same bytes are "not modified" too.
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
+            )
+        kind = source.kind if source.kind != "auto" else sniff(first.body, first.content_type)
+        if parse_pool is not None and kind == "feed" and first.body.strip():
+            document, excerpts = parse_pool.feed(
+                source,
+                first.body,
+                url=first.final_url,
+                headers=dict(first.headers),
+                now=clock(),
+                options=config.excerpt,
+            )
+            return _Fetched(
+                source,
+                state,
+                first,
+                document,
+                body_hash,
+                duration=time.monotonic() - t0,
+                excerpts=excerpts,
             )
         document = _parse(source, first, get)
         return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
@@ -373,7 +419,10 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             status=fetched.result.status,
             duration=fetched.duration,
         )
-    excerpts = _normalize_all(config, source, fetched.document, now)
+    if fetched.excerpts is not None:
+        excerpts = list(fetched.excerpts)
+    else:
+        excerpts = _normalize_all(config, source, fetched.document, now)
     batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
     new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
     updated = sum(
