@@ -44,6 +44,7 @@ from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
 from aggregator.parsepool import ParsePool, start_pool
+from aggregator.store.prefetch import PrefetchedIndex
 from aggregator.store.sqlite import SQLiteStore
 
 log = logging.getLogger("aggregator.refresh")
@@ -423,7 +424,8 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
         excerpts = list(fetched.excerpts)
     else:
         excerpts = _normalize_all(config, source, fetched.document, now)
-    batch = dedup.place(excerpts, store, allow_duplicate_links=source.allow_duplicate_links)
+    index = PrefetchedIndex(store, source.name, excerpts)  # three queries, not three per entry
+    batch = dedup.place(excerpts, index, allow_duplicate_links=source.allow_duplicate_links)
     new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
     updated = sum(
         1

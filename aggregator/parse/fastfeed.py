@@ -88,6 +88,7 @@ _XML_DECL = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)"
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _UTF8 = frozenset({"utf-8", "utf8"})
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
+_C1 = re.compile("[\x80-\x9f]")
 _EMAIL = re.compile(
     r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
 )
@@ -169,6 +170,8 @@ def _fix(text: str) -> str:
         return text
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         text = text.encode("iso-8859-1").decode("utf-8")  # UTF-8 once misread as Latin-1
+    if _C1.search(text) is None:
+        return text  # translate() walks every character in Python-level lookups: skip it
     return text.translate(_cp1252)
 
 

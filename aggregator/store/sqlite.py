@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,6 +90,11 @@ def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def from_iso(text: str | None) -> datetime | None:
@@ -206,6 +211,42 @@ class SQLiteStore:
         )
         return [self._copy(r) for r in rows]
 
+    def copies_by_keys(self, source: str, keys: Iterable[str]) -> dict[str, StoredCopy]:
+        """copy_by_key for many keys of one source at once: key -> copy."""
+        found: dict[str, StoredCopy] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? AND key IN ({marks})",
+                (source, *chunk),
+            )
+            for row in rows:
+                found[row[2]] = self._copy(row)
+        return found
+
+    def copies_by_links(self, links: Iterable[str]) -> dict[str, list[StoredCopy]]:
+        """copies_by_link for many links at once: link -> copies in rowid order."""
+        return self._copies_in("link_key", links)
+
+    def copies_by_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, list[StoredCopy]]:
+        """copies_by_fingerprint for many fingerprints at once."""
+        return self._copies_in("fingerprint", fingerprints)
+
+    def _copies_in(self, column: str, values: Iterable[str]) -> dict[str, list[StoredCopy]]:
+        found: dict[str, list[StoredCopy]] = {}
+        for chunk in _chunks(sorted(set(values))):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                # No ORDER BY: with it the planner may walk the whole table in rowid order.
+                f"SELECT {_COPY_COLUMNS}, {column} FROM copies WHERE {column} IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                found.setdefault(row[-1], []).append(self._copy(row[:-1]))
+        for copies in found.values():
+            copies.sort(key=lambda c: c.rowid)
+        return found
+
     @staticmethod
     def _copy(row: Sequence[object]) -> StoredCopy:
         rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen = row
@@ -256,14 +297,26 @@ class SQLiteStore:
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        ordered = sorted(placements, key=lambda p: -p.excerpt.position)
+        fresh = self._fresh_entries(ordered)
+        entry_rows: list[tuple[object, ...]] = []
+        copy_rows: list[tuple[object, ...]] = []
         # The top of a page is its newest item: give it the highest sequence number.
-        for p in sorted(placements, key=lambda p: -p.excerpt.position):
+        for p in ordered:
             e = p.excerpt
             if p.existing is not None and p.existing.source == e.source:
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
+                    self._flush(entry_rows, copy_rows)
                     self._update_copy(p.existing, e)
                     self._touch_entry(p.existing.entry_id, e.first_seen)
                 continue
+            if p.entry_id in fresh:
+                # A new entry with this one copy: its dates are the copy's, no need to ask.
+                seq += 1
+                entry_rows.append(_fresh_entry_row(p, seq, backfill))
+                copy_rows.append(_copy_row(p))
+                continue
+            self._flush(entry_rows, copy_rows)
             if not self._db.execute("SELECT 1 FROM entries WHERE id = ?", (p.entry_id,)).fetchone():
                 seq += 1
                 self._db.execute(
@@ -280,38 +333,45 @@ class SQLiteStore:
                 )
             self._insert_copy(p)
             self._refresh_entry_dates(p.entry_id, bumped=None)
+        self._flush(entry_rows, copy_rows)
         self._save_state(state)
 
+    def _fresh_entries(self, ordered: list[Placement]) -> set[str]:
+        """Entry ids that only this placement's copy will have: new, alone in the batch."""
+        counts: dict[str, int] = {}
+        for p in ordered:
+            counts[p.entry_id] = counts.get(p.entry_id, 0) + 1
+        ids = [
+            p.entry_id
+            for p in ordered
+            if p.rule == "new" and p.existing is None and counts[p.entry_id] == 1
+        ]
+        taken: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            taken.update(
+                row[0]
+                for row in self._db.execute(f"SELECT id FROM entries WHERE id IN ({marks})", chunk)
+            )
+        return set(ids) - taken
+
+    def _flush(
+        self, entry_rows: list[tuple[object, ...]], copy_rows: list[tuple[object, ...]]
+    ) -> None:
+        """Insert the pending new entries and their copies, in order, in two statements."""
+        if entry_rows:
+            self._db.executemany(
+                "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
+                "backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                entry_rows,
+            )
+            entry_rows.clear()
+        if copy_rows:
+            self._db.executemany(_INSERT_COPY, copy_rows)
+            copy_rows.clear()
+
     def _insert_copy(self, p: Placement) -> None:
-        e = p.excerpt
-        self._db.execute(
-            "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
-            "link_key, published, updated, first_seen, authors, categories, excerpt, "
-            "truncated, fingerprint, content_hash, position, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                e.source,
-                e.key,
-                p.entry_id,
-                p.rule,
-                p.score,
-                e.guid,
-                e.title,
-                e.link,
-                e.link_key,
-                iso(e.published),
-                iso(e.updated),
-                iso(e.first_seen),
-                json.dumps(list(e.authors), ensure_ascii=False),
-                json.dumps(list(e.categories), ensure_ascii=False),
-                e.excerpt,
-                int(e.truncated),
-                e.fingerprint,
-                e.content_hash,
-                e.position,
-                e.text,
-            ),
-        )
+        self._db.execute(_INSERT_COPY, _copy_row(p))
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
@@ -430,3 +490,48 @@ class SQLiteStore:
         return dict(
             self._db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
         )
+
+
+_INSERT_COPY = (
+    "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
+    "link_key, published, updated, first_seen, authors, categories, excerpt, "
+    "truncated, fingerprint, content_hash, position, text) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _copy_row(p: Placement) -> tuple[object, ...]:
+    e = p.excerpt
+    return (
+        e.source,
+        e.key,
+        p.entry_id,
+        p.rule,
+        p.score,
+        e.guid,
+        e.title,
+        e.link,
+        e.link_key,
+        iso(e.published),
+        iso(e.updated),
+        iso(e.first_seen),
+        json.dumps(list(e.authors), ensure_ascii=False),
+        json.dumps(list(e.categories), ensure_ascii=False),
+        e.excerpt,
+        int(e.truncated),
+        e.fingerprint,
+        e.content_hash,
+        e.position,
+        e.text,
+    )
+
+
+def _fresh_entry_row(p: Placement, seq: int, backfill: bool) -> tuple[object, ...]:
+    """The entries row _refresh_entry_dates would leave for an entry with this one copy."""
+    e = p.excerpt
+    first_seen = iso(e.first_seen)
+    published = iso(e.published)
+    stated = iso(e.updated) or published
+    updated = stated or first_seen
+    sort_date = published or stated or (_BACKFILL if backfill else first_seen)
+    return (p.entry_id, first_seen, published, updated, sort_date, seq, int(backfill))
