@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ log = logging.getLogger("aggregator.refresh")
 
 Clock = Callable[[], datetime]
 MAX_BACKOFF = timedelta(days=1)
+IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the store, at least
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -210,9 +212,17 @@ def _fetch_in_threads(
     workers: int,
     parse_pool: ParsePool | None,
 ) -> Iterator[_Fetched]:
+    # At most `window` sources are fetched or parsed ahead of the one being stored, so that
+    # memory stays bounded however many sources there are.
+    window = max(IN_FLIGHT_MIN, 4 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        futures: list[Future[_Fetched]] = []
-        for s in sources:
+        futures: deque[Future[_Fetched]] = deque()
+        remaining = iter(sources)
+
+        def submit_next() -> None:
+            s = next(remaining, None)
+            if s is None:
+                return
             state = states.get(s.name) or SourceState(name=s.name, url=s.url)
             if state.url != s.url:
                 # The configured URL changed: forget validators, moves and "gone".
@@ -222,8 +232,13 @@ def _fetch_in_threads(
                     _fetch_and_parse, s, state, session, limits, limiter, config, parse_pool, clock
                 )
             )
-        for f in futures:
-            yield f.result()
+
+        for _ in range(window):
+            submit_next()
+        while futures:
+            fetched = futures.popleft().result()
+            submit_next()
+            yield fetched
 
 
 def _fetch_and_parse(
@@ -273,7 +288,7 @@ def _fetch_and_parse(
             return _Fetched(
                 source,
                 state,
-                first,
+                replace(first, body=b""),  # parsed: the bytes need not wait for the store
                 document,
                 body_hash,
                 duration=time.monotonic() - t0,

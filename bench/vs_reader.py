@@ -65,6 +65,7 @@ def run_aggregator(workdir: Path, urls: list[str]) -> dict[str, object]:
             lines += ["[[sources]]", f'name = "feed{i}"', f'url = "{url}"', 'kind = "feed"']
         config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = load_config(config_path)
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     report = refresh(config, force=True)
     seconds = time.perf_counter() - t0
@@ -73,6 +74,7 @@ def run_aggregator(workdir: Path, urls: list[str]) -> dict[str, object]:
         "seconds": seconds,
         "new": sum(r.new for r in report.results),
         "errors": failed[:3],
+        "cpu_refresh": _cpu() - cpu0,
     }
 
 
@@ -82,13 +84,23 @@ def run_reader(workdir: Path, urls: list[str]) -> dict[str, object]:
     reader = make_reader(str(workdir / "reader.sqlite"))
     for url in urls:
         reader.add_feed(url, exist_ok=True)
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     results = list(reader.update_feeds_iter(workers=WORKERS, scheduled=False))
     seconds = time.perf_counter() - t0
     errors = [f"{r.url}: {r.error}" for r in results if r.error is not None]
     new = sum(r.updated_feed.new for r in results if r.updated_feed is not None)
     reader.close()
-    return {"seconds": seconds, "new": new, "errors": errors[:3]}
+    return {"seconds": seconds, "new": new, "errors": errors[:3], "cpu_refresh": _cpu() - cpu0}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the parse workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def child(tool: str, workdir: str, urls_file: str) -> None:
@@ -96,9 +108,11 @@ def child(tool: str, workdir: str, urls_file: str) -> None:
     os.chdir(workdir)
     run = run_aggregator if tool == "aggregator" else run_reader
     out = run(Path(workdir), urls)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out["maxrss_mb"] = (own + kids) / 1024  # Linux: KiB; the children's peak, if any, on top
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Linux: KiB; the largest worker's peak, if any, on top (shared pages counted twice)
+    out["maxrss_mb"] = (own.ru_maxrss + kids.ru_maxrss) / 1024
+    out["cpu"] = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     print(json.dumps(out))
 
 
@@ -131,6 +145,7 @@ def main() -> None:
     total = args.feeds * args.entries
     bodies = generate(args.feeds, args.entries)
     size = sum(len(b) for b in bodies.values())
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} (other work slows both tools)")
     print(
         f"workload: {args.feeds} feeds x {args.entries} entries = {total} entries, "
         f"{size / 1e6:.1f} MB ({size / len(bodies) / 1024:.0f} KB per feed); "
@@ -151,7 +166,8 @@ def main() -> None:
                 errs = f"  errors: {r['errors']}" if r["errors"] else ""
                 print(
                     f"{label:<28} {tool:<11} {seconds:8.2f} s {total / seconds:10.0f} entries/s "
-                    f"{float(r['maxrss_mb']):7.0f} MB peak  new={r['new']}{errs}",  # type: ignore[arg-type]
+                    f"{float(r['maxrss_mb']):7.0f} MB peak "  # type: ignore[arg-type]
+                    f"{float(r['cpu_refresh']):7.2f} s CPU  new={r['new']}{errs}",  # type: ignore[arg-type]
                     flush=True,
                 )
     if set(tools) >= {"aggregator", "reader"}:
