@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aggregator.config import load_config
 from aggregator.refresh import refresh
 from aggregator.store.sqlite import MIGRATIONS, SQLiteStore
@@ -23,6 +25,8 @@ from workload import generate
 _CHILD = """
 import json, sys
 import aggregator.refresh as refresh_module
+import pytest
+
 from aggregator.config import load_config
 
 started = []
@@ -39,7 +43,7 @@ print(json.dumps({"pool": started, "failed": [r.error for r in report.failed]}))
 """
 
 
-def _config(tmp_path: Path, server: LocalServer, name: str) -> Path:
+def _config(tmp_path: Path, server: LocalServer, name: str, extra: tuple[str, ...] = ()) -> Path:
     lines = [
         "[feed]",
         'title = "T"',
@@ -49,6 +53,7 @@ def _config(tmp_path: Path, server: LocalServer, name: str) -> Path:
         f'dir = "{name}-out"',
         "[store]",
         f'path = "{name}.db"',
+        *extra,
     ]
     for path in sorted(server.routes):
         lines += ["[[sources]]", f'name = "{path.strip("/")}"', f'url = "{server.url(path)}"']
@@ -151,3 +156,21 @@ def test_migration_counts_what_a_version_1_store_holds(tmp_path: Path) -> None:
     assert store.entry_counts() == {"a": 1, "b": 1}
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
     store.close()
+
+
+def test_a_small_look_ahead_still_refreshes_every_source_in_order(
+    tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aggregator.refresh as refresh_module
+
+    for path, body in generate(7, 3).items():
+        server.serve(path, body)
+    # One fetch thread: a look-ahead of max(1, 4 x 1) = 4 sources, fewer than the 7 here.
+    config_path = _config(tmp_path, server, "window", ("[fetch]", "max_workers = 1"))
+    monkeypatch.setattr(refresh_module, "IN_FLIGHT_MIN", 1)
+    config = load_config(config_path)
+    seen: list[str] = []
+    report = refresh(config, force=True, on_result=lambda r: seen.append(r.source))
+    assert [r.outcome for r in report.results] == ["new"] * 7
+    assert seen == [s.name for s in config.sources]
+    assert len(_records(config_path)) == 21
