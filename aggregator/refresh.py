@@ -14,6 +14,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -39,10 +40,11 @@ from aggregator.models import (
 )
 from aggregator.netguard import NetGuard
 from aggregator.normalize import normalize
-from aggregator.parse.feed import parse_feed
+from aggregator.parse.feed import needs_isolation, parse_feed
 from aggregator.parse.page import find_next_pages, parse_page
 from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
+from aggregator.parsepool import ParsePool, start_pool
 from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 from aggregator.store.sqlite import SQLiteStore
 from aggregator.timing import next_due_error, next_due_ok
@@ -53,6 +55,7 @@ Clock = Callable[[], datetime]
 # Dedup reads then writes the store; sources refreshed at once in one process (scheduled jobs)
 # take turns for that step so two copies of one post cannot both be minted as new entries.
 _STORE_LOCK = threading.Lock()
+IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the store, at least
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -71,6 +74,7 @@ class _Fetched:
     body_hash: str | None = None
     error: SourceError | None = None
     duration: float = 0.0
+    excerpts: tuple[Excerpt, ...] | None = None  # normalized by the parse pool, if it ran there
 
 
 def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
@@ -307,20 +311,76 @@ def _fetch_all(
     robots = RobotsCache()
     limits = FetchLimits(timeout=config.fetch.timeout, max_bytes=config.fetch.max_bytes)
     workers = min(config.fetch.max_workers, len(sources))
+    parse_pool = start_pool(len(sources))  # before the fetch threads: it forks
+    try:
+        yield from _fetch_in_threads(
+            config,
+            sources,
+            states,
+            session,
+            clock,
+            limiter,
+            limits,
+            workers,
+            parse_pool,
+            guard,
+            robots,
+        )
+    finally:
+        if parse_pool is not None:
+            parse_pool.close()
+
+
+def _fetch_in_threads(
+    config: Config,
+    sources: Sequence[Source],
+    states: dict[str, SourceState],
+    session: requests.Session,
+    clock: Clock,
+    limiter: _HostLimiter,
+    limits: FetchLimits,
+    workers: int,
+    parse_pool: ParsePool | None,
+    guard: NetGuard | None,
+    robots: RobotsCache,
+) -> Iterator[_Fetched]:
+    # At most `window` sources are fetched or parsed ahead of the one being stored, so that
+    # memory stays bounded however many sources there are.
+    window = max(IN_FLIGHT_MIN, 4 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        futures: list[Future[_Fetched]] = []
-        for s in sources:
+        futures: deque[Future[_Fetched]] = deque()
+        remaining = iter(sources)
+
+        def submit_next() -> None:
+            s = next(remaining, None)
+            if s is None:
+                return
             state = states.get(s.name) or SourceState(name=s.name, url=s.url)
             if state.url != s.url:
                 # The configured URL changed: forget validators, moves and "gone".
                 state = SourceState(name=s.name, url=s.url)
             futures.append(
                 pool.submit(
-                    _fetch_and_parse, s, state, session, limits, limiter, config, guard, robots
+                    _fetch_and_parse,
+                    s,
+                    state,
+                    session,
+                    limits,
+                    limiter,
+                    config,
+                    guard,
+                    robots,
+                    parse_pool,
+                    clock,
                 )
             )
-        for f in futures:
-            yield f.result()
+
+        for _ in range(window):
+            submit_next()
+        while futures:
+            fetched = futures.popleft().result()
+            submit_next()
+            yield fetched
 
 
 def _fetch_and_parse(
@@ -332,6 +392,8 @@ def _fetch_and_parse(
     config: Config,
     guard: NetGuard | None = None,
     robots: RobotsCache | None = None,
+    parse_pool: ParsePool | None = None,
+    clock: Clock = utcnow,
 ) -> _Fetched:
     t0 = time.monotonic()
     url = state.effective_url or source.url
@@ -372,6 +434,30 @@ def _fetch_and_parse(
             # Many servers ignore validators: the same bytes are "not modified" too.
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
+            )
+        kind = source.kind if source.kind != "auto" else sniff(first.body, first.content_type)
+        if (
+            parse_pool is not None
+            and kind == "feed"
+            and first.body.strip()
+            and not needs_isolation(first.body)
+        ):
+            document, excerpts = parse_pool.feed(
+                source,
+                first.body,
+                url=first.final_url,
+                headers=dict(first.headers),
+                now=clock(),
+                options=config.excerpt,
+            )
+            return _Fetched(
+                source,
+                state,
+                replace(first, body=b""),  # parsed: the bytes need not wait for the store
+                document,
+                body_hash,
+                duration=time.monotonic() - t0,
+                excerpts=excerpts,
             )
         document = _parse(source, first, get, config.fetch.parse_timeout)
         return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
@@ -519,7 +605,10 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             status=fetched.result.status,
             duration=fetched.duration,
         )
-    excerpts = _normalize_all(config, source, fetched.document, now)
+    if fetched.excerpts is not None:
+        excerpts = list(fetched.excerpts)
+    else:
+        excerpts = _normalize_all(config, source, fetched.document, now)
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,

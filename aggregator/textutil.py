@@ -23,6 +23,7 @@ __all__ = [
     "fold",
     "html_to_text",
     "is_truncated",
+    "nfkc",
 ]
 
 # Elements whose content is never text a reader sees.
@@ -355,10 +356,17 @@ def _folded_placeholders(placeholders: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(folded, key=len, reverse=True))
 
 
+def nfkc(text: str) -> str:
+    """unicodedata.normalize("NFKC", text); ASCII text, which NFKC never changes, as is."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", text)
+
+
 def fold(text: str, placeholders: Iterable[str] = ()) -> str:
     """The comparison form of a text: NFKC, case-folded, without placeholders, without a
     trailing ellipsis, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = nfkc(text).casefold()
     for placeholder in _folded_placeholders(tuple(placeholders)):
         if placeholder in text:
             # Placeholders usually stand between single spaces: remove one space with them.

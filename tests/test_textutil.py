@@ -362,3 +362,30 @@ def test_first_sentence_ignores_sentence_end_past_the_limit() -> None:
 )
 def test_is_truncated(text: str, expected: bool) -> None:
     assert is_truncated(text) is expected
+
+
+# --- NFKC with an ASCII shortcut ------------------------------------------------------------------
+
+_NFKC_ALPHABET = st.one_of(
+    st.characters(max_codepoint=0x7F),
+    st.characters(min_codepoint=0x80, max_codepoint=0x36F),  # Latin-1, accents, combining
+    st.sampled_from(
+        "\u0301\u0308\u0327\u0338\u3099\u309a\uff0c\uff21\u2460\ufb01\u1100\u1161\u11a8\uac00"
+    ),
+    st.characters(),
+)
+
+
+@given(st.text(alphabet=_NFKC_ALPHABET, max_size=60))
+def test_nfkc_equals_unicodedata(text: str) -> None:
+    import unicodedata
+
+    from aggregator.textutil import nfkc
+
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_nfkc_composes_across_an_ascii_letter_and_a_combining_mark() -> None:
+    from aggregator.textutil import nfkc
+
+    assert nfkc("cafe\u0301 ｆｕｌｌ，width ﬁ") == "café full,width fi"

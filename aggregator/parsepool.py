@@ -1,0 +1,94 @@
+"""Parse and normalize feeds in worker processes, so that a refresh uses every core.
+
+The fetch threads hand a body to the pool and wait for its excerpts; only bytes and small
+records cross the process boundary (the body and headers in; the document's metadata and
+the Excerpt tuples out). The pool is used when there is enough work to pay for starting it.
+
+Workers are forked from the calling thread before any fetch thread exists, and only when it is
+the process's only thread (forking a process whose other threads may hold locks is unsafe);
+otherwise the refresh parses in its threads as before.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+
+from aggregator.errors import ParseError
+from aggregator.models import Excerpt, ExcerptOptions, ParsedDocument, Source
+from aggregator.normalize import normalize
+from aggregator.parse.feed import parse_feed
+
+__all__ = ["MIN_SOURCES", "PROCESSES", "ParsePool", "start_pool"]
+
+MIN_SOURCES = 16  # fewer sources than this: starting processes costs more than it saves
+PROCESSES = 2
+
+
+def start_pool(sources: int) -> ParsePool | None:
+    """A started pool for a refresh of `sources` sources, or None when it would not pay."""
+    cpus = os.cpu_count() or 1
+    if sources < MIN_SOURCES or cpus < 2 or threading.active_count() > 1:
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    executor = ProcessPoolExecutor(
+        max_workers=min(PROCESSES, cpus), mp_context=multiprocessing.get_context("fork")
+    )
+    executor.submit(int).result()  # fork every worker now, while this is the only thread
+    return ParsePool(executor)
+
+
+class ParsePool:
+    """Feed bodies in, documents and excerpts out."""
+
+    def __init__(self, executor: ProcessPoolExecutor) -> None:
+        self._executor = executor
+
+    def feed(
+        self,
+        source: Source,
+        body: bytes,
+        *,
+        url: str,
+        headers: dict[str, str],
+        now: datetime,
+        options: ExcerptOptions,
+    ) -> tuple[ParsedDocument, tuple[Excerpt, ...]]:
+        """Parse a feed body and normalize its items; raise ParseError as parse_feed does.
+
+        The returned document has no items (they stay in the worker): its excerpts come with it.
+        """
+        future = self._executor.submit(_feed_job, source, body, url, headers, now, options)
+        outcome = future.result()
+        if isinstance(outcome, str):
+            raise ParseError(source.name, outcome)
+        return outcome
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _feed_job(
+    source: Source,
+    body: bytes,
+    url: str,
+    headers: dict[str, str],
+    now: datetime,
+    options: ExcerptOptions,
+) -> tuple[ParsedDocument, tuple[Excerpt, ...]] | str:
+    try:
+        document = parse_feed(
+            body, url=url, headers=headers, source=source.name, max_items=source.max_entries
+        )
+    except ParseError as exc:  # its constructor does not survive pickling: send the reason
+        return exc.reason
+    excerpts = tuple(
+        normalize(item, source=source, now=now, options=options)
+        for item in document.items[: source.max_entries]
+    )
+    return replace(document, items=()), excerpts
