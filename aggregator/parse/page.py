@@ -39,7 +39,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -550,18 +550,7 @@ def _select_items(
 
 
 def _with_position(item: RawItem, position: int) -> RawItem:
-    return RawItem(
-        guid=item.guid,
-        title=item.title,
-        link=item.link,
-        content=item.content,
-        content_is_html=item.content_is_html,
-        published=item.published,
-        updated=item.updated,
-        authors=item.authors,
-        categories=item.categories,
-        position=position,
-    )
+    return replace(item, position=position)
 
 
 def _block_item(
