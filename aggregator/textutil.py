@@ -401,9 +401,25 @@ def nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+_CACHED_FOLD_CHARS = 256  # shorter texts (titles) are folded once and remembered
+
+
 def fold(text: str, placeholders: Iterable[str] = ()) -> str:
     """The comparison form of a text: NFKC, case-folded, without placeholders, without a
     trailing ellipsis, whitespace collapsed."""
+    if len(text) <= _CACHED_FOLD_CHARS:
+        # The dedup stage folds the title of every candidate it compares, and the same
+        # stored titles come up again and again within a refresh.
+        return _fold_short(text, tuple(placeholders))
+    return _fold(text, placeholders)
+
+
+@lru_cache(maxsize=16384)
+def _fold_short(text: str, placeholders: tuple[str, ...]) -> str:
+    return _fold(text, placeholders)
+
+
+def _fold(text: str, placeholders: Iterable[str]) -> str:
     text = nfkc(text).casefold()
     for placeholder in _folded_placeholders(tuple(placeholders)):
         if placeholder in text:

@@ -411,3 +411,13 @@ def test_nfkc_of_cjk_text_with_full_width_punctuation_and_a_rarer_character() ->
     # "，" and "：" are replaced first; "㈱" (outside the blocks) needs the full normalization.
     for text in ("我们，实验：结果。", "我们，实验㈱结果", "ｆｕｌｌ…width\u00a0x"):
         assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_fold_of_a_short_text_takes_placeholders_of_any_iterable() -> None:
+    # Short texts are folded through a cache: a list or a generator must work as a tuple does.
+    text = "Ｔｉｔｌｅ [snippet] here…"
+    expected = fold(text, ("[snippet]",))
+    assert expected == "title here"
+    assert fold(text, ["[snippet]"]) == expected
+    assert fold(text, (p for p in ["[snippet]"])) == expected
+    assert fold(text) == "title [snippet] here"
