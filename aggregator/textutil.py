@@ -356,16 +356,70 @@ def _folded_placeholders(placeholders: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(folded, key=len, reverse=True))
 
 
+# Blocks whose compatibility characters turn up in ordinary text: Latin-1 (no-break space),
+# general punctuation ("…"), letterlike symbols, enclosed numbers, CJK squares, ligatures,
+# CJK compatibility forms and the full-width and half-width forms ("，", "：", "Ａ").
+_COMPAT_BLOCKS = (
+    (0x00A0, 0x0100),
+    (0x2000, 0x2500),
+    (0x3000, 0x3400),
+    (0xFB00, 0xFB50),
+    (0xFE10, 0xFE70),
+    (0xFF00, 0xFFF0),
+)
+
+
+@lru_cache(maxsize=1)
+def _compat_table() -> tuple[re.Pattern[str], dict[str, str]]:
+    """The characters of _COMPAT_BLOCKS that NFKC changes, each with its NFKC form."""
+    table: dict[str, str] = {}
+    for start, end in _COMPAT_BLOCKS:
+        for code in range(start, end):
+            char = chr(code)
+            if not unicodedata.is_normalized("NFKC", char):
+                table[char] = unicodedata.normalize("NFKC", char)
+    pattern = re.compile("[" + "".join(re.escape(c) for c in table) + "]")
+    return pattern, table
+
+
 def nfkc(text: str) -> str:
-    """unicodedata.normalize("NFKC", text); ASCII text, which NFKC never changes, as is."""
-    if text.isascii():
+    """unicodedata.normalize("NFKC", text), faster for the usual text.
+
+    ASCII text, which NFKC never changes, is returned as is; so is text that is normalized
+    already. Otherwise the common compatibility characters (full-width punctuation in CJK
+    text, "…", no-break spaces) are replaced by their NFKC forms first: the result is
+    compatibility-equivalent to the text, so both have the same NFKC form, and when the result
+    is normalized (checked exactly) it is that form, without a full decomposition and
+    recomposition of the text, which costs about ten times more.
+    """
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+        return text
+    pattern, table = _compat_table()
+    text = pattern.sub(lambda m: table[m[0]], text)
+    if unicodedata.is_normalized("NFKC", text):
         return text
     return unicodedata.normalize("NFKC", text)
+
+
+_CACHED_FOLD_CHARS = 256  # shorter texts (titles) are folded once and remembered
 
 
 def fold(text: str, placeholders: Iterable[str] = ()) -> str:
     """The comparison form of a text: NFKC, case-folded, without placeholders, without a
     trailing ellipsis, whitespace collapsed."""
+    if len(text) <= _CACHED_FOLD_CHARS:
+        # The dedup stage folds the title of every candidate it compares, and the same
+        # stored titles come up again and again within a refresh.
+        return _fold_short(text, tuple(placeholders))
+    return _fold(text, placeholders)
+
+
+@lru_cache(maxsize=16384)
+def _fold_short(text: str, placeholders: tuple[str, ...]) -> str:
+    return _fold(text, placeholders)
+
+
+def _fold(text: str, placeholders: Iterable[str]) -> str:
     text = nfkc(text).casefold()
     for placeholder in _folded_placeholders(tuple(placeholders)):
         if placeholder in text:

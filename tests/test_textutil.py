@@ -389,3 +389,35 @@ def test_nfkc_composes_across_an_ascii_letter_and_a_combining_mark() -> None:
     from aggregator.textutil import nfkc
 
     assert nfkc("cafe\u0301 ｆｕｌｌ，width ﬁ") == "café full,width fi"
+
+
+def test_nfkc_of_every_character_of_the_compatibility_blocks() -> None:
+    import unicodedata
+
+    from aggregator.textutil import _COMPAT_BLOCKS, nfkc
+
+    for start, end in _COMPAT_BLOCKS:
+        for code in range(start, end):
+            char = chr(code)
+            for text in (char, "中文" + char + "\u0301", "a" + char + "\u3099b"):
+                assert nfkc(text) == unicodedata.normalize("NFKC", text), hex(code)
+
+
+def test_nfkc_of_cjk_text_with_full_width_punctuation_and_a_rarer_character() -> None:
+    import unicodedata
+
+    from aggregator.textutil import nfkc
+
+    # "，" and "：" are replaced first; "㈱" (outside the blocks) needs the full normalization.
+    for text in ("我们，实验：结果。", "我们，实验㈱结果", "ｆｕｌｌ…width\u00a0x"):
+        assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_fold_of_a_short_text_takes_placeholders_of_any_iterable() -> None:
+    # Short texts are folded through a cache: a list or a generator must work as a tuple does.
+    text = "Ｔｉｔｌｅ [snippet] here…"
+    expected = fold(text, ("[snippet]",))
+    assert expected == "title here"
+    assert fold(text, ["[snippet]"]) == expected
+    assert fold(text, (p for p in ["[snippet]"])) == expected
+    assert fold(text) == "title [snippet] here"
