@@ -32,7 +32,14 @@ from dataclasses import dataclass, field, replace
 
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt
-from aggregator.sketch import PREFIX_CHARS, band_hashes, jaccard, prefix_key, weight
+from aggregator.sketch import (
+    PREFIX_CHARS,
+    band_hashes,
+    jaccard,
+    prefix_key,
+    weighs_at_least,
+    weight,
+)
 from aggregator.store import CandidateIndex, Candidates, Merge, Placement, StoredCopy
 from aggregator.textutil import fold
 
@@ -80,7 +87,7 @@ class BatchResult:
 class _Probe:
     """What the candidate look-ups need from one excerpt."""
 
-    title: str  # folded title
+    title: str | None  # folded title (None: not folded yet, see _title)
     forms: tuple[str, ...]  # the folded text, then "title text" when the text lacks its title
     sketch: tuple[int, ...]  # prefix keys of the forms, then the LSH band hashes
     n_prefix: int  # how many of `sketch` are prefix keys
@@ -107,7 +114,7 @@ def place(
     bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
     batch_keys = {e.key for e in items}
     probes = [
-        _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
+        _probe(e, b) if sketches else _Probe(None, (e.text,), (), 0)
         for e, b in zip(items, bands, strict=True)
     ]
     view = _prefetch(items, probes, index, opts)
@@ -229,7 +236,9 @@ def _forms(text: str, title: str) -> tuple[str, ...]:
 def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
     title = fold(e.title)
     forms = _forms(e.text, title)
-    keys = tuple(dict.fromkeys(prefix_key(f) for f in forms if weight(f) >= MIN_PREFIX_WEIGHT))
+    keys = tuple(
+        dict.fromkeys(prefix_key(f) for f in forms if weighs_at_least(f, MIN_PREFIX_WEIGHT))
+    )
     return _Probe(title, forms, keys + bands, len(keys))
 
 
@@ -394,10 +403,15 @@ def _from_matches(
     )
 
 
+def _title(e: Excerpt, probe: _Probe) -> str:
+    # The exact tiers alone need the folded title only for short texts: fold it on demand.
+    return probe.title if probe.title is not None else fold(e.title)
+
+
 def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
-    if weight(e.text) >= SHORT_TEXT_WEIGHT:
+    if weighs_at_least(e.text, SHORT_TEXT_WEIGHT):
         return True
-    return probe.title == fold(c.title)
+    return _title(e, probe) == fold(c.title)
 
 
 def _numbers(title: str) -> list[str]:
@@ -413,7 +427,7 @@ def compare(
         # Equal texts under another fingerprint (cut elsewhere for display): a short text
         # still needs the same title, as in the exact tier.
         return ("text", None) if _exact_ok(e, probe, c) else None
-    mine, theirs = _numbers(probe.title), _numbers(other_title)
+    mine, theirs = _numbers(_title(e, probe)), _numbers(other_title)
     if mine and theirs and mine != theirs:
         return None  # a numbered series: "Part 1" and "Part 2" are different posts
     for fe in probe.forms:
@@ -427,8 +441,8 @@ def compare(
             if short == long:
                 return "text", None
             if (
-                weight(short) >= MIN_PREFIX_WEIGHT
-                and weight(body) >= MIN_PREFIX_BODY
+                weighs_at_least(short, MIN_PREFIX_WEIGHT)
+                and weighs_at_least(body, MIN_PREFIX_BODY)
                 and (cut or len(short) >= NEAR_FULL_PREFIX * len(long))
             ):
                 return "prefix", round(len(short) / len(long), 3)

@@ -179,6 +179,46 @@ def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
+
+
+_INSERT_COPY = (
+    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, title, link, "
+    "link_key, published, updated, first_seen, authors, categories, excerpt, "
+    "truncated, fingerprint, content_hash, position, text) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object, ...]:
+    """The values of _INSERT_COPY for a new copy."""
+    e = p.excerpt
+    return (
+        rowid,
+        e.source,
+        e.key,
+        p.entry_id,
+        p.rule,
+        p.score,
+        e.guid,
+        e.title,
+        e.link,
+        e.link_key,
+        iso(e.published),
+        iso(e.updated),
+        first_seen,
+        _json_list(e.authors),
+        _json_list(e.categories),
+        e.excerpt,
+        int(e.truncated),
+        e.fingerprint,
+        e.content_hash,
+        e.position,
+        e.text,
+    )
+
+
 class SQLiteStore:
     """The default Store. One instance per thread; several processes may share the file."""
 
@@ -446,8 +486,20 @@ class SQLiteStore:
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        # New copies are inserted together (one executemany) with the rowids SQLite would have
+        # given them one by one: the write lock is held, nobody else inserts meanwhile.
+        next_rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+        pending: list[tuple[object, ...]] = []
         sketches: list[tuple[int, int]] = []
+        stale: set[str] = set()  # existing entries that gained a copy: dates recomputed at the end
         moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
+
+        def flush() -> None:
+            # Before anything that reads or rewrites copies, the copies so far must be there.
+            if pending:
+                self._db.executemany(_INSERT_COPY, pending)
+                pending.clear()
+
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
             e = p.excerpt
@@ -462,11 +514,13 @@ class SQLiteStore:
             if p.existing is not None and p.existing.source == e.source:
                 entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
+                    flush()
                     self._update_copy(p.existing, e)
                     self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
                     sketches.extend((h, p.existing.rowid) for h in p.sketch)
                     self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
+                    flush()
                     self._merge(entry_id, p, moved)
                 continue
             # A new entry's only copy is this one, so its dates are this copy's; an entry
@@ -492,12 +546,21 @@ class SQLiteStore:
                 == 1
             )
             seq += int(created)
-            rowid = self._insert_copy(p)
-            sketches.extend((h, rowid) for h in p.sketch)
+            next_rowid += 1
+            pending.append(_copy_row(next_rowid, p, first_seen))
+            sketches.extend((h, next_rowid) for h in p.sketch)
             if p.merges:
+                flush()
                 self._merge(p.entry_id, p, moved)
             elif not created:
-                self._refresh_entry_dates(p.entry_id, bumped=None)
+                stale.add(p.entry_id)
+        flush()
+        # An entry's dates are a function of its copies: computing them once, after the last
+        # copy is in, gives what recomputing after every copy gave.
+        for entry_id in dict.fromkeys(moved.get(i, i) for i in stale):
+            self._refresh_entry_dates(entry_id, bumped=None)
+        # In index order: each insert lands next to the previous one in the b-tree.
+        sketches.sort()
         self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
         self._save_state(state)
 
@@ -538,38 +601,6 @@ class SQLiteStore:
         )
         self._refresh_entry_dates(winner, bumped=None)
 
-    def _insert_copy(self, p: Placement) -> int:
-        e = p.excerpt
-        cur = self._db.execute(
-            "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
-            "link_key, published, updated, first_seen, authors, categories, excerpt, "
-            "truncated, fingerprint, content_hash, position, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                e.source,
-                e.key,
-                p.entry_id,
-                p.rule,
-                p.score,
-                e.guid,
-                e.title,
-                e.link,
-                e.link_key,
-                iso(e.published),
-                iso(e.updated),
-                iso(e.first_seen),
-                json.dumps(list(e.authors), ensure_ascii=False),
-                json.dumps(list(e.categories), ensure_ascii=False),
-                e.excerpt,
-                int(e.truncated),
-                e.fingerprint,
-                e.content_hash,
-                e.position,
-                e.text,
-            ),
-        )
-        return int(cur.lastrowid or 0)
-
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
             "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, link_key = ?, "
@@ -583,8 +614,8 @@ class SQLiteStore:
                 e.link_key,
                 iso(e.published),
                 iso(e.updated),
-                json.dumps(list(e.authors), ensure_ascii=False),
-                json.dumps(list(e.categories), ensure_ascii=False),
+                _json_list(e.authors),
+                _json_list(e.categories),
                 e.excerpt,
                 int(e.truncated),
                 e.fingerprint,
