@@ -6,6 +6,10 @@ Tables:
 - `copies`: one row per (source, key): the post as one source shows it, pointing at its entry.
 - `sketches`: the dedup candidate index: prefix keys and MinHash LSH bands of each copy, so
   that finding near-duplicates costs a few index look-ups, not a pass over the store.
+- `recent_sketches`: the same for the copies written lately. Sketch hashes are random, so each
+  row written straight into a large `sketches` dirtied a page of its own, and every commit
+  wrote them all. Rows gather in this small table instead and move into `sketches` in index
+  order, many thousands at a time (FOLD_SKETCHES); look-ups read both tables.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -121,7 +125,22 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (source) DO UPDATE SET entries = entries + 1;
     END;
     """,
+    # 5: sketch rows of recent copies, kept apart until they are moved into `sketches` in
+    # bulk (see the module docstring).
+    """
+    CREATE TABLE recent_sketches (
+        hash INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        PRIMARY KEY (hash, copy)
+    ) WITHOUT ROWID;
+    CREATE INDEX recent_sketches_copy ON recent_sketches (copy);
+    """,
 )
+
+# Rows of recent_sketches that are moved into sketches at once (about 12 per copy): small
+# enough that recent_sketches stays in the page cache, large enough that each page of
+# sketches is written once for many rows.
+FOLD_SKETCHES = 300_000
 
 _STATE_FIELDS = (
     "url",
@@ -222,8 +241,11 @@ def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object,
 class SQLiteStore:
     """The default Store. One instance per thread; several processes may share the file."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 30.0, fold_sketches: int = FOLD_SKETCHES
+    ) -> None:
         self.path = Path(path)
+        self.fold_sketches = fold_sketches  # see FOLD_SKETCHES
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -373,9 +395,11 @@ class SQLiteStore:
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
         pairs = self._db.execute(
+            "WITH wanted AS (SELECT value FROM json_each(?)) "
             "SELECT hash, copy FROM (SELECT hash, copy, row_number() OVER "
-            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM sketches "
-            "WHERE hash IN (SELECT value FROM json_each(?))) WHERE n <= ?",
+            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM ("
+            "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
+            "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted)) WHERE n <= ?",
             (arg(hashes), limit),
         ).fetchall()
         copies = {
@@ -401,9 +425,10 @@ class SQLiteStore:
         marks = ",".join("?" for _ in hashes)
         rows = self._db.execute(
             f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            f"SELECT DISTINCT copy FROM sketches WHERE hash IN ({marks}) "
+            f"SELECT copy FROM sketches WHERE hash IN ({marks}) UNION "
+            f"SELECT copy FROM recent_sketches WHERE hash IN ({marks}) "
             "ORDER BY copy DESC LIMIT ?) ORDER BY rowid",
-            (*hashes, limit),
+            (*hashes, *hashes, limit),
         )
         return [self._copy(r) for r in rows]
 
@@ -517,6 +542,9 @@ class SQLiteStore:
                     flush()
                     self._update_copy(p.existing, e)
                     self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
+                    self._db.execute(
+                        "DELETE FROM recent_sketches WHERE copy = ?", (p.existing.rowid,)
+                    )
                     sketches.extend((h, p.existing.rowid) for h in p.sketch)
                     self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
@@ -561,8 +589,23 @@ class SQLiteStore:
             self._refresh_entry_dates(entry_id, bumped=None)
         # In index order: each insert lands next to the previous one in the b-tree.
         sketches.sort()
-        self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
+        self._db.executemany(
+            "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", sketches
+        )
+        if sketches:
+            self._fold_sketches()
         self._save_state(state)
+
+    def _fold_sketches(self) -> None:
+        """Move the recent sketch rows into `sketches` once there are enough of them."""
+        count = self._db.execute("SELECT count(*) FROM recent_sketches").fetchone()[0]
+        if count < self.fold_sketches:
+            return
+        self._db.execute(
+            "INSERT OR IGNORE INTO sketches (hash, copy) "
+            "SELECT hash, copy FROM recent_sketches ORDER BY hash, copy"
+        )
+        self._db.execute("DELETE FROM recent_sketches")
 
     def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
