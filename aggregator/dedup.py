@@ -265,23 +265,24 @@ def _place_one(
             looked.add((c.source, c.key))
             matches.append((c, "text", None))
     keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
-    candidates = [
-        *(index.copies_by_sketch(keys, limit=MAX_CANDIDATES) if keys else ()),
-        *local.by_sketch(keys),
-    ]
-    fuzzy: list[tuple[StoredCopy, str, float | None]] = []
-    misses: list[StoredCopy] = []
-    certain = {c.entry_id for c, _, _ in matches}
-    for c in candidates:
-        if (c.source, c.key) in looked or c.entry_id in certain:
-            continue  # already matched, or in an entry a link or the same text joins
-        looked.add((c.source, c.key))
-        verdict = compare(e, probe, c, opts)
-        if verdict is not None:
-            fuzzy.append((c, *verdict))
-        else:
-            misses.append(c)
-    matches.extend(_unambiguous(e, fuzzy, misses, opts))
+    if keys:  # without sketch hashes (exact tiers only) there are no fuzzy candidates
+        candidates = [
+            *index.copies_by_sketch(keys, limit=MAX_CANDIDATES),
+            *local.by_sketch(keys),
+        ]
+        fuzzy: list[tuple[StoredCopy, str, float | None]] = []
+        misses: list[StoredCopy] = []
+        certain = {c.entry_id for c, _, _ in matches}
+        for c in candidates:
+            if (c.source, c.key) in looked or c.entry_id in certain:
+                continue  # already matched, or in an entry a link or the same text joins
+            looked.add((c.source, c.key))
+            verdict = compare(e, probe, c, opts)
+            if verdict is not None:
+                fuzzy.append((c, *verdict))
+            else:
+                misses.append(c)
+        matches.extend(_unambiguous(e, fuzzy, misses, opts))
     if not matches:
         return Placement(e, e.id, "new", sketch=probe.sketch)
     return _from_matches(e, probe, matches, batch_keys)
@@ -470,39 +471,51 @@ class _LocalIndex:
 
     def __init__(self) -> None:
         self.count = 0
-        self._links: dict[str, list[StoredCopy]] = {}
-        self._fingerprints: dict[str, list[StoredCopy]] = {}
-        self._sketches: dict[int, list[StoredCopy]] = {}
+        # Most excerpts are never matched by a later one of the batch: their StoredCopy is
+        # made when a look-up first returns them, not when they are added.
+        self._placed: list[tuple[Excerpt, str]] = []
+        self._copies: dict[int, StoredCopy] = {}
+        self._links: dict[str, list[int]] = {}
+        self._fingerprints: dict[str, list[int]] = {}
+        self._sketches: dict[int, list[int]] = {}
 
     def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
+        i = self.count
         self.count += 1
-        copy = StoredCopy(
-            rowid=-self.count,
-            source=e.source,
-            key=e.key,
-            entry_id=p.entry_id,
-            content_hash=e.content_hash,
-            link=e.link_key,
-            truncated=e.truncated,
-            text=e.text,
-            first_seen=e.first_seen,
-            title=e.title,
-        )
+        self._placed.append((e, p.entry_id))
         if e.link_key and not opts.allow_duplicate_links:
-            self._links.setdefault(e.link_key, []).append(copy)
-        self._fingerprints.setdefault(e.fingerprint, []).append(copy)
+            self._links.setdefault(e.link_key, []).append(i)
+        self._fingerprints.setdefault(e.fingerprint, []).append(i)
         for h in probe.sketch:
-            self._sketches.setdefault(h, []).append(copy)
+            self._sketches.setdefault(h, []).append(i)
+
+    def _copy(self, i: int) -> StoredCopy:
+        copy = self._copies.get(i)
+        if copy is None:
+            e, entry_id = self._placed[i]
+            copy = self._copies[i] = StoredCopy(
+                rowid=-(i + 1),
+                source=e.source,
+                key=e.key,
+                entry_id=entry_id,
+                content_hash=e.content_hash,
+                link=e.link_key,
+                truncated=e.truncated,
+                text=e.text,
+                first_seen=e.first_seen,
+                title=e.title,
+            )
+        return copy
 
     def by_link(self, link: str | None) -> list[StoredCopy]:
-        return self._links.get(link, []) if link else []
+        return [self._copy(i) for i in self._links.get(link, ())] if link else []
 
     def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
-        return self._fingerprints.get(fingerprint, [])
+        return [self._copy(i) for i in self._fingerprints.get(fingerprint, ())]
 
     def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
-        seen: dict[int, StoredCopy] = {}
+        seen: dict[int, None] = {}
         for h in keys:
-            for c in self._sketches.get(h, ()):
-                seen.setdefault(c.rowid, c)
-        return list(seen.values())
+            for i in self._sketches.get(h, ()):
+                seen[i] = None
+        return [self._copy(i) for i in seen]
