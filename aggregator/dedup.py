@@ -273,11 +273,18 @@ def _place_one(
         fuzzy: list[tuple[StoredCopy, str, float | None]] = []
         misses: list[StoredCopy] = []
         certain = {c.entry_id for c, _, _ in matches}
+        # compare() reads only a copy's text, title and truncation: copies that agree on
+        # those (the same post kept by many sources) get one verdict, computed once.
+        verdicts: dict[tuple[str, str, bool], tuple[str, float | None] | None] = {}
         for c in candidates:
             if (c.source, c.key) in looked or c.entry_id in certain:
                 continue  # already matched, or in an entry a link or the same text joins
             looked.add((c.source, c.key))
-            verdict = compare(e, probe, c, opts)
+            seen = (c.text, c.title, c.truncated)
+            if seen in verdicts:
+                verdict = verdicts[seen]
+            else:
+                verdict = verdicts[seen] = compare(e, probe, c, opts)
             if verdict is not None:
                 fuzzy.append((c, *verdict))
             else:
