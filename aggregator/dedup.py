@@ -32,7 +32,14 @@ from dataclasses import dataclass, field, replace
 
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt
-from aggregator.sketch import PREFIX_CHARS, band_hashes, jaccard, prefix_key, weight
+from aggregator.sketch import (
+    PREFIX_CHARS,
+    band_hashes,
+    jaccard,
+    prefix_key,
+    weighs_at_least,
+    weight,
+)
 from aggregator.store import CandidateIndex, Candidates, Merge, Placement, StoredCopy
 from aggregator.textutil import fold
 
@@ -80,7 +87,7 @@ class BatchResult:
 class _Probe:
     """What the candidate look-ups need from one excerpt."""
 
-    title: str  # folded title
+    title: str | None  # folded title (None: not folded yet, see _title)
     forms: tuple[str, ...]  # the folded text, then "title text" when the text lacks its title
     sketch: tuple[int, ...]  # prefix keys of the forms, then the LSH band hashes
     n_prefix: int  # how many of `sketch` are prefix keys
@@ -107,7 +114,7 @@ def place(
     bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
     batch_keys = {e.key for e in items}
     probes = [
-        _probe(e, b) if sketches else _Probe(fold(e.title), (e.text,), (), 0)
+        _probe(e, b) if sketches else _Probe(None, (e.text,), (), 0)
         for e, b in zip(items, bands, strict=True)
     ]
     view = _prefetch(items, probes, index, opts)
@@ -229,7 +236,9 @@ def _forms(text: str, title: str) -> tuple[str, ...]:
 def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
     title = fold(e.title)
     forms = _forms(e.text, title)
-    keys = tuple(dict.fromkeys(prefix_key(f) for f in forms if weight(f) >= MIN_PREFIX_WEIGHT))
+    keys = tuple(
+        dict.fromkeys(prefix_key(f) for f in forms if weighs_at_least(f, MIN_PREFIX_WEIGHT))
+    )
     return _Probe(title, forms, keys + bands, len(keys))
 
 
@@ -256,23 +265,31 @@ def _place_one(
             looked.add((c.source, c.key))
             matches.append((c, "text", None))
     keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
-    candidates = [
-        *(index.copies_by_sketch(keys, limit=MAX_CANDIDATES) if keys else ()),
-        *local.by_sketch(keys),
-    ]
-    fuzzy: list[tuple[StoredCopy, str, float | None]] = []
-    misses: list[StoredCopy] = []
-    certain = {c.entry_id for c, _, _ in matches}
-    for c in candidates:
-        if (c.source, c.key) in looked or c.entry_id in certain:
-            continue  # already matched, or in an entry a link or the same text joins
-        looked.add((c.source, c.key))
-        verdict = compare(e, probe, c, opts)
-        if verdict is not None:
-            fuzzy.append((c, *verdict))
-        else:
-            misses.append(c)
-    matches.extend(_unambiguous(e, fuzzy, misses, opts))
+    if keys:  # without sketch hashes (exact tiers only) there are no fuzzy candidates
+        candidates = [
+            *index.copies_by_sketch(keys, limit=MAX_CANDIDATES),
+            *local.by_sketch(keys),
+        ]
+        fuzzy: list[tuple[StoredCopy, str, float | None]] = []
+        misses: list[StoredCopy] = []
+        certain = {c.entry_id for c, _, _ in matches}
+        # compare() reads only a copy's text, title and truncation: copies that agree on
+        # those (the same post kept by many sources) get one verdict, computed once.
+        verdicts: dict[tuple[str, str, bool], tuple[str, float | None] | None] = {}
+        for c in candidates:
+            if (c.source, c.key) in looked or c.entry_id in certain:
+                continue  # already matched, or in an entry a link or the same text joins
+            looked.add((c.source, c.key))
+            seen = (c.text, c.title, c.truncated)
+            if seen in verdicts:
+                verdict = verdicts[seen]
+            else:
+                verdict = verdicts[seen] = compare(e, probe, c, opts)
+            if verdict is not None:
+                fuzzy.append((c, *verdict))
+            else:
+                misses.append(c)
+        matches.extend(_unambiguous(e, fuzzy, misses, opts))
     if not matches:
         return Placement(e, e.id, "new", sketch=probe.sketch)
     return _from_matches(e, probe, matches, batch_keys)
@@ -394,10 +411,15 @@ def _from_matches(
     )
 
 
+def _title(e: Excerpt, probe: _Probe) -> str:
+    # The exact tiers alone need the folded title only for short texts: fold it on demand.
+    return probe.title if probe.title is not None else fold(e.title)
+
+
 def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
-    if weight(e.text) >= SHORT_TEXT_WEIGHT:
+    if weighs_at_least(e.text, SHORT_TEXT_WEIGHT):
         return True
-    return probe.title == fold(c.title)
+    return _title(e, probe) == fold(c.title)
 
 
 def _numbers(title: str) -> list[str]:
@@ -413,7 +435,7 @@ def compare(
         # Equal texts under another fingerprint (cut elsewhere for display): a short text
         # still needs the same title, as in the exact tier.
         return ("text", None) if _exact_ok(e, probe, c) else None
-    mine, theirs = _numbers(probe.title), _numbers(other_title)
+    mine, theirs = _numbers(_title(e, probe)), _numbers(other_title)
     if mine and theirs and mine != theirs:
         return None  # a numbered series: "Part 1" and "Part 2" are different posts
     for fe in probe.forms:
@@ -427,8 +449,8 @@ def compare(
             if short == long:
                 return "text", None
             if (
-                weight(short) >= MIN_PREFIX_WEIGHT
-                and weight(body) >= MIN_PREFIX_BODY
+                weighs_at_least(short, MIN_PREFIX_WEIGHT)
+                and weighs_at_least(body, MIN_PREFIX_BODY)
                 and (cut or len(short) >= NEAR_FULL_PREFIX * len(long))
             ):
                 return "prefix", round(len(short) / len(long), 3)
@@ -456,39 +478,51 @@ class _LocalIndex:
 
     def __init__(self) -> None:
         self.count = 0
-        self._links: dict[str, list[StoredCopy]] = {}
-        self._fingerprints: dict[str, list[StoredCopy]] = {}
-        self._sketches: dict[int, list[StoredCopy]] = {}
+        # Most excerpts are never matched by a later one of the batch: their StoredCopy is
+        # made when a look-up first returns them, not when they are added.
+        self._placed: list[tuple[Excerpt, str]] = []
+        self._copies: dict[int, StoredCopy] = {}
+        self._links: dict[str, list[int]] = {}
+        self._fingerprints: dict[str, list[int]] = {}
+        self._sketches: dict[int, list[int]] = {}
 
     def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
+        i = self.count
         self.count += 1
-        copy = StoredCopy(
-            rowid=-self.count,
-            source=e.source,
-            key=e.key,
-            entry_id=p.entry_id,
-            content_hash=e.content_hash,
-            link=e.link_key,
-            truncated=e.truncated,
-            text=e.text,
-            first_seen=e.first_seen,
-            title=e.title,
-        )
+        self._placed.append((e, p.entry_id))
         if e.link_key and not opts.allow_duplicate_links:
-            self._links.setdefault(e.link_key, []).append(copy)
-        self._fingerprints.setdefault(e.fingerprint, []).append(copy)
+            self._links.setdefault(e.link_key, []).append(i)
+        self._fingerprints.setdefault(e.fingerprint, []).append(i)
         for h in probe.sketch:
-            self._sketches.setdefault(h, []).append(copy)
+            self._sketches.setdefault(h, []).append(i)
+
+    def _copy(self, i: int) -> StoredCopy:
+        copy = self._copies.get(i)
+        if copy is None:
+            e, entry_id = self._placed[i]
+            copy = self._copies[i] = StoredCopy(
+                rowid=-(i + 1),
+                source=e.source,
+                key=e.key,
+                entry_id=entry_id,
+                content_hash=e.content_hash,
+                link=e.link_key,
+                truncated=e.truncated,
+                text=e.text,
+                first_seen=e.first_seen,
+                title=e.title,
+            )
+        return copy
 
     def by_link(self, link: str | None) -> list[StoredCopy]:
-        return self._links.get(link, []) if link else []
+        return [self._copy(i) for i in self._links.get(link, ())] if link else []
 
     def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
-        return self._fingerprints.get(fingerprint, [])
+        return [self._copy(i) for i in self._fingerprints.get(fingerprint, ())]
 
     def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
-        seen: dict[int, StoredCopy] = {}
+        seen: dict[int, None] = {}
         for h in keys:
-            for c in self._sketches.get(h, ()):
-                seen.setdefault(c.rowid, c)
-        return list(seen.values())
+            for i in self._sketches.get(h, ()):
+                seen[i] = None
+        return [self._copy(i) for i in seen]

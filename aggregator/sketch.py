@@ -47,6 +47,11 @@ def weight(text: str) -> int:
     return len(text) + len(_CJK.findall(text))
 
 
+def weighs_at_least(text: str, minimum: int) -> bool:
+    """weight(text) >= minimum, without counting CJK when the length alone is enough."""
+    return len(text) >= minimum or weight(text) >= minimum
+
+
 def prefix_key(text: str) -> int:
     """A signed 64-bit hash of the text's first PREFIX_CHARS characters."""
     digest = blake2b(
@@ -60,7 +65,7 @@ def shingles(text: str) -> frozenset[str]:
     """The character 4-grams of a text (the whole text when shorter)."""
     if len(text) <= SHINGLE:
         return frozenset((text,) if text else ())
-    return frozenset(text[i : i + SHINGLE] for i in range(len(text) - SHINGLE + 1))
+    return frozenset({text[i : i + SHINGLE] for i in range(len(text) - SHINGLE + 1)})
 
 
 def jaccard(a: str, b: str) -> float:
@@ -68,7 +73,8 @@ def jaccard(a: str, b: str) -> float:
     sa, sb = shingles(a), shingles(b)
     if not sa or not sb:
         return 0.0
-    return len(sa & sb) / len(sa | sb)
+    common = len(sa & sb)
+    return common / (len(sa) + len(sb) - common)  # the size of the union, without building it
 
 
 def band_hashes(texts: Sequence[str]) -> list[tuple[int, ...]]:

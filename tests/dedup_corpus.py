@@ -177,10 +177,18 @@ class Outcome:
 
 
 def run_corpus(
-    path: Path, records: list[Record], options: dedup.DedupOptions | None = None
+    path: Path,
+    records: list[Record],
+    options: dedup.DedupOptions | None = None,
+    *,
+    fold_sketches: int | None = None,
 ) -> Outcome:
     """Feed the records through normalize, dedup and a SQLite store, fetch by fetch."""
-    store = SQLiteStore(path)
+    store = (
+        SQLiteStore(path)
+        if fold_sketches is None
+        else SQLiteStore(path, fold_sketches=fold_sketches)
+    )
     opts = options or dedup.DedupOptions()
     entry_of: list[str] = [""] * len(records)
     rule_of: list[str] = [""] * len(records)

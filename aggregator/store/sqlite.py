@@ -6,6 +6,10 @@ Tables:
 - `copies`: one row per (source, key): the post as one source shows it, pointing at its entry.
 - `sketches`: the dedup candidate index: prefix keys and MinHash LSH bands of each copy, so
   that finding near-duplicates costs a few index look-ups, not a pass over the store.
+- `recent_sketches`: the same for the copies written lately. Sketch hashes are random, so each
+  row written straight into a large `sketches` dirtied a page of its own, and every commit
+  wrote them all. Rows gather in this small table instead and move into `sketches` in index
+  order, many thousands at a time (FOLD_SKETCHES); look-ups read both tables.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -121,7 +125,22 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (source) DO UPDATE SET entries = entries + 1;
     END;
     """,
+    # 5: sketch rows of recent copies, kept apart until they are moved into `sketches` in
+    # bulk (see the module docstring).
+    """
+    CREATE TABLE recent_sketches (
+        hash INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        PRIMARY KEY (hash, copy)
+    ) WITHOUT ROWID;
+    CREATE INDEX recent_sketches_copy ON recent_sketches (copy);
+    """,
 )
+
+# Rows of recent_sketches that are moved into sketches at once (about 12 per copy): small
+# enough that recent_sketches stays in the page cache, large enough that each page of
+# sketches is written once for many rows.
+FOLD_SKETCHES = 300_000
 
 _STATE_FIELDS = (
     "url",
@@ -179,11 +198,54 @@ def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
+
+
+_INSERT_COPY = (
+    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, title, link, "
+    "link_key, published, updated, first_seen, authors, categories, excerpt, "
+    "truncated, fingerprint, content_hash, position, text) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object, ...]:
+    """The values of _INSERT_COPY for a new copy."""
+    e = p.excerpt
+    return (
+        rowid,
+        e.source,
+        e.key,
+        p.entry_id,
+        p.rule,
+        p.score,
+        e.guid,
+        e.title,
+        e.link,
+        e.link_key,
+        iso(e.published),
+        iso(e.updated),
+        first_seen,
+        _json_list(e.authors),
+        _json_list(e.categories),
+        e.excerpt,
+        int(e.truncated),
+        e.fingerprint,
+        e.content_hash,
+        e.position,
+        e.text,
+    )
+
+
 class SQLiteStore:
     """The default Store. One instance per thread; several processes may share the file."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 30.0, fold_sketches: int = FOLD_SKETCHES
+    ) -> None:
         self.path = Path(path)
+        self.fold_sketches = fold_sketches  # see FOLD_SKETCHES
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -333,9 +395,11 @@ class SQLiteStore:
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
         pairs = self._db.execute(
+            "WITH wanted AS (SELECT value FROM json_each(?)) "
             "SELECT hash, copy FROM (SELECT hash, copy, row_number() OVER "
-            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM sketches "
-            "WHERE hash IN (SELECT value FROM json_each(?))) WHERE n <= ?",
+            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM ("
+            "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
+            "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted)) WHERE n <= ?",
             (arg(hashes), limit),
         ).fetchall()
         copies = {
@@ -361,9 +425,10 @@ class SQLiteStore:
         marks = ",".join("?" for _ in hashes)
         rows = self._db.execute(
             f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            f"SELECT DISTINCT copy FROM sketches WHERE hash IN ({marks}) "
+            f"SELECT copy FROM sketches WHERE hash IN ({marks}) UNION "
+            f"SELECT copy FROM recent_sketches WHERE hash IN ({marks}) "
             "ORDER BY copy DESC LIMIT ?) ORDER BY rowid",
-            (*hashes, limit),
+            (*hashes, *hashes, limit),
         )
         return [self._copy(r) for r in rows]
 
@@ -446,8 +511,20 @@ class SQLiteStore:
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        # New copies are inserted together (one executemany) with the rowids SQLite would have
+        # given them one by one: the write lock is held, nobody else inserts meanwhile.
+        next_rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+        pending: list[tuple[object, ...]] = []
         sketches: list[tuple[int, int]] = []
+        stale: set[str] = set()  # existing entries that gained a copy: dates recomputed at the end
         moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
+
+        def flush() -> None:
+            # Before anything that reads or rewrites copies, the copies so far must be there.
+            if pending:
+                self._db.executemany(_INSERT_COPY, pending)
+                pending.clear()
+
         # The top of a page is its newest item: give it the highest sequence number.
         for p in sorted(placements, key=lambda p: -p.excerpt.position):
             e = p.excerpt
@@ -462,11 +539,16 @@ class SQLiteStore:
             if p.existing is not None and p.existing.source == e.source:
                 entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
+                    flush()
                     self._update_copy(p.existing, e)
                     self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
+                    self._db.execute(
+                        "DELETE FROM recent_sketches WHERE copy = ?", (p.existing.rowid,)
+                    )
                     sketches.extend((h, p.existing.rowid) for h in p.sketch)
                     self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
+                    flush()
                     self._merge(entry_id, p, moved)
                 continue
             # A new entry's only copy is this one, so its dates are this copy's; an entry
@@ -492,14 +574,38 @@ class SQLiteStore:
                 == 1
             )
             seq += int(created)
-            rowid = self._insert_copy(p)
-            sketches.extend((h, rowid) for h in p.sketch)
+            next_rowid += 1
+            pending.append(_copy_row(next_rowid, p, first_seen))
+            sketches.extend((h, next_rowid) for h in p.sketch)
             if p.merges:
+                flush()
                 self._merge(p.entry_id, p, moved)
             elif not created:
-                self._refresh_entry_dates(p.entry_id, bumped=None)
-        self._db.executemany("INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)", sketches)
+                stale.add(p.entry_id)
+        flush()
+        # An entry's dates are a function of its copies: computing them once, after the last
+        # copy is in, gives what recomputing after every copy gave.
+        for entry_id in dict.fromkeys(moved.get(i, i) for i in stale):
+            self._refresh_entry_dates(entry_id, bumped=None)
+        # In index order: each insert lands next to the previous one in the b-tree.
+        sketches.sort()
+        self._db.executemany(
+            "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", sketches
+        )
+        if sketches:
+            self._fold_sketches()
         self._save_state(state)
+
+    def _fold_sketches(self) -> None:
+        """Move the recent sketch rows into `sketches` once there are enough of them."""
+        count = self._db.execute("SELECT count(*) FROM recent_sketches").fetchone()[0]
+        if count < self.fold_sketches:
+            return
+        self._db.execute(
+            "INSERT OR IGNORE INTO sketches (hash, copy) "
+            "SELECT hash, copy FROM recent_sketches ORDER BY hash, copy"
+        )
+        self._db.execute("DELETE FROM recent_sketches")
 
     def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
@@ -538,38 +644,6 @@ class SQLiteStore:
         )
         self._refresh_entry_dates(winner, bumped=None)
 
-    def _insert_copy(self, p: Placement) -> int:
-        e = p.excerpt
-        cur = self._db.execute(
-            "INSERT INTO copies (source, key, entry_id, rule, score, guid, title, link, "
-            "link_key, published, updated, first_seen, authors, categories, excerpt, "
-            "truncated, fingerprint, content_hash, position, text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                e.source,
-                e.key,
-                p.entry_id,
-                p.rule,
-                p.score,
-                e.guid,
-                e.title,
-                e.link,
-                e.link_key,
-                iso(e.published),
-                iso(e.updated),
-                iso(e.first_seen),
-                json.dumps(list(e.authors), ensure_ascii=False),
-                json.dumps(list(e.categories), ensure_ascii=False),
-                e.excerpt,
-                int(e.truncated),
-                e.fingerprint,
-                e.content_hash,
-                e.position,
-                e.text,
-            ),
-        )
-        return int(cur.lastrowid or 0)
-
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(
             "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, link_key = ?, "
@@ -583,8 +657,8 @@ class SQLiteStore:
                 e.link_key,
                 iso(e.published),
                 iso(e.updated),
-                json.dumps(list(e.authors), ensure_ascii=False),
-                json.dumps(list(e.categories), ensure_ascii=False),
+                _json_list(e.authors),
+                _json_list(e.categories),
                 e.excerpt,
                 int(e.truncated),
                 e.fingerprint,

@@ -1,0 +1,57 @@
+"""The store's candidate index: recent sketch rows and folded ones answer alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregator.store.sqlite import SQLiteStore
+from tests.dedup_corpus import build, run_corpus, score
+from tests.test_dedup import LONG, LONG_ZH, entry_of, ex, put
+
+
+def _rows(store: SQLiteStore, table: str) -> set[tuple[int, int]]:
+    return set(store._db.execute(f"SELECT hash, copy FROM {table}").fetchall())
+
+
+@pytest.mark.parametrize("fold", [1, 10**9], ids=["folded", "recent"])
+def test_matches_are_found_in_either_table(tmp_path: Path, fold: int) -> None:
+    store = SQLiteStore(tmp_path / "store.db", fold_sketches=fold)
+    try:
+        first = ex("a", LONG, guid="1")
+        put(store, first)
+        put(store, ex("c", LONG_ZH, guid="3"))
+        held = _rows(store, "sketches" if fold == 1 else "recent_sketches")
+        assert len(held) > 10 and not _rows(store, "recent_sketches" if fold == 1 else "sketches")
+        cut = ex("b", LONG[:120] + "...", guid="2", at=1)
+        result = put(store, cut)
+        assert [p.rule for p in result.placements] == ["prefix"]
+        assert entry_of(store, cut) == first.id
+        assert store.copies_by_sketch(result.placements[0].sketch, limit=10)
+    finally:
+        store.close()
+
+
+def test_an_updated_copy_leaves_no_old_sketch_row_in_either_table(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", fold_sketches=1)
+    try:
+        put(store, ex("a", LONG, guid="1"))  # folded into sketches
+        store.fold_sketches = 10**9
+        put(store, ex("a", LONG_ZH, guid="1", at=1))  # the same copy, rewritten
+        (copy,) = store._db.execute("SELECT rowid FROM copies").fetchone()
+        now = put(store, ex("a", LONG_ZH, guid="1", at=1)).placements[0].sketch
+        assert _rows(store, "sketches") == set()
+        assert _rows(store, "recent_sketches") == {(h, copy) for h in now}
+    finally:
+        store.close()
+
+
+def test_the_corpus_dedups_alike_whenever_sketches_are_folded(tmp_path: Path) -> None:
+    records = build()
+    rows = []
+    for fold in (1, 97, 10**9):
+        outcome = run_corpus(tmp_path / f"{fold}.db", records, fold_sketches=fold)
+        rows.append(score(outcome))
+    assert rows[0] == rows[1] == rows[2]
+    assert rows[0].false_merges == [] and rows[0].missed == []
