@@ -257,6 +257,12 @@ def _read_body(
                 raise FetchError(source, f"response not complete within {limits.timeout:g}s")
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+            # The receive was bounded by what was left of the deadline: if that ran out, the
+            # body was too slow overall (a drip), not one silent pause.
+            if time.monotonic() >= deadline - 0.05:
+                raise FetchError(
+                    source, f"response not complete within {limits.timeout:g}s"
+                ) from None
             raise FetchError(source, f"response stalled for {limits.timeout:g}s") from None
         raise FetchError(source, f"reading the response failed: {_short(exc)}") from None
     return b"".join(chunks)
