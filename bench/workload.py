@@ -78,14 +78,46 @@ LAST_MODIFIED = "Mon, 02 Nov 2026 10:00:00 GMT"
 BASE_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 
 
+def _vocabulary(size: int, seed: int = 11) -> list[str]:
+    """Pseudo-words from syllables: real prose draws on thousands of words, not a few dozen
+    (with a few dozen, every summary shares most of its character n-grams with every other,
+    which no real pair of posts does)."""
+    rng = random.Random(seed)
+    onsets = ["b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w"]
+    vowels = ["a", "e", "i", "o", "u", "ai", "ou", "ea"]
+    codas = ["", "n", "r", "s", "t", "l", "nd", "st"]
+    words = set(_EN)
+    while len(words) < size:
+        syllables = rng.randint(1, 3)
+        words.add(
+            "".join(
+                rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
+                for _ in range(syllables)
+            )
+        )
+    ordered = sorted(words)
+    rng.shuffle(ordered)  # which words are common is arbitrary, not alphabetical
+    return ordered
+
+
+_VOCAB = _vocabulary(5000)
+# Zipf-like weights: common words recur, as in prose; the long tail keeps posts distinct.
+_WEIGHTS = [1.0 / (rank + 1) for rank in range(len(_VOCAB))]
+_HANZI = "".join(sorted(set(_ZH))) + "".join(chr(c) for c in range(0x4E00, 0x4E00 + 2500, 3))
+
+
 def _english(rng: random.Random, words: int) -> str:
-    text = " ".join(rng.choice(_EN) for _ in range(words))
+    text = " ".join(rng.choices(_VOCAB, weights=_WEIGHTS, k=words))
     return text[0].upper() + text[1:] + "."
 
 
 def _chinese(rng: random.Random, chars: int) -> str:
-    start = rng.randrange(len(_ZH))
-    return (_ZH[start:] + _ZH * (chars // len(_ZH) + 1))[:chars]
+    # A sentence of the fixed paragraph for its punctuation and common words, then characters
+    # drawn from a few thousand, so that two posts' Chinese text differs as real posts do.
+    start = rng.randrange(len(_ZH) - 20)
+    head = _ZH[start : start + 20]
+    tail = "".join(rng.choice(_HANZI) for _ in range(max(0, chars - len(head))))
+    return (head + tail)[:chars]
 
 
 def summary_html(rng: random.Random) -> str:
