@@ -26,6 +26,7 @@ them: the store merges them into the oldest, whose id survives.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -422,8 +423,10 @@ def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
     return _title(e, probe) == fold(c.title)
 
 
-def _numbers(title: str) -> list[str]:
-    return sorted(_NUMBERED.findall(title))
+@functools.lru_cache(maxsize=16384)
+def _numbers(title: str) -> tuple[str, ...]:
+    # Cached: a batch compares the same titles against many candidates.
+    return tuple(sorted(_NUMBERED.findall(title)))
 
 
 def compare(
@@ -464,13 +467,16 @@ def compare(
     if w < MIN_SIMILAR_WEIGHT or not (cut or len(short) >= NEAR_FULL_SIMILAR * len(long)):
         return None
     trimmed = long[: len(short)]
-    if _numbers(short[:-8]) != _numbers(trimmed[:-8]):
-        return None  # the texts differ in their numbers: a series, or another measurement
     score = jaccard(short, trimmed)
     threshold = opts.threshold + (SHORT_PENALTY if w < LONG_WEIGHT else 0.0)
-    if score >= min(threshold, 0.99):
-        return "similar", round(score, 3)
-    return None
+    if score < min(threshold, 0.99):
+        return None
+    # Checked only for a pair similar enough to merge (the regex over both texts is the
+    # costly part of a comparison): texts that differ in their numbers are a series, or
+    # another measurement, never one post.
+    if _numbers(short[:-8]) != _numbers(trimmed[:-8]):
+        return None
+    return "similar", round(score, 3)
 
 
 class _LocalIndex:
