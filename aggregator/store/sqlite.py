@@ -202,31 +202,44 @@ def _json_list(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
+# The columns a copy's content fills, in the order _content_values gives them.
+_CONTENT_COLUMNS = (
+    "title",
+    "link",
+    "link_key",
+    "published",
+    "updated",
+    "authors",
+    "categories",
+    "excerpt",
+    "truncated",
+    "fingerprint",
+    "content_hash",
+    "position",
+    "text",
+)
 _INSERT_COPY = (
-    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, title, link, "
-    "link_key, published, updated, first_seen, authors, categories, excerpt, "
-    "truncated, fingerprint, content_hash, position, text) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, "
+    + ", ".join(_CONTENT_COLUMNS)
+    + ") VALUES ("
+    + ", ".join("?" * (8 + len(_CONTENT_COLUMNS)))
+    + ")"
+)
+_UPDATE_COPY = (
+    "UPDATE copies SET key = ?, guid = ?, "
+    + ", ".join(f"{c} = ?" for c in _CONTENT_COLUMNS)
+    + " WHERE rowid = ?"
 )
 
 
-def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object, ...]:
-    """The values of _INSERT_COPY for a new copy."""
-    e = p.excerpt
+def _content_values(e: Excerpt) -> tuple[object, ...]:
+    """The values of _CONTENT_COLUMNS for an excerpt."""
     return (
-        rowid,
-        e.source,
-        e.key,
-        p.entry_id,
-        p.rule,
-        p.score,
-        e.guid,
         e.title,
         e.link,
         e.link_key,
         iso(e.published),
         iso(e.updated),
-        first_seen,
         _json_list(e.authors),
         _json_list(e.categories),
         e.excerpt,
@@ -236,6 +249,13 @@ def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object,
         e.position,
         e.text,
     )
+
+
+def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object, ...]:
+    """The values of _INSERT_COPY for a new copy."""
+    e = p.excerpt
+    return (rowid, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, first_seen,
+            *_content_values(e))  # fmt: skip
 
 
 class SQLiteStore:
@@ -645,29 +665,7 @@ class SQLiteStore:
         self._refresh_entry_dates(winner, bumped=None)
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
-        self._db.execute(
-            "UPDATE copies SET key = ?, guid = ?, title = ?, link = ?, link_key = ?, "
-            "published = ?, updated = ?, authors = ?, categories = ?, excerpt = ?, truncated = ?, "
-            "fingerprint = ?, content_hash = ?, position = ?, text = ? WHERE rowid = ?",
-            (
-                e.key,
-                e.guid,
-                e.title,
-                e.link,
-                e.link_key,
-                iso(e.published),
-                iso(e.updated),
-                _json_list(e.authors),
-                _json_list(e.categories),
-                e.excerpt,
-                int(e.truncated),
-                e.fingerprint,
-                e.content_hash,
-                e.position,
-                e.text,
-                old.rowid,
-            ),
-        )
+        self._db.execute(_UPDATE_COPY, (e.key, e.guid, *_content_values(e), old.rowid))
 
     def _touch_entry(self, entry_id: str, now: datetime) -> None:
         self._refresh_entry_dates(entry_id, bumped=now)
