@@ -398,32 +398,28 @@ def _fetch_and_parse(
     t0 = time.monotonic()
     url = state.effective_url or source.url
 
-    def get_robots(u: str) -> FetchResult:
-        with limiter.hold(u):
-            return fetch(
-                source.name,
-                u,
-                session=session,
-                limits=replace(limits, max_bytes=min(limits.max_bytes, MAX_ROBOTS_BYTES)),
-                conditional=False,
-                guard=guard,
-                origin=source.url,
-            )
+    robots_limits = replace(limits, max_bytes=min(limits.max_bytes, MAX_ROBOTS_BYTES))
 
-    def get(u: str, conditional: bool) -> FetchResult:
-        if robots is not None and source.honours_robots and not robots.allowed(u, get_robots):
-            raise FetchError(source.name, f"robots.txt disallows {u} (set robots = false to fetch)")
+    def request(u: str, conditional: bool, hop_limits: FetchLimits) -> FetchResult:
         with limiter.hold(u):
             return fetch(
                 source.name,
                 u,
                 session=session,
                 state=state,
-                limits=limits,
+                limits=hop_limits,
                 conditional=conditional,
                 guard=guard,
                 origin=source.url,
             )
+
+    def get_robots(u: str) -> FetchResult:
+        return request(u, False, robots_limits)
+
+    def get(u: str, conditional: bool) -> FetchResult:
+        if robots is not None and source.honours_robots and not robots.allowed(u, get_robots):
+            raise FetchError(source.name, f"robots.txt disallows {u} (set robots = false to fetch)")
+        return request(u, conditional, limits)
 
     try:
         first = get(url, True)
