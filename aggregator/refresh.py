@@ -74,7 +74,7 @@ class _Fetched:
     body_hash: str | None = None
     error: SourceError | None = None
     duration: float = 0.0
-    excerpts: tuple[Excerpt, ...] | None = None  # normalized by the parse pool, if it ran there
+    excerpts: tuple[Excerpt, ...] = ()  # the document's items, normalized
 
 
 def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
@@ -124,7 +124,9 @@ def refresh(
         else:
             chosen = due_sources(config, states, started)
         results = []
-        for fetched in _fetch_all(config, chosen, states, session, clock, guard):
+        # One "now" for every entry first seen in this run, whichever thread or process
+        # normalizes it: copies seen together tie, and store order (config order) decides.
+        for fetched in _fetch_all(config, chosen, states, session, lambda: started, guard):
             with _STORE_LOCK:
                 result = _store_one(config, store, fetched, clock)
             results.append(result)
@@ -202,6 +204,7 @@ def preview(
             config,
             NetGuard(allow_private=config.fetch.allow_private),
             RobotsCache(),
+            clock=clock,
         )
     finally:
         if own_session:
@@ -212,7 +215,7 @@ def preview(
     document = fetched.document
     return Preview(
         source=source,
-        excerpts=tuple(_normalize_all(config, source, document, clock())),
+        excerpts=fetched.excerpts,
         kind=document.kind,
         status=fetched.result.status,
         final_url=fetched.result.final_url,
@@ -456,7 +459,18 @@ def _fetch_and_parse(
                 excerpts=excerpts,
             )
         document = _parse(source, first, get, config.fetch.parse_timeout)
-        return _Fetched(source, state, first, document, body_hash, duration=time.monotonic() - t0)
+        # Normalized here, in the fetch thread: per-entry work stays off the store thread, and
+        # a failure in it is this source's error, not the run's.
+        excerpts = tuple(_normalize_all(config, source, document, clock()))
+        return _Fetched(
+            source,
+            state,
+            first,
+            document,
+            body_hash,
+            duration=time.monotonic() - t0,
+            excerpts=excerpts,
+        )
     except SourceError as exc:
         return _Fetched(source, state, error=exc, duration=time.monotonic() - t0)
     except Exception as exc:  # a bug; keep the traceback in the log, spare the other sources
@@ -601,10 +615,7 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             status=fetched.result.status,
             duration=fetched.duration,
         )
-    if fetched.excerpts is not None:
-        excerpts = list(fetched.excerpts)
-    else:
-        excerpts = _normalize_all(config, source, fetched.document, now)
+    excerpts = list(fetched.excerpts)
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,
