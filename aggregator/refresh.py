@@ -26,7 +26,7 @@ import requests
 
 from aggregator import dedup, emit
 from aggregator.config import Config
-from aggregator.errors import ConfigError, FetchError, ParseError, SourceError
+from aggregator.errors import ConfigError, FetchError, ParseError, SourceError, StorageError
 from aggregator.fetch import FetchLimits, fetch, new_session
 from aggregator.models import (
     Excerpt,
@@ -56,6 +56,7 @@ Clock = Callable[[], datetime]
 # take turns for that step so two copies of one post cannot both be minted as new entries.
 _STORE_LOCK = threading.Lock()
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the store, at least
+GROUP_EXCERPTS = 20_000  # stored in one transaction at most (sources already fetched)
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -126,12 +127,25 @@ def refresh(
         results = []
         # One "now" for every entry first seen in this run, whichever thread or process
         # normalizes it: copies seen together tie, and store order (config order) decides.
-        for fetched in _fetch_all(config, chosen, states, session, lambda: started, guard):
-            with _STORE_LOCK:
-                result = _store_one(config, store, fetched, clock)
-            results.append(result)
+        for ready in _fetch_all(config, chosen, states, session, lambda: started, guard):
+            # The sources that finished together are stored in one transaction: one commit
+            # (one write of the index pages they touched) instead of one per source.
+            # A source whose writes fail is rolled back alone; those before it still commit.
+            stored: list[SourceResult] = []
+            failure: StorageError | None = None
+            with _STORE_LOCK, store.exclusive():
+                for fetched in ready:
+                    try:
+                        stored.append(_store_one(config, store, fetched, clock))
+                    except StorageError as exc:
+                        failure = exc
+                        break
+            results.extend(stored)
             if on_result is not None:
-                on_result(result)
+                for result in stored:
+                    on_result(result)
+            if failure is not None:
+                raise failure
         feed_written, snapshot_written = write_outputs(config, store) if emit else (False, False)
         return RefreshReport(
             started=started,
@@ -306,8 +320,9 @@ def _fetch_all(
     session: requests.Session,
     clock: Clock,
     guard: NetGuard | None = None,
-) -> Iterator[_Fetched]:
-    """Fetch and parse every source in a thread pool; yield results in config order."""
+) -> Iterator[list[_Fetched]]:
+    """Fetch and parse every source in a thread pool; yield results in config order, those
+    that are ready together in one list."""
     if not sources:
         return
     limiter = _HostLimiter(config.fetch.per_host)
@@ -346,7 +361,7 @@ def _fetch_in_threads(
     parse_pool: ParsePool | None,
     guard: NetGuard | None,
     robots: RobotsCache,
-) -> Iterator[_Fetched]:
+) -> Iterator[list[_Fetched]]:
     # At most `window` sources are fetched or parsed ahead of the one being stored, so that
     # memory stays bounded however many sources there are.
     window = max(IN_FLIGHT_MIN, 4 * workers)
@@ -381,9 +396,15 @@ def _fetch_in_threads(
         for _ in range(window):
             submit_next()
         while futures:
-            fetched = futures.popleft().result()
+            ready = [futures.popleft().result()]
             submit_next()
-            yield fetched
+            # With it, whatever else has finished in order, up to a bounded amount of work.
+            size = len(ready[0].excerpts)
+            while futures and futures[0].done() and size < GROUP_EXCERPTS:
+                ready.append(futures.popleft().result())
+                size += len(ready[-1].excerpts)
+                submit_next()
+            yield ready
 
 
 def _fetch_and_parse(

@@ -490,9 +490,18 @@ class SQLiteStore:
     def exclusive(self) -> Iterator[None]:
         """Hold the write lock across reads and writes: what is read inside (dedup candidates)
         cannot be changed by another process before the writes inside commit. Writes inside
-        join this transaction; any failure rolls all of it back."""
+        join this transaction; any failure rolls all of it back. Nested inside another
+        exclusive(), it is a savepoint: a failure undoes its own writes and propagates."""
         if self._db.in_transaction:
-            yield
+            self._db.execute("SAVEPOINT nested")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled it all back already
+                    self._db.execute("ROLLBACK TO nested")
+                    self._db.execute("RELEASE nested")
+                raise
+            self._db.execute("RELEASE nested")
             return
         try:
             self._db.execute("BEGIN IMMEDIATE")
