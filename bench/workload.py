@@ -204,14 +204,14 @@ def generate(feeds: int, entries: int, seed: int = 6) -> dict[str, bytes]:
     bodies: dict[str, bytes] = {}
     previous: list[dict[str, Any]] = []
     for f in range(feeds):
-        originals = [_entry(f, i, rng) for i in range(entries)]
-        own = list(originals)
+        own = [_entry(f, i, rng) for i in range(entries)]
         for i in range(5, entries, 10):  # one in ten: a copy of the previous feed's own post
             if previous:
-                copy = dict(previous[i % len(previous)])
+                # One of its own posts (not a repost itself), which that feed did publish.
+                copy = dict(previous[(i + 1) % len(previous)])
                 copy["guid"] = f"tag:feed{f}.example.org,2026:repost-{i}"
                 own[i] = copy
-        previous = originals
+        previous = own
         if f % 2 == 0:
             bodies[f"/feed{f}.xml"] = _rss(f, own).encode("utf-8")
         else:
