@@ -130,6 +130,8 @@ def place(
         p = _place_one(e, probe, view, local, batch_keys, opts)
         local.add(e, p, probe, opts)
         result.placements.append(p)
+    if sketches:
+        result.placements = [_with_replaced_sketch(p) for p in result.placements]
     result.changed_keys = sum(
         1 for p in result.placements if p.existing is not None and p.existing.key != p.excerpt.key
     )
@@ -228,6 +230,20 @@ def _fallback_key(e: Excerpt, opts: DedupOptions) -> str:
     return "text:" + e.fingerprint
 
 
+def _with_replaced_sketch(p: Placement) -> Placement:
+    """A placement that rewrites a stored copy carries that copy's candidate-index hashes,
+    recomputed from its stored text and title, for the store to remove."""
+    old = p.existing
+    if old is None or (old.content_hash == p.excerpt.content_hash and old.key == p.excerpt.key):
+        return p
+    return replace(p, replaced_sketch=sketch_of(old.text, old.title))
+
+
+def sketch_of(text: str, title: str) -> tuple[int, ...]:
+    """The candidate-index hashes stored for a copy with this folded text and this title."""
+    return _probe_of(text, title, band_hashes([text])[0]).sketch
+
+
 def _forms(text: str, title: str) -> tuple[str, ...]:
     if title and text and not text.startswith(title):
         return (text, title + " " + text)
@@ -235,8 +251,12 @@ def _forms(text: str, title: str) -> tuple[str, ...]:
 
 
 def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
-    title = fold(e.title)
-    forms = _forms(e.text, title)
+    return _probe_of(e.text, e.title, bands)
+
+
+def _probe_of(text: str, raw_title: str, bands: tuple[int, ...]) -> _Probe:
+    title = fold(raw_title)
+    forms = _forms(text, title)
     keys = tuple(
         dict.fromkeys(prefix_key(f) for f in forms if weighs_at_least(f, MIN_PREFIX_WEIGHT))
     )

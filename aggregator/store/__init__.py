@@ -46,6 +46,7 @@ class Placement:
     existing: StoredCopy | None = None  # the stored copy it updates, if any
     sketch: tuple[int, ...] = ()  # candidate-index hashes (prefix keys, LSH bands) to store
     merges: tuple[Merge, ...] = ()  # other entries this copy links to its own
+    replaced_sketch: tuple[int, ...] = ()  # the hashes of `existing` when this rewrites it
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,12 @@ Tables:
   that finding near-duplicates costs a few index look-ups, not a pass over the store.
 - `recent_sketches`: the same for the copies written lately. Sketch hashes are random, so each
   row written straight into a large `sketches` dirtied a page of its own, and every commit
-  wrote them all. Rows gather in this small table instead and move into `sketches` in index
-  order, many thousands at a time (FOLD_SKETCHES); look-ups read both tables.
+  wrote them all. Rows gather in this smaller table instead and move into `sketches` in index
+  order, many thousands at a time; look-ups read both tables. A move rewrites most pages of
+  `sketches`, so the moves are spaced in proportion to its size (FOLD_SKETCHES, FOLD_RATIO):
+  each row is moved once and each page rewritten a bounded number of times as the store grows.
+  Neither table has an index by copy: a rewritten copy's old rows are deleted by their hashes,
+  which dedup recomputes from the copy's stored text (Placement.replaced_sketch).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -135,12 +139,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX recent_sketches_copy ON recent_sketches (copy);
     """,
+    # 6: no index of sketch rows by copy (see the module docstring): it was one more random
+    # write for every row of the candidate index.
+    """
+    DROP INDEX sketches_copy;
+    DROP INDEX recent_sketches_copy;
+    """,
 )
 
-# Rows of recent_sketches that are moved into sketches at once (about 12 per copy): small
-# enough that recent_sketches stays in the page cache, large enough that each page of
-# sketches is written once for many rows.
+# recent_sketches is moved into sketches once it holds this many rows (about 12 per copy), or,
+# in a large store, once it holds FOLD_RATIO rows per copy stored: small enough that
+# recent_sketches stays in the page cache, large enough that each page of sketches is written
+# once for many rows.
 FOLD_SKETCHES = 300_000
+FOLD_RATIO = 2
 
 _STATE_FIELDS = (
     "url",
@@ -266,6 +278,7 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.fold_sketches = fold_sketches  # see FOLD_SKETCHES
+        self._recent_rows: int | None = None  # rows in recent_sketches, as far as we know
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -570,10 +583,11 @@ class SQLiteStore:
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
                     flush()
                     self._update_copy(p.existing, e)
-                    self._db.execute("DELETE FROM sketches WHERE copy = ?", (p.existing.rowid,))
-                    self._db.execute(
-                        "DELETE FROM recent_sketches WHERE copy = ?", (p.existing.rowid,)
-                    )
+                    old_rows = [(h, p.existing.rowid) for h in p.replaced_sketch]
+                    for table in ("sketches", "recent_sketches"):
+                        self._db.executemany(
+                            f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows
+                        )
                     sketches.extend((h, p.existing.rowid) for h in p.sketch)
                     self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
@@ -622,19 +636,26 @@ class SQLiteStore:
             "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", sketches
         )
         if sketches:
-            self._fold_sketches()
+            self._fold_sketches(len(sketches))
         self._save_state(state)
 
-    def _fold_sketches(self) -> None:
+    def _fold_sketches(self, added: int) -> None:
         """Move the recent sketch rows into `sketches` once there are enough of them."""
-        count = self._db.execute("SELECT count(*) FROM recent_sketches").fetchone()[0]
-        if count < self.fold_sketches:
+        if self._recent_rows is None:  # counted once; other writers only make it low
+            self._recent_rows = self._db.execute("SELECT count(*) FROM recent_sketches").fetchone()[
+                0
+            ]
+        else:
+            self._recent_rows += added
+        copies = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+        if self._recent_rows < max(self.fold_sketches, FOLD_RATIO * copies):
             return
         self._db.execute(
             "INSERT OR IGNORE INTO sketches (hash, copy) "
             "SELECT hash, copy FROM recent_sketches ORDER BY hash, copy"
         )
         self._db.execute("DELETE FROM recent_sketches")
+        self._recent_rows = 0
 
     def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
