@@ -10,8 +10,9 @@ another point) and prints, each with records per second:
 2. exact tiers in memory: dedup.place with near-duplicates off against a dict index; then
    again with that index frozen from the garbage collector (see main);
 3. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
-   batch), the path a refresh takes, with the candidate index (prefix keys and LSH bands)
-   kept in the store; then the peak resident memory of the process;
+   batch), 20 batches per transaction, the path a refresh takes, with the candidate index
+   (prefix keys and LSH bands) kept in the store; then the peak resident memory of the
+   process;
 4. incremental: 1,000 new records against the store just built, against an empty store.
 
 Records are generated lazily from their number, so the generator holds nothing in memory.
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator import dedup
 from aggregator.models import Excerpt, SourceState
+from aggregator.refresh import GROUP_EXCERPTS
 from aggregator.store import Candidates, StoredCopy
 from aggregator.store.sqlite import SQLiteStore
 
@@ -172,13 +174,23 @@ def rate(n: int, seconds: float) -> str:
 
 
 def through_store(store: SQLiteStore, start: int, stop: int) -> tuple[float, int]:
+    """Place and store records as a refresh does: one batch per source, the batches of
+    sources that are ready together (GROUP_EXCERPTS records) in one transaction."""
     spent, merged = 0.0, 0
+    group: list[list[Excerpt]] = []
     for items in batches(start, stop):
+        group.append(items)
+        if len(group) * BATCH < GROUP_EXCERPTS and items[-1].id != f"urn:bench:{stop - 1}":
+            continue
         t = time.perf_counter()
-        result = dedup.place(items, store)
-        store.apply(items[0].source, result.placements, SourceState(name=items[0].source))
+        with store.exclusive():
+            for batch in group:
+                result = dedup.place(batch, store)
+                source = batch[0].source
+                store.apply(source, result.placements, SourceState(name=source))
+                merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
         spent += time.perf_counter() - t
-        merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
+        group = []
     return spent, merged
 
 
