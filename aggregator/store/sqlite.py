@@ -12,6 +12,8 @@ Tables:
   order, many thousands at a time; look-ups read both tables. A move rewrites most pages of
   `sketches`, so the moves are spaced in proportion to its size (FOLD_SKETCHES, FOLD_RATIO):
   each row is moved once and each page rewritten a bounded number of times as the store grows.
+  `sketch_counts` keeps the number of recent rows (as written: a rewritten copy's deleted rows
+  are not subtracted, which only moves them a little sooner).
   Neither table has an index by copy: a rewritten copy's old rows are deleted by their hashes,
   which dedup recomputes from the copy's stored text (Placement.replaced_sketch).
 """
@@ -144,6 +146,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX sketches_copy;
     DROP INDEX recent_sketches_copy;
+    CREATE TABLE sketch_counts (recent INTEGER NOT NULL);
+    INSERT INTO sketch_counts (recent) SELECT count(*) FROM recent_sketches;
     """,
 )
 
@@ -278,7 +282,6 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.fold_sketches = fold_sketches  # see FOLD_SKETCHES
-        self._recent_rows: int | None = None  # rows in recent_sketches, as far as we know
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -641,21 +644,18 @@ class SQLiteStore:
 
     def _fold_sketches(self, added: int) -> None:
         """Move the recent sketch rows into `sketches` once there are enough of them."""
-        if self._recent_rows is None:  # counted once; other writers only make it low
-            self._recent_rows = self._db.execute("SELECT count(*) FROM recent_sketches").fetchone()[
-                0
-            ]
-        else:
-            self._recent_rows += added
+        (recent,) = self._db.execute(
+            "UPDATE sketch_counts SET recent = recent + ? RETURNING recent", (added,)
+        ).fetchone()
         copies = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
-        if self._recent_rows < max(self.fold_sketches, FOLD_RATIO * copies):
+        if recent < max(self.fold_sketches, FOLD_RATIO * copies):
             return
         self._db.execute(
             "INSERT OR IGNORE INTO sketches (hash, copy) "
             "SELECT hash, copy FROM recent_sketches ORDER BY hash, copy"
         )
         self._db.execute("DELETE FROM recent_sketches")
-        self._recent_rows = 0
+        self._db.execute("UPDATE sketch_counts SET recent = 0")
 
     def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
         """Fold the entries a copy linked into one; the oldest entry's id survives.
