@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, KeysView, Sequence
 from dataclasses import dataclass, field, replace
 
 from aggregator.ids import mint_id
@@ -111,25 +111,27 @@ def place(
     if allow_duplicate_links and not opts.allow_duplicate_links:
         opts = replace(opts, allow_duplicate_links=True)
     result = BatchResult()
-    items = _split_repeated_guids(list(excerpts), opts, result)
-    bands = band_hashes([e.text for e in items]) if sketches else [() for _ in items]
+    items = list(excerpts)
     batch_keys = {e.key for e in items}
-    probes = [
-        _probe(e, b) if sketches else _Probe(None, (e.text,), (), 0)
-        for e, b in zip(items, bands, strict=True)
-    ]
-    view = _prefetch(items, probes, index, opts)
-    local = _LocalIndex()
-    seen: set[str] = set()
-    for e, probe in zip(items, probes, strict=True):
-        if e.key in seen:
-            # The same item twice in one document (a post listed twice).
-            result.repeated_in_batch += 1
-            continue
-        seen.add(e.key)
-        p = _place_one(e, probe, view, local, batch_keys, opts)
-        local.add(e, p, probe, opts)
-        result.placements.append(p)
+    if len(batch_keys) < len(items):  # only a repeated key can be a guid shared by two posts
+        items = _split_repeated_guids(items, opts, result)
+        batch_keys = {e.key for e in items}
+    probes = (
+        [_probe(e, b) for e, b in zip(items, band_hashes([e.text for e in items]), strict=True)]
+        if sketches
+        else None
+    )
+    found = _prefetch(items, probes, batch_keys, index, opts)
+    if len(batch_keys) < len(items):
+        # The same item twice in one document (a post listed twice): the first one counts.
+        first: dict[str, int] = {}
+        for i, e in enumerate(items):
+            first.setdefault(e.key, i)
+        kept = list(first.values())
+        result.repeated_in_batch = len(items) - len(kept)
+        items = [items[i] for i in kept]
+        probes = [probes[i] for i in kept] if probes is not None else None
+    result.placements = _place_all(items, probes, found, index, batch_keys, opts)
     if sketches:
         result.placements = [_with_replaced_sketch(p) for p in result.placements]
     result.changed_keys = sum(
@@ -144,25 +146,111 @@ def place(
 
 
 def _prefetch(
-    items: list[Excerpt], probes: list[_Probe], index: CandidateIndex, opts: DedupOptions
-) -> CandidateIndex:
-    """Fetch every stored candidate of one source's batch at once (a few queries in all)."""
+    items: list[Excerpt],
+    probes: list[_Probe] | None,
+    keys: set[str],
+    index: CandidateIndex,
+    opts: DedupOptions,
+) -> Candidates | None:
+    """Fetch every stored candidate of one source's batch at once (a few queries in all).
+
+    None for a batch of several sources: those are looked up one excerpt at a time.
+    """
     sources = {e.source for e in items}
     if len(sources) != 1:
-        return index
+        return None
     links = {e.link_key for e in items if e.link_key} if not opts.allow_duplicate_links else set()
     hashes = {
-        h for p in probes for h in (p.sketch if opts.near_duplicates else p.sketch[: p.n_prefix])
+        h
+        for p in probes or ()
+        for h in (p.sketch if opts.near_duplicates else p.sketch[: p.n_prefix])
     }
-    found = index.candidates(
+    return index.candidates(
         sources.pop(),
-        {e.key for e in items},
+        keys,
         links,
         {e.fingerprint for e in items},
         hashes,
         limit=MAX_CANDIDATES,
     )
-    return _Prefetched(found)
+
+
+def _place_all(
+    items: list[Excerpt],
+    probes: list[_Probe] | None,
+    found: Candidates | None,
+    index: CandidateIndex,
+    batch_keys: set[str],
+    opts: DedupOptions,
+) -> list[Placement]:
+    """Place distinct copies in batch order, each against the store and the copies before it.
+
+    Most copies match nothing, stored or earlier in the batch: no stored copy has their key,
+    link, fingerprint or any of their looked-up sketch hashes, and no earlier copy of the
+    batch shares their link, fingerprint or such a hash. `_place_one` finds no candidate for
+    such a copy and places it "new" under its own id; a copy whose key is stored is "same".
+    This loop decides those two cases from the prefetched look-ups directly and leaves every
+    other copy to `_place_one`, which sees the same batch index either way.
+    """
+    local = _LocalIndex()
+    placements: list[Placement] = []
+    if found is None:
+        for i, e in enumerate(items):
+            probe = probes[i] if probes is not None else _Probe(None, (e.text,), (), 0)
+            p = _place_one(e, probe, index, local, batch_keys, opts)
+            local.add(e, p.entry_id, probe.sketch, opts)
+            placements.append(p)
+        return placements
+    view = _Prefetched(found)
+    stored_keys = found.by_key
+    stored_links = found.by_link
+    stored_fingerprints = found.by_fingerprint
+    stored_hashes = found.by_hash.keys()
+    placed = local.placed
+    links, fingerprints, sketch_hashes = local.links, local.fingerprints, local.sketches
+    links_ok = not opts.allow_duplicate_links
+    prefix_only = not opts.near_duplicates
+    for i, e in enumerate(items):
+        probe = probes[i] if probes is not None else None
+        sketch = probe.sketch if probe is not None else ()
+        link = e.link_key if links_ok else None
+        fingerprint = e.fingerprint
+        same = stored_keys.get(e.key)
+        if same is not None:
+            p = Placement(e, same.entry_id, "same", existing=same, sketch=sketch)
+        elif (
+            (not link or (link not in stored_links and link not in links))
+            and fingerprint not in stored_fingerprints
+            and fingerprint not in fingerprints
+            and (
+                probe is None
+                or _misses(
+                    sketch[: probe.n_prefix] if prefix_only else sketch,
+                    stored_hashes,
+                    sketch_hashes,
+                )
+            )
+        ):
+            p = Placement(e, e.id, "new", sketch=sketch)
+        else:
+            if probe is None:
+                probe = _Probe(None, (e.text,), (), 0)
+            p = _place_one(e, probe, view, local, batch_keys, opts)
+        # As _LocalIndex.add, written out: this runs once per excerpt.
+        n = len(placed)
+        placed.append((e, p.entry_id))
+        placements.append(p)
+        if link:
+            links.setdefault(link, []).append(n)
+        fingerprints.setdefault(fingerprint, []).append(n)
+        for h in sketch:
+            sketch_hashes.setdefault(h, []).append(n)
+    return placements
+
+
+def _misses(hashes: tuple[int, ...], stored: KeysView[int], batch: dict[int, list[int]]) -> bool:
+    """Whether no stored copy and no earlier copy of the batch has any of these hashes."""
+    return not hashes or (stored.isdisjoint(hashes) and batch.keys().isdisjoint(hashes))
 
 
 class _Prefetched:
@@ -503,29 +591,27 @@ class _LocalIndex:
     """The excerpts placed so far in this batch, for matches within one fetch."""
 
     def __init__(self) -> None:
-        self.count = 0
         # Most excerpts are never matched by a later one of the batch: their StoredCopy is
         # made when a look-up first returns them, not when they are added.
-        self._placed: list[tuple[Excerpt, str]] = []
+        self.placed: list[tuple[Excerpt, str]] = []  # (excerpt, entry id), in batch order
         self._copies: dict[int, StoredCopy] = {}
-        self._links: dict[str, list[int]] = {}
-        self._fingerprints: dict[str, list[int]] = {}
-        self._sketches: dict[int, list[int]] = {}
+        self.links: dict[str, list[int]] = {}  # positions in `placed` per link
+        self.fingerprints: dict[str, list[int]] = {}
+        self.sketches: dict[int, list[int]] = {}
 
-    def add(self, e: Excerpt, p: Placement, probe: _Probe, opts: DedupOptions) -> None:
-        i = self.count
-        self.count += 1
-        self._placed.append((e, p.entry_id))
+    def add(self, e: Excerpt, entry_id: str, sketch: tuple[int, ...], opts: DedupOptions) -> None:
+        i = len(self.placed)
+        self.placed.append((e, entry_id))
         if e.link_key and not opts.allow_duplicate_links:
-            self._links.setdefault(e.link_key, []).append(i)
-        self._fingerprints.setdefault(e.fingerprint, []).append(i)
-        for h in probe.sketch:
-            self._sketches.setdefault(h, []).append(i)
+            self.links.setdefault(e.link_key, []).append(i)
+        self.fingerprints.setdefault(e.fingerprint, []).append(i)
+        for h in sketch:
+            self.sketches.setdefault(h, []).append(i)
 
     def _copy(self, i: int) -> StoredCopy:
         copy = self._copies.get(i)
         if copy is None:
-            e, entry_id = self._placed[i]
+            e, entry_id = self.placed[i]
             copy = self._copies[i] = StoredCopy(
                 rowid=-(i + 1),
                 source=e.source,
@@ -541,14 +627,14 @@ class _LocalIndex:
         return copy
 
     def by_link(self, link: str | None) -> list[StoredCopy]:
-        return [self._copy(i) for i in self._links.get(link, ())] if link else []
+        return [self._copy(i) for i in self.links.get(link, ())] if link else []
 
     def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
-        return [self._copy(i) for i in self._fingerprints.get(fingerprint, ())]
+        return [self._copy(i) for i in self.fingerprints.get(fingerprint, ())]
 
     def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
         seen: dict[int, None] = {}
         for h in keys:
-            for i in self._sketches.get(h, ()):
+            for i in self.sketches.get(h, ()):
                 seen[i] = None
         return [self._copy(i) for i in seen]
