@@ -118,12 +118,22 @@ def batches(start: int, stop: int) -> Iterator[list[Excerpt]]:
         yield [record(i) for i in range(b, min(b + BATCH, stop))]
 
 
+# A stored copy as MemoryIndex keeps it: StoredCopy's fields, in order, as a plain tuple.
+Row = tuple[int, str, str, str, str, str | None, bool, str, datetime, str]
+
+
 class MemoryIndex:
-    """The exact tiers' look-ups in dicts, for the in-memory measurement."""
+    """The exact tiers' look-ups in dicts, for the in-memory measurement.
+
+    Like the store, it holds plain values (tuples, which the garbage collector stops tracking)
+    and makes a StoredCopy only for a copy that a look-up returns. The exact tiers never read
+    a stored copy's text: it is kept empty.
+    """
 
     def __init__(self) -> None:
-        self.by_key: dict[tuple[str, str], StoredCopy] = {}
-        self.by_fp: dict[str, list[StoredCopy]] = {}
+        self.by_key: dict[str, dict[str, Row]] = {}  # source -> key -> copy
+        self.by_link: dict[str, tuple[Row, ...]] = {}  # copies per link, oldest first
+        self.by_fp: dict[str, tuple[Row, ...]] = {}  # copies per fingerprint, oldest first
         self.n = 0
 
     def candidates(
@@ -136,21 +146,23 @@ class MemoryIndex:
         *,
         limit: int,
     ) -> Candidates:
+        mine = self.by_key.get(source, {})
         return Candidates(
-            {k: self.by_key[(source, k)] for k in keys if (source, k) in self.by_key},
-            {},
-            {f: self.by_fp[f] for f in fingerprints if f in self.by_fp},
+            {k: StoredCopy(*mine[k]) for k in mine.keys() & keys},
+            {k: self.copies_by_link(k) for k in self.by_link.keys() & links},
+            {f: self.copies_by_fingerprint(f) for f in self.by_fp.keys() & fingerprints},
             {},
         )
 
     def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
-        return self.by_key.get((source, key))
+        row = self.by_key.get(source, {}).get(key)
+        return StoredCopy(*row) if row is not None else None
 
     def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
-        return ()
+        return [StoredCopy(*row) for row in self.by_link.get(link, ())]
 
     def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
-        return self.by_fp.get(fingerprint, ())
+        return [StoredCopy(*row) for row in self.by_fp.get(fingerprint, ())]
 
     def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
         return ()
@@ -158,11 +170,28 @@ class MemoryIndex:
     def add(self, p: dedup.Placement) -> None:
         e = p.excerpt
         self.n += 1
-        c = StoredCopy(
-            self.n, e.source, e.key, p.entry_id, e.content_hash, None, e.truncated, "", T0
+        link = e.link_key
+        row = (
+            self.n,
+            e.source,
+            e.key,
+            p.entry_id,
+            e.content_hash,
+            link,
+            e.truncated,
+            "",
+            e.first_seen,
+            e.title,
         )
-        self.by_key[(e.source, e.key)] = c
-        self.by_fp.setdefault(e.fingerprint, [c])
+        keys = self.by_key.get(e.source)
+        if keys is None:
+            keys = self.by_key[e.source] = {}
+        keys[e.key] = row
+        if link:
+            same_link = self.by_link.get(link)
+            self.by_link[link] = (row,) if same_link is None else (*same_link, row)
+        same_text = self.by_fp.get(e.fingerprint)
+        self.by_fp[e.fingerprint] = (row,) if same_text is None else (*same_text, row)
 
 
 def peak_mb() -> float:
