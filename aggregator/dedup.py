@@ -189,24 +189,22 @@ def _place_all(
     link, fingerprint or any of their looked-up sketch hashes, and no earlier copy of the
     batch shares their link, fingerprint or such a hash. `_place_one` finds no candidate for
     such a copy and places it "new" under its own id; a copy whose key is stored is "same".
-    This loop decides those two cases from the prefetched look-ups directly and leaves every
-    other copy to `_place_one`, which sees the same batch index either way.
+    This loop decides those two cases from the prefetched look-ups directly, and, for the
+    exact tiers alone, a copy whose text only one earlier copy has (see _one_text_match).
+    Every other copy goes to `_place_one`, which sees the same batch index either way.
     """
     local = _LocalIndex()
-    placements: list[Placement] = []
+    placements = local.placed
     if found is None:
         for i, e in enumerate(items):
-            probe = probes[i] if probes is not None else _Probe(None, (e.text,), (), 0)
-            p = _place_one(e, probe, index, local, batch_keys, opts)
-            local.add(e, p.entry_id, probe.sketch, opts)
-            placements.append(p)
+            probe = probes[i] if probes is not None else _exact_probe(e)
+            local.add(_place_one(e, probe, index, local, batch_keys, opts), probe.sketch, opts)
         return placements
     view = _Prefetched(found)
     stored_keys = found.by_key
     stored_links = found.by_link
     stored_fingerprints = found.by_fingerprint
     stored_hashes = found.by_hash.keys()
-    placed = local.placed
     links, fingerprints, sketch_hashes = local.links, local.fingerprints, local.sketches
     links_ok = not opts.allow_duplicate_links
     prefix_only = not opts.near_duplicates
@@ -215,30 +213,33 @@ def _place_all(
         sketch = probe.sketch if probe is not None else ()
         link = e.link_key if links_ok else None
         fingerprint = e.fingerprint
+        n = len(placements)  # this copy's position in the batch index
         same = stored_keys.get(e.key)
+        stored = stored_fingerprints.get(fingerprint, ())
+        earlier = fingerprints.get(fingerprint, ())
         if same is not None:
             p = Placement(e, same.entry_id, "same", existing=same, sketch=sketch)
-        elif (
-            (not link or (link not in stored_links and link not in links))
-            and fingerprint not in stored_fingerprints
-            and fingerprint not in fingerprints
-            and (
-                probe is None
-                or _misses(
-                    sketch[: probe.n_prefix] if prefix_only else sketch,
-                    stored_hashes,
-                    sketch_hashes,
-                )
+        elif (link and (link in stored_links or link in links)) or (
+            probe is not None
+            and not _misses(
+                sketch[: probe.n_prefix] if prefix_only else sketch, stored_hashes, sketch_hashes
             )
         ):
-            p = Placement(e, e.id, "new", sketch=sketch)
+            p = _place_one(e, probe or _exact_probe(e), view, local, batch_keys, opts)
+        elif not stored and not earlier:
+            # Registered as _LocalIndex.add does; its link and text are new to the batch index.
+            placements.append(Placement(e, e.id, "new", sketch=sketch))
+            if link:
+                links[link] = [n]
+            fingerprints[fingerprint] = [n]
+            for h in sketch:
+                sketch_hashes.setdefault(h, []).append(n)
+            continue
+        elif probe is None and len(stored) + len(earlier) == 1:
+            p = _one_text_match(e, stored[0] if stored else local.copy(earlier[0]), batch_keys)
         else:
-            if probe is None:
-                probe = _Probe(None, (e.text,), (), 0)
-            p = _place_one(e, probe, view, local, batch_keys, opts)
+            p = _place_one(e, probe or _exact_probe(e), view, local, batch_keys, opts)
         # As _LocalIndex.add, written out: this runs once per excerpt.
-        n = len(placed)
-        placed.append((e, p.entry_id))
         placements.append(p)
         if link:
             links.setdefault(link, []).append(n)
@@ -251,6 +252,19 @@ def _place_all(
 def _misses(hashes: tuple[int, ...], stored: KeysView[int], batch: dict[int, list[int]]) -> bool:
     """Whether no stored copy and no earlier copy of the batch has any of these hashes."""
     return not hashes or (stored.isdisjoint(hashes) and batch.keys().isdisjoint(hashes))
+
+
+def _one_text_match(e: Excerpt, c: StoredCopy, batch_keys: set[str]) -> Placement:
+    """Place `e` whose only candidate, with the exact tiers alone, is `c` with the same text.
+
+    As _place_one would: "text" if the texts match (a short one also needs the same title),
+    else "new"; one match links no other entry, and it updates `c` if `c` is a stored copy of
+    this source whose key this fetch no longer has.
+    """
+    if not _exact_ok(e, None, c):
+        return Placement(e, e.id, "new")
+    rekey = c.rowid > 0 and c.source == e.source and c.key not in batch_keys
+    return Placement(e, c.entry_id, "text", existing=c if rekey else None)
 
 
 class _Prefetched:
@@ -336,6 +350,11 @@ def _forms(text: str, title: str) -> tuple[str, ...]:
     if title and text and not text.startswith(title):
         return (text, title + " " + text)
     return (text,)
+
+
+def _exact_probe(e: Excerpt) -> _Probe:
+    """What the exact tiers alone look up: no sketch hashes (the title is folded on demand)."""
+    return _Probe(None, (e.text,), (), 0)
 
 
 def _probe(e: Excerpt, bands: tuple[int, ...]) -> _Probe:
@@ -520,12 +539,12 @@ def _from_matches(
     )
 
 
-def _title(e: Excerpt, probe: _Probe) -> str:
+def _title(e: Excerpt, probe: _Probe | None) -> str:
     # The exact tiers alone need the folded title only for short texts: fold it on demand.
-    return probe.title if probe.title is not None else fold(e.title)
+    return probe.title if probe is not None and probe.title is not None else fold(e.title)
 
 
-def _exact_ok(e: Excerpt, probe: _Probe, c: StoredCopy) -> bool:
+def _exact_ok(e: Excerpt, probe: _Probe | None, c: StoredCopy) -> bool:
     if weighs_at_least(e.text, SHORT_TEXT_WEIGHT):
         return True
     return _title(e, probe) == fold(c.title)
@@ -593,30 +612,32 @@ class _LocalIndex:
     def __init__(self) -> None:
         # Most excerpts are never matched by a later one of the batch: their StoredCopy is
         # made when a look-up first returns them, not when they are added.
-        self.placed: list[tuple[Excerpt, str]] = []  # (excerpt, entry id), in batch order
+        self.placed: list[Placement] = []  # in batch order; the look-ups give positions
         self._copies: dict[int, StoredCopy] = {}
-        self.links: dict[str, list[int]] = {}  # positions in `placed` per link
+        self.links: dict[str, list[int]] = {}
         self.fingerprints: dict[str, list[int]] = {}
         self.sketches: dict[int, list[int]] = {}
 
-    def add(self, e: Excerpt, entry_id: str, sketch: tuple[int, ...], opts: DedupOptions) -> None:
+    def add(self, p: Placement, sketch: tuple[int, ...], opts: DedupOptions) -> None:
         i = len(self.placed)
-        self.placed.append((e, entry_id))
+        self.placed.append(p)
+        e = p.excerpt
         if e.link_key and not opts.allow_duplicate_links:
             self.links.setdefault(e.link_key, []).append(i)
         self.fingerprints.setdefault(e.fingerprint, []).append(i)
         for h in sketch:
             self.sketches.setdefault(h, []).append(i)
 
-    def _copy(self, i: int) -> StoredCopy:
+    def copy(self, i: int) -> StoredCopy:
         copy = self._copies.get(i)
         if copy is None:
-            e, entry_id = self.placed[i]
+            p = self.placed[i]
+            e = p.excerpt
             copy = self._copies[i] = StoredCopy(
                 rowid=-(i + 1),
                 source=e.source,
                 key=e.key,
-                entry_id=entry_id,
+                entry_id=p.entry_id,
                 content_hash=e.content_hash,
                 link=e.link_key,
                 truncated=e.truncated,
@@ -627,14 +648,14 @@ class _LocalIndex:
         return copy
 
     def by_link(self, link: str | None) -> list[StoredCopy]:
-        return [self._copy(i) for i in self.links.get(link, ())] if link else []
+        return [self.copy(i) for i in self.links.get(link, ())] if link else []
 
     def by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
-        return [self._copy(i) for i in self.fingerprints.get(fingerprint, ())]
+        return [self.copy(i) for i in self.fingerprints.get(fingerprint, ())]
 
     def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
         seen: dict[int, None] = {}
         for h in keys:
             for i in self.sketches.get(h, ()):
                 seen[i] = None
-        return [self._copy(i) for i in seen]
+        return [self.copy(i) for i in seen]
