@@ -127,14 +127,14 @@ class MemoryIndex:
 
     Like the store, it holds plain values (tuples, which the garbage collector stops tracking)
     and makes a StoredCopy only for a copy that a look-up returns. The exact tiers never read
-    a stored copy's text: it is kept empty. Links are not indexed: every record here has a
-    link of its own, which no look-up would find, and a dict of all of them would add about
-    half a microsecond a record of its own growth to what is measured.
+    a stored copy's text: it is kept empty. Links are indexed as the store indexes them, each
+    link with the copies that have it, oldest first.
     """
 
     def __init__(self) -> None:
         self.by_key: dict[str, dict[str, Row]] = {}  # source -> key -> copy
         self.by_fp: dict[str, tuple[Row, ...]] = {}  # copies per fingerprint, oldest first
+        self.by_link: dict[str, tuple[Row, ...]] = {}  # copies per link, oldest first
         self.n = 0
 
     def candidates(
@@ -150,7 +150,7 @@ class MemoryIndex:
         mine = self.by_key.get(source, {})
         return Candidates(
             {k: StoredCopy(*mine[k]) for k in mine.keys() & keys},
-            {},
+            {k: self.copies_by_link(k) for k in self.by_link.keys() & links},
             {f: self.copies_by_fingerprint(f) for f in self.by_fp.keys() & fingerprints},
             {},
         )
@@ -160,7 +160,7 @@ class MemoryIndex:
         return StoredCopy(*row) if row is not None else None
 
     def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
-        return ()
+        return [StoredCopy(*row) for row in self.by_link.get(link, ())]
 
     def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
         return [StoredCopy(*row) for row in self.by_fp.get(fingerprint, ())]
@@ -170,7 +170,7 @@ class MemoryIndex:
 
     def apply(self, placements: Iterable[dedup.Placement]) -> None:
         """Store each placed copy, as the store's apply does (the index part of it)."""
-        by_key, by_fp = self.by_key, self.by_fp
+        by_key, by_fp, by_link = self.by_key, self.by_fp, self.by_link
         n = self.n
         for p in placements:
             e = p.excerpt
@@ -194,6 +194,8 @@ class MemoryIndex:
             # One look-up for a text not seen before: setdefault stores (row,).
             if (rows := by_fp.setdefault(e.fingerprint, (row,)))[-1] is not row:
                 by_fp[e.fingerprint] = (*rows, row)
+            if e.link_key and (rows := by_link.setdefault(e.link_key, (row,)))[-1] is not row:
+                by_link[e.link_key] = (*rows, row)
         self.n = n
 
 
