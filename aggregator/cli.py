@@ -210,7 +210,7 @@ def _load(args: argparse.Namespace) -> Config:
 def _line(r: SourceResult) -> str:
     if r.outcome == "error":
         return f"{r.source}: error: {r.error}"
-    counts = f"{r.new} new, {r.updated} updated, {r.unchanged} unchanged"
+    counts = f"{r.new} new, {r.joined} joined, {r.updated} updated, {r.unchanged} unchanged"
     extra = (
         f" ({len(r.warnings)} warning{'s' if len(r.warnings) != 1 else ''})" if r.warnings else ""
     )

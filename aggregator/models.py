@@ -205,6 +205,7 @@ class SourceResult:
     source: str  # source name
     outcome: Outcome  # new, updated, unchanged or error
     new: int = 0  # entries never seen before
+    joined: int = 0  # new copies of posts already known (another source has them)
     updated: int = 0  # known entries whose content changed
     unchanged: int = 0  # known entries seen again as they were
     error: str | None = None  # message when outcome is "error"

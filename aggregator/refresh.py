@@ -646,7 +646,9 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.exclusive():
         batch = dedup.place(excerpts, store, options=options)
-        new = sum(1 for p in batch.placements if p.existing is None and p.rule != "same")
+        added = [p for p in batch.placements if p.existing is None and p.rule != "same"]
+        new = sum(1 for p in added if p.rule == "new")
+        joined = len(added) - new
         updated = sum(
             1
             for p in batch.placements
@@ -655,14 +657,16 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
                 p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key
             )
         )
-        unchanged = len(batch.placements) - new - updated
+        unchanged = len(batch.placements) - len(added) - updated
         first_crawl = state.last_success is None
         store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
-    outcome = "new" if new else "updated" if updated else "unchanged"
+    # Items new to this source are "new" for it, whether or not another source had them.
+    outcome = "new" if new or joined else "updated" if updated else "unchanged"
     return SourceResult(
         source=source.name,
         outcome=outcome,
         new=new,
+        joined=joined,
         updated=updated,
         unchanged=unchanged,
         status=fetched.result.status,

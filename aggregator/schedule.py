@@ -37,7 +37,7 @@ def fetch_line(r: SourceResult) -> str:
     """One log line per fetch: source, status, counts, duration."""
     http = f" http={r.status}" if r.status is not None else ""
     line = (
-        f"{r.source}: {r.outcome}{http} new={r.new} updated={r.updated} "
+        f"{r.source}: {r.outcome}{http} new={r.new} joined={r.joined} updated={r.updated} "
         f"unchanged={r.unchanged} in {r.duration:.2f}s"
     )
     return f"{line}: {r.error}" if r.error else line

@@ -86,6 +86,7 @@ def summary_table(report: RefreshReport) -> Table:
     table.add_column("source")
     table.add_column("result")
     table.add_column("new", justify="right")
+    table.add_column("joined", justify="right")
     table.add_column("updated", justify="right")
     table.add_column("unchanged", justify="right")
     table.add_column("time", justify="right")
@@ -95,6 +96,7 @@ def summary_table(report: RefreshReport) -> Table:
             Text(r.source),
             Text(r.outcome, style=_OUTCOME_STYLE.get(r.outcome, "")),
             str(r.new),
+            str(r.joined),
             str(r.updated),
             str(r.unchanged),
             f"{r.duration:.2f}s",

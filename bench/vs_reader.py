@@ -72,7 +72,7 @@ def run_aggregator(workdir: Path, urls: list[str]) -> dict[str, object]:
     failed = [f"{r.source}: {r.error}" for r in report.failed]
     return {
         "seconds": seconds,
-        "new": sum(r.new for r in report.results),
+        "new": sum(r.new + r.joined for r in report.results),
         "errors": failed[:3],
         "cpu_refresh": _cpu() - cpu0,
     }

@@ -266,3 +266,21 @@ def test_feed_is_valid_rfc4287(tmp_path: Path, server: LocalServer, name: str) -
     schema = etree.RelaxNG(etree.parse(str(rng)))
     doc = etree.parse(str(tmp_path / "out" / "feed.atom"))
     assert schema.validate(doc), schema.error_log
+
+
+def test_a_source_repeating_known_posts_counts_them_as_joined(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    _serve_site(server)
+    server.serve("/mirror.rss", (SITE / "alpha.rss").read_bytes(), "application/rss+xml")
+    extra = f'[[sources]]\nname = "mirror"\nurl = "{server.url("/mirror.rss")}"\n'
+    config = load_config(_config(tmp_path, server, extra))
+    results = {r.source: r for r in refresh(config).results}
+    alpha, mirror = results["alpha"], results["mirror"]
+    assert alpha.new > 0 and alpha.joined == 0
+    # The mirror's items are alpha's posts: new to the mirror, no new entry in the feed.
+    assert mirror.outcome == "new"
+    assert (mirror.new, mirror.joined) == (0, alpha.new)
+    snap = load_snapshot(tmp_path / "out" / "snapshot.json")
+    mirrored = [e for e in snap["entries"] if "mirror" in {s["name"] for s in e["sources"]}]
+    assert len(mirrored) == alpha.new
