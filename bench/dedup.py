@@ -13,7 +13,8 @@ another point) and prints, each with records per second:
    batch), 20 batches per transaction, the path a refresh takes, with the candidate index
    (prefix keys and LSH bands) kept in the store; then the peak resident memory of the
    process;
-4. incremental: 1,000 new records against the store just built, against an empty store.
+4. incremental: 1,000 new records against the store just built, against an empty store;
+   once as generated (some repeat stored records) and once with no repeats.
 
 Records are generated lazily from their number, so the generator holds nothing in memory.
 """
@@ -78,10 +79,11 @@ def _near(text: str, i: int) -> str:
     return "".join(chars)[: len(chars) - rnd.randint(5, 25)]
 
 
-def record(i: int) -> Excerpt:
-    """Record i: 20% exact repeats and 10% near-duplicates of an earlier record."""
+def record(i: int, unique: bool = False) -> Excerpt:
+    """Record i: 20% exact repeats and 10% near-duplicates of an earlier record (none of them
+    with `unique`)."""
     rnd = random.Random(i)
-    roll = rnd.random()
+    roll = 1.0 if unique else rnd.random()
     truncated = False
     if i > 10 and roll < 0.2:
         text = _base_text(rnd.randrange(i // 2, i))  # an exact repeat (its base text)
@@ -113,9 +115,9 @@ def record(i: int) -> Excerpt:
     )
 
 
-def batches(start: int, stop: int) -> Iterator[list[Excerpt]]:
+def batches(start: int, stop: int, unique: bool = False) -> Iterator[list[Excerpt]]:
     for b in range(start, stop, BATCH):
-        yield [record(i) for i in range(b, min(b + BATCH, stop))]
+        yield [record(i, unique) for i in range(b, min(b + BATCH, stop))]
 
 
 # A stored copy as MemoryIndex keeps it: StoredCopy's fields, in order, as a plain tuple.
@@ -207,12 +209,14 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:>10,.0f} records/s ({seconds:.2f} s for {n:,})"
 
 
-def through_store(store: SQLiteStore, start: int, stop: int) -> tuple[float, int]:
+def through_store(
+    store: SQLiteStore, start: int, stop: int, unique: bool = False
+) -> tuple[float, int]:
     """Place and store records as a refresh does: one batch per source, the batches of
     sources that are ready together (GROUP_EXCERPTS records) in one transaction."""
     spent, merged = 0.0, 0
     group: list[list[Excerpt]] = []
-    for items in batches(start, stop):
+    for items in batches(start, stop, unique):
         group.append(items)
         if len(group) * BATCH < GROUP_EXCERPTS and items[-1].id != f"urn:bench:{stop - 1}":
             continue
@@ -283,13 +287,18 @@ def main() -> None:
         print(f"all tiers, SQLite store:       {rate(n, spent)}; {merged:,} copies merged")
         size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
         print(f"store size: {size / 2**20:,.0f} MB; peak memory: {peak_mb():,.0f} MB")
-        t_big, _ = through_store(store, n, n + 1000)
+        # 1,000 more records as generated (30% of them repeat stored records: against the
+        # large store they match and merge, against an empty one they are new), then 1,000
+        # that repeat nothing (the same work against either store).
+        for label, start, unique in (("as generated", n, False), ("none repeats", n + 1000, True)):
+            t_big, _ = through_store(store, start, start + 1000, unique)
+            empty = SQLiteStore(Path(tmp) / f"empty-{start}.db")
+            t_small, _ = through_store(empty, start, start + 1000, unique)
+            empty.close()
+            print(f"1,000 new ({label}) vs a store of {n:,}: {t_big:.3f} s")
+            print(f"1,000 new ({label}) vs an empty store: {t_small:.3f} s", end="")
+            print(f"  (ratio {t_big / t_small:.2f})")
         store.close()
-        empty = SQLiteStore(Path(tmp) / "empty.db")
-        t_small, _ = through_store(empty, n, n + 1000)
-        empty.close()
-        print(f"1,000 new vs a store of {n:,}: {t_big:.3f} s")
-        print(f"1,000 new vs an empty store:   {t_small:.3f} s  (ratio {t_big / t_small:.2f})")
 
 
 if __name__ == "__main__":
