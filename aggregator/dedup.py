@@ -642,7 +642,6 @@ class _LocalIndex:
                 link=e.link_key,
                 truncated=e.truncated,
                 text=e.text,
-                first_seen=e.first_seen,
                 title=e.title,
             )
         return copy

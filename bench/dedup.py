@@ -121,7 +121,7 @@ def batches(start: int, stop: int, unique: bool = False) -> Iterator[list[Excerp
 
 
 # A stored copy as MemoryIndex keeps it: StoredCopy's fields, in order, as a plain tuple.
-Row = tuple[int, str, str, str, str, str | None, bool, str, datetime, str]
+Row = tuple[int, str, str, str, str, str | None, bool, str, str]
 
 
 class MemoryIndex:
@@ -186,7 +186,6 @@ class MemoryIndex:
                 e.link_key,
                 e.truncated,
                 "",
-                e.first_seen,
                 e.title,
             )
             keys = by_key.get(e.source)

@@ -22,7 +22,6 @@ class StoredCopy:
     link: str | None  # identity form of its link
     truncated: bool  # whether its text is cut short
     text: str  # folded text, for prefix and similarity rules
-    first_seen: datetime  # when it was first seen
     title: str = ""  # its title as displayed, for the title checks of the text rules
 
 

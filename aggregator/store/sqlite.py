@@ -175,9 +175,7 @@ _STATE_FIELDS = (
     "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
-_COPY_COLUMNS = (
-    "rowid, source, key, entry_id, content_hash, link_key, truncated, text, first_seen, title"
-)
+_COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, title"
 
 
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
@@ -470,7 +468,7 @@ class SQLiteStore:
 
     @staticmethod
     def _copy(row: Sequence[object]) -> StoredCopy:
-        rowid, source, key, entry_id, content_hash, link, truncated, text, first_seen, title = row
+        rowid, source, key, entry_id, content_hash, link, truncated, text, title = row
         return StoredCopy(
             rowid=rowid,  # type: ignore[arg-type]
             source=source,  # type: ignore[arg-type]
@@ -480,7 +478,6 @@ class SQLiteStore:
             link=link,  # type: ignore[arg-type]
             truncated=bool(truncated),
             text=text,  # type: ignore[arg-type]
-            first_seen=_from_iso(first_seen),  # type: ignore[arg-type]
             title=title,  # type: ignore[arg-type]
         )
 
