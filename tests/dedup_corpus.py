@@ -182,8 +182,13 @@ def run_corpus(
     options: dedup.DedupOptions | None = None,
     *,
     fold_sketches: int | None = None,
+    group: int | None = None,
 ) -> Outcome:
-    """Feed the records through normalize, dedup and a SQLite store, fetch by fetch."""
+    """Feed the records through normalize, dedup and a SQLite store, fetch by fetch.
+
+    With `group`, that many fetches are placed and stored in one write transaction (as a
+    refresh stores the sources that finished together), each in a savepoint of its own.
+    """
     store = (
         SQLiteStore(path)
         if fold_sketches is None
@@ -196,7 +201,11 @@ def run_corpus(
         batches: dict[tuple[int, str], list[int]] = defaultdict(list)
         for i, r in enumerate(records):
             batches[(r.fetch, r.source)].append(i)
-        for (fetch, source), idx in sorted(batches.items()):
+        ordered = sorted(batches.items())
+        for n, ((fetch, source), idx) in enumerate(ordered):
+            if group is not None and n % group == 0:
+                transaction = store.exclusive()
+                transaction.__enter__()
             now = T0 + timedelta(hours=fetch, minutes=idx[0])
             src = Source(name=source, url=f"https://{source}.test/")
             excerpts = [
@@ -215,6 +224,8 @@ def run_corpus(
                 options=replace(opts, allow_duplicate_links=src.allow_duplicate_links),
             )
             store.apply(source, batch.placements, SourceState(name=source))
+            if group is not None and (n % group == group - 1 or n == len(ordered) - 1):
+                transaction.__exit__(None, None, None)
             by_key = {p.excerpt.key: p for p in batch.placements}
             for i, e in zip(idx, excerpts, strict=True):
                 rule_of[i] = by_key[e.key].rule if e.key in by_key else "batch"

@@ -55,3 +55,17 @@ def test_the_corpus_dedups_alike_whenever_sketches_are_folded(tmp_path: Path) ->
         rows.append(score(outcome))
     assert rows[0] == rows[1] == rows[2]
     assert rows[0].false_merges == [] and rows[0].missed == []
+
+
+def test_the_corpus_dedups_alike_in_one_transaction_or_many(tmp_path: Path) -> None:
+    # Inside one write transaction the store reuses the candidate copies it has read; merges
+    # and rewritten copies must not leave it answering with what they changed.
+    records = build()
+    apart = run_corpus(tmp_path / "apart.db", records)
+    rows = [score(apart)]
+    for group in (1, 7, 10**9):
+        outcome = run_corpus(tmp_path / f"group-{group}.db", records, group=group)
+        assert outcome.entry_of == apart.entry_of and outcome.rule_of == apart.rule_of
+        rows.append(score(outcome))
+    assert rows[0] == rows[1] == rows[2] == rows[3]
+    assert rows[0].false_merges == [] and rows[0].missed == []

@@ -280,6 +280,11 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.fold_sketches = fold_sketches  # see FOLD_SKETCHES
+        # Candidate copies read in the current write transaction, by row, and their rows by
+        # entry: valid while the write lock is held, updated as this store rewrites a copy or
+        # moves copies to another entry, forgotten when the transaction or a savepoint ends.
+        self._seen: dict[int, StoredCopy] = {}
+        self._seen_by_entry: dict[str, set[int]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -436,17 +441,22 @@ class SQLiteStore:
             "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted)) WHERE n <= ?",
             (arg(hashes), limit),
         ).fetchall()
-        copies = {
-            c.rowid: c
+        # A common opening is shared by many stored copies, and each source of a refresh asks
+        # for them again: inside one write transaction, a copy is read once (see _seen).
+        copies = self._seen if self._db.in_transaction else {}
+        missing = {copy for _, copy in pairs if copy not in copies}
+        if missing:
             for c in map(
                 self._copy,
                 self._db.execute(
                     f"SELECT {_COPY_COLUMNS} FROM copies "
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
-                    (arg({copy for _, copy in pairs}),),
+                    (arg(missing),),
                 ),
-            )
-        }
+            ):
+                copies[c.rowid] = c
+                if copies is self._seen:
+                    self._seen_by_entry.setdefault(c.entry_id, set()).add(c.rowid)
         by_hash: dict[int, list[StoredCopy]] = {}
         for h, copy in pairs:
             if copy in copies:
@@ -510,6 +520,7 @@ class SQLiteStore:
             try:
                 yield
             except BaseException:
+                self._forget_seen()
                 if self._db.in_transaction:  # SQLite may have rolled it all back already
                     self._db.execute("ROLLBACK TO nested")
                     self._db.execute("RELEASE nested")
@@ -520,6 +531,7 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        self._forget_seen()
         try:
             yield
             self._db.execute("COMMIT")
@@ -529,6 +541,12 @@ class SQLiteStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._forget_seen()
+
+    def _forget_seen(self) -> None:
+        self._seen.clear()
+        self._seen_by_entry.clear()
 
     def _write(self, work: object) -> None:
         if self._db.in_transaction:  # inside exclusive(): it commits or rolls back
@@ -541,6 +559,7 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
+        self._forget_seen()
         try:
             work()  # type: ignore[operator]
             self._db.execute("COMMIT")
@@ -550,6 +569,8 @@ class SQLiteStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._forget_seen()
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
@@ -680,6 +701,8 @@ class SQLiteStore:
                 (m.rule, m.score, loser),
             )
             self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
+            for rowid in self._seen_by_entry.pop(loser, ()):
+                self._seen.pop(rowid, None)
             self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
             for k, v in list(moved.items()):
                 if v == loser:
@@ -693,6 +716,7 @@ class SQLiteStore:
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(_UPDATE_COPY, (e.key, e.guid, *_content_values(e), old.rowid))
+        self._seen.pop(old.rowid, None)  # its _seen_by_entry row goes with the entry's
 
     def _touch_entry(self, entry_id: str, now: datetime) -> None:
         self._refresh_entry_dates(entry_id, bumped=now)
