@@ -7,6 +7,8 @@ source at a time, as the refresh's store thread does, and each stage's CPU time 
 process only) is divided by the number of entries. Printed: parse, normalize (and inside it
 html_to_text and fold of the kept text), dedup placement, store apply and commit. Placement
 and apply run on the refresh's single store thread; parse and normalize run in the pool.
+Sources are stored GROUP to a transaction, each in a savepoint, as a refresh stores the
+sources that are ready together.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from aggregator.normalize import FOLDED_TEXT_LIMIT, normalize
 from aggregator.parse.feed import parse_feed
 from aggregator.store.sqlite import SQLiteStore
 from aggregator.textutil import fold, html_to_text
+
+GROUP = 20  # sources stored in one transaction (a refresh groups those ready together)
 
 
 def main() -> None:
@@ -76,14 +80,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stage-costs-") as tmp:
         store = SQLiteStore(Path(tmp) / "aggregator.db")
         try:
-            for source, excerpts in batches:
+            # As a refresh stores them: GROUP sources per transaction, each in a savepoint.
+            for start in range(0, len(batches), GROUP):
                 t = time.process_time()
                 store._db.execute("BEGIN IMMEDIATE")  # as store.exclusive(), timed apart
-                batch = dedup.place(excerpts, store)
-                t = timed("dedup place", t)
-                state = SourceState(name=source.name)
-                store.apply(source.name, batch.placements, state, backfill=True)
-                t = timed("store apply", t)
+                timed("store commit", t)
+                for source, excerpts in batches[start : start + GROUP]:
+                    t = time.process_time()
+                    with store.exclusive():
+                        batch = dedup.place(excerpts, store)
+                        t = timed("dedup place", t)
+                        state = SourceState(name=source.name)
+                        store.apply(source.name, batch.placements, state, backfill=True)
+                    timed("store apply", t)
+                t = time.process_time()
                 store._db.execute("COMMIT")
                 timed("store commit", t)
         finally:
