@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable, KeysView, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt
@@ -55,6 +57,8 @@ NEAR_FULL_PREFIX = 0.85  # an untruncated shorter text must be this close to the
 NEAR_FULL_SIMILAR = 0.8
 MAX_CANDIDATES = 200  # sketch candidates looked at per excerpt
 MAX_MATCHED_ENTRIES = 8  # fuzzy matches to more entries than this are ambiguous
+
+T = TypeVar("T")
 
 _RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
 _NUMBERED = re.compile(
@@ -185,13 +189,14 @@ def _place_all(
 ) -> list[Placement]:
     """Place distinct copies in batch order, each against the store and the copies before it.
 
-    Most copies match nothing, stored or earlier in the batch: no stored copy has their key,
-    link, fingerprint or any of their looked-up sketch hashes, and no earlier copy of the
-    batch shares their link, fingerprint or such a hash. `_place_one` finds no candidate for
-    such a copy and places it "new" under its own id; a copy whose key is stored is "same".
-    This loop decides those two cases from the prefetched look-ups directly, and, for the
-    exact tiers alone, a copy whose text only one earlier copy has (see _one_text_match).
-    Every other copy goes to `_place_one`, which sees the same batch index either way.
+    A copy can match only a copy that shares one of its values: a stored copy (the prefetch
+    found every stored copy with the batch's keys, links, fingerprints and sketch hashes) or
+    an earlier copy of the batch with the same link, fingerprint or sketch hash. Most copies
+    share nothing: `_place_one` would find no candidate and place them "new" under their own
+    id, so this loop does that directly. And no later copy can find such a copy either: the
+    batch index holds only the copies that share a value, which is all that its look-ups
+    (by the batch's values) can ever return. The other copies are placed as before, in the
+    common cases without the candidate lists (see _one_text_match).
     """
     local = _LocalIndex()
     placements = local.placed
@@ -205,53 +210,55 @@ def _place_all(
     stored_links = found.by_link
     stored_fingerprints = found.by_fingerprint
     stored_hashes = found.by_hash.keys()
-    links, fingerprints, sketch_hashes = local.links, local.fingerprints, local.sketches
     links_ok = not opts.allow_duplicate_links
-    prefix_only = not opts.near_duplicates
+    sketches = [p.sketch for p in probes] if probes is not None else None
+    # The values some other copy, stored or in this batch, may share.
+    watched_fingerprints = _shared([e.fingerprint for e in items]) | stored_fingerprints.keys()
+    watched_links = (
+        _shared([e.link_key for e in items if e.link_key]) | stored_links.keys()
+        if links_ok
+        else set()
+    )
+    watched_hashes = _shared([h for s in sketches for h in s]) if sketches else set()
     for i, e in enumerate(items):
-        probe = probes[i] if probes is not None else None
-        sketch = probe.sketch if probe is not None else ()
+        sketch = sketches[i] if sketches is not None else ()
         link = e.link_key if links_ok else None
         fingerprint = e.fingerprint
-        n = len(placements)  # this copy's position in the batch index
-        same = stored_keys.get(e.key)
-        stored = stored_fingerprints.get(fingerprint, ())
-        earlier = fingerprints.get(fingerprint, ())
-        if same is not None:
-            p = Placement(e, same.entry_id, "same", existing=same, sketch=sketch)
-        elif (link and (link in stored_links or link in links)) or (
-            probe is not None
-            and not _misses(
-                sketch[: probe.n_prefix] if prefix_only else sketch, stored_hashes, sketch_hashes
+        if (
+            fingerprint not in watched_fingerprints
+            and link not in watched_links
+            and e.key not in stored_keys
+            and (
+                not sketch
+                or (watched_hashes.isdisjoint(sketch) and stored_hashes.isdisjoint(sketch))
             )
         ):
-            p = _place_one(e, probe or _exact_probe(e), view, local, batch_keys, opts)
-        elif not stored and not earlier:
-            # Registered as _LocalIndex.add does; its link and text are new to the batch index.
-            placements.append(Placement(e, e.id, "new", sketch=sketch))
-            if link:
-                links[link] = [n]
-            fingerprints[fingerprint] = [n]
-            for h in sketch:
-                sketch_hashes.setdefault(h, []).append(n)
+            # Positional: keyword arguments would cost a dict per call.
+            placements.append(Placement(e, e.id, "new", None, None, sketch))
             continue
-        elif probe is None and len(stored) + len(earlier) == 1:
+        probe = probes[i] if probes is not None else None
+        same = stored_keys.get(e.key)
+        stored = stored_fingerprints.get(fingerprint, ())
+        earlier = local.fingerprints.get(fingerprint, ())
+        if same is not None:
+            p = Placement(e, same.entry_id, "same", existing=same, sketch=sketch)
+        elif (
+            probe is None
+            and len(stored) + len(earlier) == 1
+            and not (link and (link in stored_links or link in local.links))
+        ):
             p = _one_text_match(e, stored[0] if stored else local.copy(earlier[0]), batch_keys)
         else:
             p = _place_one(e, probe or _exact_probe(e), view, local, batch_keys, opts)
-        # As _LocalIndex.add, written out: this runs once per excerpt.
-        placements.append(p)
-        if link:
-            links.setdefault(link, []).append(n)
-        fingerprints.setdefault(fingerprint, []).append(n)
-        for h in sketch:
-            sketch_hashes.setdefault(h, []).append(n)
+        local.add(p, sketch, opts)
     return placements
 
 
-def _misses(hashes: tuple[int, ...], stored: KeysView[int], batch: dict[int, list[int]]) -> bool:
-    """Whether no stored copy and no earlier copy of the batch has any of these hashes."""
-    return not hashes or (stored.isdisjoint(hashes) and batch.keys().isdisjoint(hashes))
+def _shared(values: list[T]) -> set[T]:
+    """The values that occur more than once in `values`."""
+    if len(set(values)) == len(values):
+        return set()
+    return {v for v, n in Counter(values).items() if n > 1}
 
 
 def _one_text_match(e: Excerpt, c: StoredCopy, batch_keys: set[str]) -> Placement:
@@ -610,9 +617,11 @@ class _LocalIndex:
     """The excerpts placed so far in this batch, for matches within one fetch."""
 
     def __init__(self) -> None:
-        # Most excerpts are never matched by a later one of the batch: their StoredCopy is
-        # made when a look-up first returns them, not when they are added.
-        self.placed: list[Placement] = []  # in batch order; the look-ups give positions
+        # Every placement of the batch, in order. The look-ups below give positions in it of
+        # the copies added to them: those that share a value with another copy of the batch
+        # (see _place_all). Most excerpts are never matched by a later one of the batch:
+        # their StoredCopy is made when a look-up first returns them, not when they are added.
+        self.placed: list[Placement] = []
         self._copies: dict[int, StoredCopy] = {}
         self.links: dict[str, list[int]] = {}
         self.fingerprints: dict[str, list[int]] = {}
