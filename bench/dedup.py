@@ -135,8 +135,11 @@ class MemoryIndex:
 
     def __init__(self) -> None:
         self.by_key: dict[str, dict[str, Row]] = {}  # source -> key -> copy
-        self.by_fp: dict[str, tuple[Row, ...]] = {}  # copies per fingerprint, oldest first
-        self.by_link: dict[str, tuple[Row, ...]] = {}  # copies per link, oldest first
+        # A text or link maps to its oldest copy; the later ones (rare) are kept apart.
+        self.by_fp: dict[str, Row] = {}
+        self.more_by_fp: dict[str, list[Row]] = {}
+        self.by_link: dict[str, Row] = {}
+        self.more_by_link: dict[str, list[Row]] = {}
         self.n = 0
 
     def candidates(
@@ -162,20 +165,31 @@ class MemoryIndex:
         return StoredCopy(*row) if row is not None else None
 
     def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
-        return [StoredCopy(*row) for row in self.by_link.get(link, ())]
+        first = self.by_link.get(link)
+        if first is None:
+            return []
+        return [StoredCopy(*row) for row in (first, *self.more_by_link.get(link, ()))]
 
     def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
-        return [StoredCopy(*row) for row in self.by_fp.get(fingerprint, ())]
+        first = self.by_fp.get(fingerprint)
+        if first is None:
+            return []
+        return [StoredCopy(*row) for row in (first, *self.more_by_fp.get(fingerprint, ()))]
 
     def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
         return ()
 
     def apply(self, placements: Iterable[dedup.Placement]) -> None:
         """Store each placed copy, as the store's apply does (the index part of it)."""
-        by_key, by_fp, by_link = self.by_key, self.by_fp, self.by_link
+        by_fp, by_link = self.by_fp, self.by_link
         n = self.n
+        source: str | None = None
+        keys: dict[str, Row] = {}
         for p in placements:
             e = p.excerpt
+            if e.source != source:  # a batch is one source's
+                source = e.source
+                keys = self.by_key.setdefault(source, {})
             n += 1
             row = (
                 n,
@@ -188,15 +202,11 @@ class MemoryIndex:
                 "",
                 e.title,
             )
-            keys = by_key.get(e.source)
-            if keys is None:
-                keys = by_key[e.source] = {}
             keys[e.key] = row
-            # One look-up for a text not seen before: setdefault stores (row,).
-            if (rows := by_fp.setdefault(e.fingerprint, (row,)))[-1] is not row:
-                by_fp[e.fingerprint] = (*rows, row)
-            if e.link_key and (rows := by_link.setdefault(e.link_key, (row,)))[-1] is not row:
-                by_link[e.link_key] = (*rows, row)
+            if by_fp.setdefault(e.fingerprint, row) is not row:  # a text stored before
+                self.more_by_fp.setdefault(e.fingerprint, []).append(row)
+            if e.link_key and by_link.setdefault(e.link_key, row) is not row:
+                self.more_by_link.setdefault(e.link_key, []).append(row)
         self.n = n
 
 
