@@ -271,7 +271,7 @@ def _one_text_match(e: Excerpt, c: StoredCopy, batch_keys: set[str]) -> Placemen
     if not _exact_ok(e, None, c):
         return Placement(e, e.id, "new")
     rekey = c.rowid > 0 and c.source == e.source and c.key not in batch_keys
-    return Placement(e, c.entry_id, "text", existing=c if rekey else None)
+    return Placement(e, c.entry_id, "text", None, c if rekey else None)
 
 
 class _Prefetched:
