@@ -253,10 +253,11 @@ def main() -> None:
     t_hash, t_exact = 0.0, {False: 0.0, True: 0.0}
     exact_opts = dedup.DedupOptions(near_duplicates=False)
     for frozen in (False, True):
-        # The in-memory stand-in for the store grows by one StoredCopy per record, and the
-        # cyclic garbage collector walks all of them again and again. A real store keeps them
-        # in SQLite, not on the Python heap: the second pass freezes the index after each
-        # batch (gc.freeze) so that what is measured is dedup's own work.
+        # The in-memory stand-in for the store grows by a tuple per record, and the cyclic
+        # garbage collector walks all of them in every full collection (the more records, the
+        # more it costs). A real store keeps them in SQLite, not on the Python heap: the second
+        # pass freezes the index after each batch (gc.freeze) so that what is measured is
+        # dedup's own work.
         index = MemoryIndex()
         for items in batches(0, n):
             if not frozen:
