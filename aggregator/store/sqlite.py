@@ -9,9 +9,8 @@ Tables:
 - `recent_sketches`: the same for the copies written lately. Sketch hashes are random, so each
   row written straight into a large `sketches` dirtied a page of its own, and every commit
   wrote them all. Rows gather in this smaller table instead and move into `sketches` in index
-  order, many thousands at a time; look-ups read both tables. A move rewrites most pages of
-  `sketches`, so the moves are spaced in proportion to its size (FOLD_SKETCHES, FOLD_RATIO):
-  each row is moved once and each page rewritten a bounded number of times as the store grows.
+  order, many thousands at a time (FOLD_SKETCHES); look-ups read both tables. The bound keeps
+  recent_sketches small, so that the rows of a refresh's new copies land on few of its pages.
   `sketch_counts` keeps the number of recent rows (as written: a rewritten copy's deleted rows
   are not subtracted, which only moves them a little sooner).
   Neither table has an index by copy: a rewritten copy's old rows are deleted by their hashes,
@@ -151,12 +150,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-# recent_sketches is moved into sketches once it holds this many rows (about 12 per copy), or,
-# in a large store, once it holds FOLD_RATIO rows per copy stored: small enough that
-# recent_sketches stays in the page cache, large enough that each page of sketches is written
-# once for many rows.
+# recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
+# small enough that recent_sketches stays in the page cache and a refresh's new rows dirty few
+# of its pages, large enough that each page of sketches is written once for many rows.
+# (Moves spaced in proportion to the store's size, tried, did not build a store of 1M copies
+# faster, and made 1,000 new copies into it about twice as slow: recent_sketches grew to
+# millions of rows.)
 FOLD_SKETCHES = 300_000
-FOLD_RATIO = 2
 
 _STATE_FIELDS = (
     "url",
@@ -665,8 +665,7 @@ class SQLiteStore:
         (recent,) = self._db.execute(
             "UPDATE sketch_counts SET recent = recent + ? RETURNING recent", (added,)
         ).fetchone()
-        copies = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
-        if recent < max(self.fold_sketches, FOLD_RATIO * copies):
+        if recent < self.fold_sketches:
             return
         self._db.execute(
             "INSERT OR IGNORE INTO sketches (hash, copy) "
