@@ -56,7 +56,7 @@ Clock = Callable[[], datetime]
 # take turns for that step so two copies of one post cannot both be minted as new entries.
 _STORE_LOCK = threading.Lock()
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the store, at least
-GROUP_EXCERPTS = 20_000  # stored in one transaction at most (sources already fetched)
+GROUP_EXCERPTS = 5_000  # stored in one transaction at most (sources already fetched)
 REDIRECTS_BEFORE_MOVE = 3
 
 
@@ -397,14 +397,16 @@ def _fetch_in_threads(
             submit_next()
         while futures:
             ready = [futures.popleft().result()]
-            submit_next()
             # With it, whatever else has finished in order, up to a bounded amount of work.
             size = len(ready[0].excerpts)
             while futures and futures[0].done() and size < GROUP_EXCERPTS:
                 ready.append(futures.popleft().result())
                 size += len(ready[-1].excerpts)
-                submit_next()
             yield ready
+            # Only now, with the group stored, do sources take its places in the window:
+            # fetched or parsed documents in memory stay within `window`.
+            for _ in ready:
+                submit_next()
 
 
 def _fetch_and_parse(
