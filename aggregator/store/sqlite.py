@@ -158,6 +158,9 @@ MIGRATIONS: tuple[str, ...] = (
 # millions of rows.)
 FOLD_SKETCHES = 300_000
 
+# Candidate copies kept by one write transaction, at most (about 2 KB each).
+SEEN_COPIES = 20_000
+
 _STATE_FIELDS = (
     "url",
     "etag",
@@ -443,6 +446,8 @@ class SQLiteStore:
         ).fetchall()
         # A common opening is shared by many stored copies, and each source of a refresh asks
         # for them again: inside one write transaction, a copy is read once (see _seen).
+        if len(self._seen) > SEEN_COPIES:
+            self._forget_seen()  # memory stays bounded however many copies are read
         copies = self._seen if self._db.in_transaction else {}
         missing = {copy for _, copy in pairs if copy not in copies}
         if missing:
