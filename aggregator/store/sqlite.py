@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -553,29 +553,13 @@ class SQLiteStore:
         self._seen.clear()
         self._seen_by_entry.clear()
 
-    def _write(self, work: object) -> None:
-        if self._db.in_transaction:  # inside exclusive(): it commits or rolls back
+    def _write(self, work: Callable[[], None]) -> None:
+        """Run `work` in a write transaction of its own, or in a savepoint of the current one."""
+        with self.exclusive():
             try:
-                work()  # type: ignore[operator]
+                work()
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: write failed: {exc}") from None
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot start a write: {exc}") from None
-        self._forget_seen()
-        try:
-            work()  # type: ignore[operator]
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise StorageError(f"{self.path}: write failed: {exc}") from None
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        finally:
-            self._forget_seen()
 
     def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
