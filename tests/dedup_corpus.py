@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,10 +203,10 @@ def run_corpus(
         for i, r in enumerate(records):
             batches[(r.fetch, r.source)].append(i)
         ordered = sorted(batches.items())
+        transaction = ExitStack()
         for n, ((fetch, source), idx) in enumerate(ordered):
             if group is not None and n % group == 0:
-                transaction = store.exclusive()
-                transaction.__enter__()
+                transaction.enter_context(store.exclusive())
             now = T0 + timedelta(hours=fetch, minutes=idx[0])
             src = Source(name=source, url=f"https://{source}.test/")
             excerpts = [
@@ -225,7 +226,7 @@ def run_corpus(
             )
             store.apply(source, batch.placements, SourceState(name=source))
             if group is not None and (n % group == group - 1 or n == len(ordered) - 1):
-                transaction.__exit__(None, None, None)
+                transaction.close()  # commits the group
             by_key = {p.excerpt.key: p for p in batch.placements}
             for i, e in zip(idx, excerpts, strict=True):
                 rule_of[i] = by_key[e.key].rule if e.key in by_key else "batch"
