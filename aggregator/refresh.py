@@ -26,7 +26,7 @@ import requests
 
 from aggregator import dedup, emit
 from aggregator.config import Config
-from aggregator.errors import ConfigError, FetchError, ParseError, SourceError, StorageError
+from aggregator.errors import ConfigError, FetchError, ParseError, SourceError
 from aggregator.fetch import FetchLimits, fetch, new_session
 from aggregator.models import (
     Excerpt,
@@ -130,14 +130,15 @@ def refresh(
         for ready in _fetch_all(config, chosen, states, session, lambda: started, guard):
             # The sources that finished together are stored in one transaction: one commit
             # (one write of the index pages they touched) instead of one per source.
-            # A source whose writes fail is rolled back alone; those before it still commit.
+            # A source whose storing fails (a write error, or any unexpected one) is rolled
+            # back alone; those before it still commit, then the error stops the refresh.
             stored: list[SourceResult] = []
-            failure: StorageError | None = None
+            failure: Exception | None = None
             with _STORE_LOCK, store.exclusive():
                 for fetched in ready:
                     try:
                         stored.append(_store_one(config, store, fetched, clock))
-                    except StorageError as exc:
+                    except Exception as exc:
                         failure = exc
                         break
             results.extend(stored)
