@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from aggregator.models import Entry, Excerpt, SourceState
+from aggregator.models import Entry, Excerpt, SourceState, quick_init
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StoredCopy:
     """What dedup needs to know about a copy already in the store."""
@@ -25,6 +26,7 @@ class StoredCopy:
     title: str = ""  # its title as displayed, for the title checks of the text rules
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Merge:
     """Another stored entry that a new copy matched too: the two entries are one post."""
@@ -34,6 +36,7 @@ class Merge:
     score: float | None = None  # similarity, for rule "similar" and "prefix"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where dedup put one new or seen-again excerpt."""
