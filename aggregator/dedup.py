@@ -31,6 +31,8 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
+from operator import attrgetter
 from typing import TypeVar
 
 from aggregator.ids import mint_id
@@ -60,6 +62,10 @@ MAX_MATCHED_ENTRIES = 8  # fuzzy matches to more entries than this are ambiguous
 
 T = TypeVar("T")
 
+_KEY = attrgetter("key")
+_SOURCE = attrgetter("source")
+_LINK = attrgetter("link_key")
+_FINGERPRINT = attrgetter("fingerprint")
 _RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
 _NUMBERED = re.compile(
     r"\d+|第[一二三四五六七八九十百零两〇]+[集部篇章期讲回节季卷]"
@@ -116,10 +122,10 @@ def place(
         opts = replace(opts, allow_duplicate_links=True)
     result = BatchResult()
     items = list(excerpts)
-    batch_keys = {e.key for e in items}
+    batch_keys = set(map(_KEY, items))
     if len(batch_keys) < len(items):  # only a repeated key can be a guid shared by two posts
         items = _split_repeated_guids(items, opts, result)
-        batch_keys = {e.key for e in items}
+        batch_keys = set(map(_KEY, items))
     probes = (
         [_probe(e, b) for e, b in zip(items, band_hashes([e.text for e in items]), strict=True)]
         if sketches
@@ -160,10 +166,11 @@ def _prefetch(
 
     None for a batch of several sources: those are looked up one excerpt at a time.
     """
-    sources = {e.source for e in items}
+    sources = set(map(_SOURCE, items))
     if len(sources) != 1:
         return None
-    links = {e.link_key for e in items if e.link_key} if not opts.allow_duplicate_links else set()
+    links = set(map(_LINK, items)) if not opts.allow_duplicate_links else set()
+    links.discard(None)
     hashes = {
         h
         for p in probes or ()
@@ -173,7 +180,7 @@ def _prefetch(
         sources.pop(),
         keys,
         links,
-        {e.fingerprint for e in items},
+        set(map(_FINGERPRINT, items)),
         hashes,
         limit=MAX_CANDIDATES,
     )
@@ -213,15 +220,14 @@ def _place_all(
     links_ok = not opts.allow_duplicate_links
     sketches = [p.sketch for p in probes] if probes is not None else None
     # The values some other copy, stored or in this batch, may share.
-    watched_fingerprints = _shared([e.fingerprint for e in items]) | stored_fingerprints.keys()
+    watched_fingerprints = _shared(list(map(_FINGERPRINT, items))) | stored_fingerprints.keys()
     watched_links = (
-        _shared([e.link_key for e in items if e.link_key]) | stored_links.keys()
+        _shared([link for link in map(_LINK, items) if link]) | stored_links.keys()
         if links_ok
         else set()
     )
     watched_hashes = _shared([h for s in sketches for h in s]) if sketches else set()
-    for i, e in enumerate(items):
-        sketch = sketches[i] if sketches is not None else ()
+    for i, (e, sketch) in enumerate(zip(items, sketches or repeat((), len(items)), strict=True)):
         link = e.link_key if links_ok else None
         fingerprint = e.fingerprint
         if (

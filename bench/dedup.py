@@ -153,10 +153,22 @@ class MemoryIndex:
         limit: int,
     ) -> Candidates:
         mine = self.by_key.get(source, {})
+        by_fp, more_by_fp = self.by_fp, self.more_by_fp
+        by_link, more_by_link = self.by_link, self.more_by_link
         return Candidates(
             {k: StoredCopy(*mine[k]) for k in mine.keys() & keys},
-            {k: self.copies_by_link(k) for k in self.by_link.keys() & links},
-            {f: self.copies_by_fingerprint(f) for f in self.by_fp.keys() & fingerprints},
+            {
+                k: [StoredCopy(*by_link[k])]
+                if k not in more_by_link
+                else [StoredCopy(*r) for r in (by_link[k], *more_by_link[k])]
+                for k in by_link.keys() & links
+            },
+            {
+                f: [StoredCopy(*by_fp[f])]
+                if f not in more_by_fp
+                else [StoredCopy(*r) for r in (by_fp[f], *more_by_fp[f])]
+                for f in by_fp.keys() & fingerprints
+            },
             {},
         )
 
