@@ -14,7 +14,7 @@ from __future__ import annotations
 import tomllib
 from collections import Counter, defaultdict
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -175,6 +175,9 @@ class Outcome:
     records: list[Record]
     entry_of: list[str]  # entry id of each record
     rule_of: list[str]  # rule that placed each record
+    # Entries per source as the store keeps them, and as counted over its copies.
+    entry_counts: dict[str, int] = field(default_factory=dict)
+    counted: dict[str, int] = field(default_factory=dict)
 
 
 def run_corpus(
@@ -247,9 +250,15 @@ def run_corpus(
                     (r.source, e.link_key),
                 ).fetchone()
             entry_of[i] = row[0] if row else ""
+        kept = store.entry_counts()
+        counted = dict(
+            store._db.execute(
+                "SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source"
+            ).fetchall()
+        )
     finally:
         store.close()
-    return Outcome(records, entry_of, rule_of)
+    return Outcome(records, entry_of, rule_of, kept, counted)
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,12 @@ def test_the_corpus_dedups_alike_in_one_transaction_or_many(tmp_path: Path) -> N
     # and rewritten copies must not leave it answering with what they changed.
     records = build()
     apart = run_corpus(tmp_path / "apart.db", records)
+    assert apart.entry_counts == apart.counted and len(apart.counted) > 3
     rows = [score(apart)]
     for group in (1, 7, 10**9):
         outcome = run_corpus(tmp_path / f"group-{group}.db", records, group=group)
         assert outcome.entry_of == apart.entry_of and outcome.rule_of == apart.rule_of
+        assert outcome.entry_counts == outcome.counted  # merges included
         rows.append(score(outcome))
     assert rows[0] == rows[1] == rows[2] == rows[3]
     assert rows[0].false_merges == [] and rows[0].missed == []

@@ -1,7 +1,7 @@
 """The paths that make a refresh fast give the same results as the plain ones.
 
 - parsing in worker processes (used for 16 sources or more, from a single-threaded caller);
-- per-source entry counts kept by triggers instead of counted over the whole store.
+- per-source entry counts kept as copies are written instead of counted over the whole store.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import load_config
+from aggregator.models import Excerpt, SourceState
 from aggregator.refresh import refresh
+from aggregator.store import Merge, Placement
 from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 from tests.conftest import ROOT, LocalServer, write_config
+from tests.test_dedup import ex
 
 sys.path.insert(0, str(ROOT / "bench"))
 from workload import generate
@@ -100,7 +103,7 @@ def test_parsing_in_processes_stores_what_threads_store(
     assert pooled_rows == threaded_rows
 
 
-def test_entry_counts_follow_inserts_updates_and_deletes(tmp_path: Path) -> None:
+def test_entry_counts_follow_inserts_merges_updates_and_deletes(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     db = store._db
 
@@ -109,27 +112,35 @@ def test_entry_counts_follow_inserts_updates_and_deletes(tmp_path: Path) -> None
             db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
         )
 
-    for i, (source, entry) in enumerate([("a", "e1"), ("a", "e1"), ("a", "e2"), ("b", "e1")]):
-        db.execute(
-            "INSERT OR IGNORE INTO entries (id, first_seen, updated, sort_date, seq) "
-            "VALUES (?, 'x', 'x', 'x', ?)",
-            (entry, i),
-        )
-        db.execute(
-            "INSERT INTO copies (source, key, entry_id, rule, title, first_seen, authors, "
-            "categories, excerpt, truncated, fingerprint, content_hash, position, text) "
-            "VALUES (?, ?, ?, 'new', 't', 'x', '[]', '[]', '', 0, 'f', 'h', 0, '')",
-            (source, f"k{i}", entry),
-        )
+    def copy(source: str, n: int) -> Excerpt:
+        return ex(source, f"Post number {n} of the count test, long enough to stand alone.",
+                  guid=f"k{n}")  # fmt: skip
+
+    def put(source: str, *placements: Placement) -> None:
+        store.apply(source, placements, SourceState(name=source))
+
+    # Inserts, counted by the store as it writes: two copies of one source in one entry
+    # (the second joins an entry created by the first in the same batch), then a copy of
+    # another source that joins an entry stored before.
+    put("a", Placement(copy("a", 0), "e1", "new"), Placement(copy("a", 1), "e1", "text"),
+        Placement(copy("a", 2), "e2", "new"))  # fmt: skip
+    assert store.entry_counts() == counted() == {"a": 2}
+    put("b", Placement(copy("b", 3), "e1", "text"))
     assert store.entry_counts() == counted() == {"a": 2, "b": 1}
-    db.execute("UPDATE copies SET entry_id = 'e2' WHERE key = 'k0'")
-    assert store.entry_counts() == counted() == {"a": 2, "b": 1}
-    db.execute("UPDATE copies SET entry_id = 'e2' WHERE key = 'k1'")
+    # A copy that links two entries: e2 is merged into e1, so source a is down to one entry.
+    put("b", Placement(copy("b", 4), "e1", "text", merges=(Merge("e2", "text"),)))
     assert store.entry_counts() == counted() == {"a": 1, "b": 1}
-    db.execute("UPDATE copies SET source = 'c' WHERE key = 'k3'")
-    assert store.entry_counts() == counted() == {"a": 1, "c": 1}
+    # Updates and deletes keep their triggers.
+    db.execute(
+        "INSERT INTO entries (id, first_seen, updated, sort_date, seq) "
+        "VALUES ('e9', 'x', 'x', 'x', 9)"
+    )
+    db.execute("UPDATE copies SET entry_id = 'e9' WHERE key = 'guid:k0'")
+    assert store.entry_counts() == counted() == {"a": 2, "b": 1}
+    db.execute("UPDATE copies SET source = 'c' WHERE key = 'guid:k3'")
+    assert store.entry_counts() == counted() == {"a": 2, "b": 1, "c": 1}
     db.execute("DELETE FROM copies WHERE source = 'a'")
-    assert store.entry_counts() == counted() == {"c": 1}
+    assert store.entry_counts() == counted() == {"b": 1, "c": 1}
     store.close()
 
 
