@@ -71,3 +71,27 @@ def test_the_corpus_dedups_alike_in_one_transaction_or_many(tmp_path: Path) -> N
         rows.append(score(outcome))
     assert rows[0] == rows[1] == rows[2] == rows[3]
     assert rows[0].false_merges == [] and rows[0].missed == []
+
+
+@pytest.mark.parametrize("fold", [1, 10**9], ids=["folded", "recent"])
+def test_a_crowded_hash_gives_its_newest_copies_up_to_the_limit(tmp_path: Path, fold: int) -> None:
+    # Posts that open alike share a prefix key; the candidates of a hash are capped.
+    store = SQLiteStore(tmp_path / "store.db", fold_sketches=fold)
+    try:
+        opening = "Weekly notes from the workshop, with everything that changed since then: "
+        sketches = [
+            put(store, ex(f"s{i}", opening + f"item {i} " * 12, guid=str(i), at=i))
+            .placements[0]
+            .sketch
+            for i in range(6)
+        ]
+        shared = set.intersection(*(set(s) for s in sketches))
+        assert shared  # the prefix key of the common opening
+        rows = [r for (r,) in store._db.execute("SELECT rowid FROM copies ORDER BY rowid")]
+        found = store.candidates("other", (), (), (), shared, limit=4)
+        for h in shared:
+            assert sorted(c.rowid for c in found.by_hash[h]) == rows[-4:]
+        wide = store.candidates("other", (), (), (), set(sketches[0]), limit=10)
+        assert {c.rowid for h in shared for c in wide.by_hash[h]} == set(rows)
+    finally:
+        store.close()

@@ -80,7 +80,7 @@ class Candidates:
     by_key: Mapping[str, StoredCopy]  # this source's copies with one of the batch's keys
     by_link: Mapping[str, Sequence[StoredCopy]]  # copies per link, oldest first
     by_fingerprint: Mapping[str, Sequence[StoredCopy]]  # copies per fingerprint, oldest first
-    by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per sketch hash, newest first
+    by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per sketch hash (the newest `limit`)
 
 
 class CandidateIndex(Protocol):

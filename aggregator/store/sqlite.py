@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -444,12 +445,21 @@ class SQLiteStore:
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
         pairs = self._db.execute(
             "WITH wanted AS (SELECT value FROM json_each(?)) "
-            "SELECT hash, copy FROM (SELECT hash, copy, row_number() OVER "
-            "(PARTITION BY hash ORDER BY copy DESC) AS n FROM ("
             "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
-            "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted)) WHERE n <= ?",
-            (arg(hashes), limit),
+            "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted",
+            (arg(hashes),),
         ).fetchall()
+        # At most `limit` copies per hash, the newest: only a common opening has more, so
+        # the pairs are counted here rather than ranked by the query (a sort of all of them).
+        crowded = {h for h, n in Counter(h for h, _ in pairs).items() if n > limit}
+        if crowded:
+            newest: dict[int, list[int]] = {}
+            for h, copy in pairs:
+                if h in crowded:
+                    newest.setdefault(h, []).append(copy)
+            pairs = [p for p in pairs if p[0] not in crowded] + [
+                (h, copy) for h, cs in newest.items() for copy in sorted(cs)[-limit:]
+            ]
         # A common opening is shared by many stored copies, and each source of a refresh asks
         # for them again: inside one write transaction, a copy is read once (see _seen).
         if len(self._seen) > SEEN_COPIES:
