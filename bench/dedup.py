@@ -11,8 +11,9 @@ another point) and prints, each with records per second:
    again with that index frozen from the garbage collector (see main);
 3. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
    batch), 20 batches per transaction, the path a refresh takes, with the candidate index
-   (prefix keys and LSH bands) kept in the store; then the peak resident memory of the
-   process;
+   (prefix keys and LSH bands) kept in the store, split into dedup's placing (with its
+   look-ups in the store), the store's writes and the commits; then the peak resident
+   memory of the process;
 4. incremental: 1,000 new records against the store just built, against an empty store;
    once as generated (some repeat stored records) and once with no repeats.
 
@@ -232,25 +233,33 @@ def rate(n: int, seconds: float) -> str:
 
 def through_store(
     store: SQLiteStore, start: int, stop: int, unique: bool = False
-) -> tuple[float, int]:
+) -> tuple[float, int, dict[str, float]]:
     """Place and store records as a refresh does: one batch per source, the batches of
-    sources that are ready together (GROUP_EXCERPTS records) in one transaction."""
-    spent, merged = 0.0, 0
+    sources that are ready together (GROUP_EXCERPTS records) in one transaction.
+
+    Returns the time spent, the copies merged, and the time by part: dedup's placing (with
+    its candidate look-ups in the store), the store's writes, and the commits."""
+    parts = {"place": 0.0, "write": 0.0, "commit": 0.0}
+    merged = 0
     group: list[list[Excerpt]] = []
     for items in batches(start, stop, unique):
         group.append(items)
         if len(group) * BATCH < GROUP_EXCERPTS and items[-1].id != f"urn:bench:{stop - 1}":
             continue
-        t = time.perf_counter()
         with store.exclusive():
             for batch in group:
+                t = time.perf_counter()
                 result = dedup.place(batch, store)
+                t1 = time.perf_counter()
                 source = batch[0].source
                 store.apply(source, result.placements, SourceState(name=source))
+                t2 = time.perf_counter()
+                parts["place"] += t1 - t
+                parts["write"] += t2 - t1
                 merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
-        spent += time.perf_counter() - t
+        parts["commit"] += time.perf_counter() - t2
         group = []
-    return spent, merged
+    return sum(parts.values()), merged, parts
 
 
 def main() -> None:
@@ -305,17 +314,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.store or Path(tmp) / "bench.db"
         store = SQLiteStore(path)
-        spent, merged = through_store(store, 0, n)
+        spent, merged, parts = through_store(store, 0, n)
         print(f"all tiers, SQLite store:       {rate(n, spent)}; {merged:,} copies merged")
+        print(
+            "  of which, in us per record: "
+            + ", ".join(f"{part} {seconds / n * 1e6:.0f}" for part, seconds in parts.items())
+        )
         size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
         print(f"store size: {size / 2**20:,.0f} MB; peak memory: {peak_mb():,.0f} MB")
         # 1,000 more records as generated (30% of them repeat stored records: against the
         # large store they match and merge, against an empty one they are new), then 1,000
         # that repeat nothing (the same work against either store).
         for label, start, unique in (("as generated", n, False), ("none repeats", n + 1000, True)):
-            t_big, _ = through_store(store, start, start + 1000, unique)
+            t_big, _, _ = through_store(store, start, start + 1000, unique)
             empty = SQLiteStore(Path(tmp) / f"empty-{start}.db")
-            t_small, _ = through_store(empty, start, start + 1000, unique)
+            t_small, _, _ = through_store(empty, start, start + 1000, unique)
             empty.close()
             print(f"1,000 new ({label}) vs a store of {n:,}: {t_big:.3f} s")
             print(f"1,000 new ({label}) vs an empty store: {t_small:.3f} s", end="")
