@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator import dedup
+from aggregator.ids import mint_id
 from aggregator.models import Excerpt, SourceState
 from aggregator.refresh import GROUP_EXCERPTS
 from aggregator.store import Candidates, StoredCopy
@@ -98,7 +99,7 @@ def record(i: int, unique: bool = False) -> Excerpt:
     fp = blake2b(text.encode(), digest_size=16).hexdigest()
     source = f"s{(i // BATCH) % SOURCES}"
     return Excerpt(
-        id=f"urn:bench:{i}",
+        id=mint_id(source, f"guid:{i}"),  # as normalize mints it: ids are in no order
         source=source,
         key=f"guid:{i}",
         guid=str(i),
@@ -246,7 +247,7 @@ def through_store(
     group: list[list[Excerpt]] = []
     for items in batches(start, stop, unique):
         group.append(items)
-        if len(group) * BATCH < GROUP_EXCERPTS and items[-1].id != f"urn:bench:{stop - 1}":
+        if len(group) * BATCH < GROUP_EXCERPTS and items[-1].guid != str(stop - 1):
             continue
         with store.exclusive():
             for batch in group:
