@@ -589,9 +589,29 @@ class SQLiteStore:
         sketches: list[tuple[int, int]] = []
         stale: set[str] = set()  # existing entries that gained a copy: dates recomputed at the end
         moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
+        # Which of the entries this batch names exist already (one query): a copy of any
+        # other creates its entry. Every id a copy can end up in is among these or created
+        # here, since a merge keeps one of the entries named by the copy that links them.
+        named = {i for p in placements for i in (p.entry_id, *(m.entry_id for m in p.merges))}
+        known = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM entries WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(named), ensure_ascii=False),),
+            )
+        }
+        new_entries: list[tuple[object, ...]] = []
 
         def flush() -> None:
-            # Before anything that reads or rewrites copies, the copies so far must be there.
+            # Before anything that reads or rewrites copies, the copies so far must be there,
+            # and their new entries before them.
+            if new_entries:
+                self._db.executemany(
+                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
+                    "backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    new_entries,
+                )
+                new_entries.clear()
             if pending:
                 self._count_new(pending_pairs, counted)
                 self._db.executemany(_INSERT_COPY, pending)
@@ -631,23 +651,14 @@ class SQLiteStore:
             published = iso(e.published)
             stated = iso(e.updated or e.published)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
-            created = (
-                self._db.execute(
-                    "INSERT OR IGNORE INTO entries (id, first_seen, published, updated, "
-                    "sort_date, seq, backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        p.entry_id,
-                        first_seen,
-                        published,
-                        stated or first_seen,
-                        sort_date,
-                        seq + 1,
-                        int(backfill),
-                    ),
-                ).rowcount
-                == 1
-            )
-            seq += int(created)
+            created = p.entry_id not in known
+            if created:
+                known.add(p.entry_id)
+                seq += 1
+                new_entries.append(
+                    (p.entry_id, first_seen, published, stated or first_seen, sort_date, seq,
+                     int(backfill))
+                )  # fmt: skip
             next_rowid += 1
             pending.append(_copy_row(next_rowid, p, first_seen))
             pending_pairs.append((p.entry_id, e.source, created))
