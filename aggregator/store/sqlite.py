@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -300,7 +301,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal_mode(timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
             # 64 MiB of page cache (the default is 2 MiB): index pages of a large store stay in
             # memory instead of being read back for nearly every insert.
@@ -317,6 +318,21 @@ class SQLiteStore:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot create the store: {exc.strerror}") from None
+
+    def _wal_mode(self, timeout: float) -> None:
+        """Switch to (or confirm) WAL journaling. SQLite answers "database is locked" at once,
+        without waiting out the busy timeout, while another process holds the file to set up
+        or tear down its WAL (creating the store, or closing the last connection to it): that
+        is retried until the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # --- schema ---------------------------------------------------------------------------
 
