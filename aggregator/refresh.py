@@ -98,7 +98,7 @@ class _FewerCollections:
                     gc.set_threshold(*self._saved)
 
 
-_fewer_collections = _FewerCollections()
+fewer_collections = _FewerCollections()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,7 @@ def refresh(
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     guard = guard or NetGuard(allow_private=config.fetch.allow_private)
     try:
-        with _fewer_collections():
+        with fewer_collections():
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]

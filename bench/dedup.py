@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aggregator import dedup
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt, SourceState
-from aggregator.refresh import GROUP_EXCERPTS
+from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
 from aggregator.store import Candidates, StoredCopy
 from aggregator.store.sqlite import SQLiteStore
 
@@ -360,4 +360,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fewer_collections():  # the collector set as a refresh sets it
+        main()
