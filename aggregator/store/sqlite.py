@@ -152,7 +152,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 7: new copies are counted into source_counts by the store as it inserts them, a batch at
     # a time (see SQLiteStore._count_new): the trigger's look-up for every inserted row was a
-    # third of the cost of storing a copy. Updates and deletes (rare) keep their triggers.
+    # quarter of the cost of storing a copy. Updates and deletes (rare) keep their triggers.
     """
     DROP TRIGGER source_counts_insert;
     """,
