@@ -223,7 +223,9 @@ def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _json_list(values: Sequence[str]) -> str:
+def _json_list(values: Collection[object]) -> str:
+    """Values as a JSON array: a column's list (authors, categories), or the values of a
+    look-up, read back with json_each."""
     return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
@@ -431,9 +433,6 @@ class SQLiteStore:
     ) -> Candidates:
         """One batch's look-ups in four queries, each over a JSON array of the values."""
 
-        def arg(values: Collection[object]) -> str:
-            return json.dumps(list(values), ensure_ascii=False)
-
         by_key = {
             c.key: c
             for c in map(
@@ -441,7 +440,7 @@ class SQLiteStore:
                 self._db.execute(
                     f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? "
                     "AND key IN (SELECT value FROM json_each(?))",
-                    (source, arg(keys)),
+                    (source, _json_list(keys)),
                 ),
             )
         }
@@ -451,7 +450,7 @@ class SQLiteStore:
             self._db.execute(
                 f"SELECT {_COPY_COLUMNS} FROM copies "
                 "WHERE link_key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-                (arg(links),),
+                (_json_list(links),),
             ),
         ):
             by_link.setdefault(c.link or "", []).append(c)
@@ -459,14 +458,14 @@ class SQLiteStore:
         for row in self._db.execute(
             f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
             "WHERE fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-            (arg(fingerprints),),
+            (_json_list(fingerprints),),
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
         pairs = self._db.execute(
             "WITH wanted AS (SELECT value FROM json_each(?)) "
             "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
             "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted",
-            (arg(hashes),),
+            (_json_list(hashes),),
         ).fetchall()
         # At most `limit` copies per hash, the newest: only a common opening has more, so
         # the pairs are counted here rather than ranked by the query (a sort of all of them).
@@ -491,7 +490,7 @@ class SQLiteStore:
                 self._db.execute(
                     f"SELECT {_COPY_COLUMNS} FROM copies "
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
-                    (arg(missing),),
+                    (_json_list(missing),),
                 ),
             ):
                 copies[c.rowid] = c
@@ -616,7 +615,7 @@ class SQLiteStore:
             row[0]
             for row in self._db.execute(
                 "SELECT id FROM entries WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(named), ensure_ascii=False),),
+                (_json_list(named),),
             )
         }
         new_entries: list[tuple[object, ...]] = []
@@ -715,7 +714,7 @@ class SQLiteStore:
                 self._db.execute(
                     "SELECT DISTINCT entry_id, source FROM copies "
                     "WHERE entry_id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(list(joined), ensure_ascii=False),),
+                    (_json_list(joined),),
                 )
             )
         gained: dict[str, int] = {}
