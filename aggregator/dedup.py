@@ -169,8 +169,9 @@ def _prefetch(
     sources = set(map(_SOURCE, items))
     if len(sources) != 1:
         return None
-    links = set(map(_LINK, items)) if not opts.allow_duplicate_links else set()
-    links.discard(None)
+    links = (
+        {link for link in map(_LINK, items) if link} if not opts.allow_duplicate_links else set()
+    )
     hashes = {
         h
         for p in probes or ()
