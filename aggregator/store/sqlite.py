@@ -471,7 +471,11 @@ class SQLiteStore:
         ).fetchall()
         # At most `limit` copies per hash, the newest: only a common opening has more, so
         # the pairs are counted here rather than ranked by the query (a sort of all of them).
-        crowded = {h for h, n in Counter(h for h, _ in pairs).items() if n > limit}
+        crowded = (
+            {h for h, n in Counter(h for h, _ in pairs).items() if n > limit}
+            if len(pairs) > limit
+            else set()
+        )
         if crowded:
             newest: dict[int, list[int]] = {}
             for h, copy in pairs:
@@ -612,7 +616,8 @@ class SQLiteStore:
         # Which of the entries this batch names exist already (one query): a copy of any
         # other creates its entry. Every id a copy can end up in is among these or created
         # here, since a merge keeps one of the entries named by the copy that links them.
-        named = {i for p in placements for i in (p.entry_id, *(m.entry_id for m in p.merges))}
+        named = {p.entry_id for p in placements}
+        named.update(m.entry_id for p in placements for m in p.merges)
         known = {
             row[0]
             for row in self._db.execute(
