@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store.sqlite import SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
 from tests.test_dedup import LONG, LONG_ZH, entry_of, ex, put
 
@@ -39,10 +39,12 @@ def test_an_updated_copy_leaves_no_old_sketch_row_in_either_table(tmp_path: Path
         put(store, ex("a", LONG, guid="1"))  # folded into sketches
         store.fold_sketches = 10**9
         put(store, ex("a", LONG_ZH, guid="1", at=1))  # the same copy, rewritten
-        (copy,) = store._db.execute("SELECT rowid FROM copies").fetchone()
+        copy, fingerprint = store._db.execute("SELECT rowid, fingerprint FROM copies").fetchone()
         now = put(store, ex("a", LONG_ZH, guid="1", at=1)).placements[0].sketch
-        assert _rows(store, "sketches") == set()
-        assert _rows(store, "recent_sketches") == {(h, copy) for h in now}
+        assert _rows(store, "sketches") == set()  # the old text's rows, its fingerprint's too
+        now_rows = {(h, copy) for h in (*now, fingerprint_key(fingerprint))}
+        assert _rows(store, "recent_sketches") == now_rows
+        assert store.copies_by_fingerprint(fingerprint)[0].rowid == copy
     finally:
         store.close()
 

@@ -144,7 +144,7 @@ def test_entry_counts_follow_inserts_merges_updates_and_deletes(tmp_path: Path) 
     store.close()
 
 
-def test_migration_counts_what_a_version_1_store_holds(tmp_path: Path) -> None:
+def test_migrations_count_and_index_what_a_version_1_store_holds(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)
     for statement in MIGRATIONS[0].split(";"):
@@ -166,6 +166,11 @@ def test_migration_counts_what_a_version_1_store_holds(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     assert store.entry_counts() == {"a": 1, "b": 1}
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # Copies stored before the fingerprint rows existed are found by their text all the same.
+    assert [c.key for c in store.copies_by_fingerprint("f")] == ["k1", "k2", "k3"]
+    found = store.candidates("c", (), (), {"f", "g"}, (), limit=10)
+    assert [c.key for c in found.by_fingerprint["f"]] == ["k1", "k2", "k3"]
+    assert "g" not in found.by_fingerprint
     store.close()
 
 

@@ -15,6 +15,11 @@ Tables:
   are not subtracted, which only moves them a little sooner).
   Neither table has an index by copy: a rewritten copy's old rows are deleted by their hashes,
   which dedup recomputes from the copy's stored text (Placement.replaced_sketch).
+- The same two tables also hold one row per copy for its fingerprint (`fingerprint_key`), in
+  place of an index of `copies` by fingerprint: fingerprints are random, and at a million
+  copies that index dirtied a page of its own for nearly every new copy, more than half of
+  what writing and committing a copy cost. The rows find the copies that may have a
+  fingerprint; `copies.fingerprint` itself decides.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from hashlib import blake2b
 from pathlib import Path
 
 from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -156,6 +162,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TRIGGER source_counts_insert;
     """,
+    # 8: copies by fingerprint through rows of the candidate index, not an index of copies
+    # (see the module docstring); fingerprint_key is a function the store defines.
+    """
+    INSERT OR IGNORE INTO sketches (hash, copy)
+        SELECT fingerprint_key(fingerprint), rowid FROM copies ORDER BY 1, 2;
+    DROP INDEX copies_fingerprint;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -223,6 +236,13 @@ def from_iso(text: str | None) -> datetime | None:
 
 def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def fingerprint_key(fingerprint: str) -> int:
+    """The candidate-index hash under which a copy's fingerprint is found: a signed 64-bit
+    hash of its own, apart from sketch.prefix_key and the MinHash bands."""
+    digest = blake2b(("f\x00" + fingerprint).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def _json_list(values: Collection[object]) -> str:
@@ -317,6 +337,7 @@ class SQLiteStore:
             # and the default made nearly every commit also copy all of them into the file and
             # sync it. Pages rewritten by several refreshes between checkpoints are copied once.
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
+            self._db.create_function("fingerprint_key", 1, fingerprint_key, deterministic=True)
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -417,9 +438,13 @@ class SQLiteStore:
         return [self._copy(r) for r in rows]
 
     def copies_by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
+        key = fingerprint_key(fingerprint)
         rows = self._db.execute(
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE fingerprint = ? ORDER BY rowid",
-            (fingerprint,),
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
+            "SELECT copy FROM sketches WHERE hash = ? UNION ALL "
+            "SELECT copy FROM recent_sketches WHERE hash = ?) "
+            "AND fingerprint = ? ORDER BY rowid",
+            (key, key, fingerprint),
         )
         return [self._copy(r) for r in rows]
 
@@ -458,9 +483,12 @@ class SQLiteStore:
             by_link.setdefault(c.link or "", []).append(c)
         by_fingerprint: dict[str, list[StoredCopy]] = {}
         for row in self._db.execute(
-            f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
-            "WHERE fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-            (_json_list(fingerprints),),
+            "WITH wanted AS (SELECT value FROM json_each(?)) "
+            f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
+            "SELECT copy FROM sketches WHERE hash IN wanted UNION ALL "
+            "SELECT copy FROM recent_sketches WHERE hash IN wanted) "
+            "AND fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+            (_json_list({fingerprint_key(f) for f in fingerprints}), _json_list(fingerprints)),
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
         pairs = self._db.execute(
@@ -658,13 +686,19 @@ class SQLiteStore:
                 entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
                 if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
                     flush()
+                    rowid = p.existing.rowid
+                    (old_fingerprint,) = self._db.execute(
+                        "SELECT fingerprint FROM copies WHERE rowid = ?", (rowid,)
+                    ).fetchone()
                     self._update_copy(p.existing, e)
-                    old_rows = [(h, p.existing.rowid) for h in p.replaced_sketch]
+                    old_rows = [(h, rowid) for h in p.replaced_sketch]
+                    old_rows.append((fingerprint_key(old_fingerprint), rowid))
                     for table in ("sketches", "recent_sketches"):
                         self._db.executemany(
                             f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows
                         )
-                    sketches.extend((h, p.existing.rowid) for h in p.sketch)
+                    sketches.extend((h, rowid) for h in p.sketch)
+                    sketches.append((fingerprint_key(e.fingerprint), rowid))
                     self._touch_entry(entry_id, e.first_seen)
                 if p.merges:
                     flush()
@@ -688,6 +722,7 @@ class SQLiteStore:
             pending.append(_copy_row(next_rowid, p, first_seen))
             pending_pairs.append((p.entry_id, e.source, created))
             sketches.extend((h, next_rowid) for h in p.sketch)
+            sketches.append((fingerprint_key(e.fingerprint), next_rowid))
             if p.merges:
                 flush()
                 self._merge(p.entry_id, p, moved)
