@@ -8,12 +8,12 @@ matching; dates the source could not possibly mean are dropped.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from hashlib import blake2b, sha1
+from hashlib import blake2b
 
+from aggregator.ids import mint_id
 from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source
 from aggregator.textutil import clean_text, cut, first_sentence, fold, html_to_text, is_truncated
 from aggregator.urls import safe_http_url, url_forms
@@ -96,17 +96,6 @@ class _Shown:
                 )
             )
         )
-
-
-def mint_id(source_name: str, key: str) -> str:
-    """The candidate id of an entry: stable for the same source and key.
-
-    uuid5(NAMESPACE_URL, source_name + NUL + key), computed here so that a lone surrogate in
-    a guid cannot make the strict UTF-8 encoding of uuid.uuid5 raise.
-    """
-    name = (source_name + "\x00" + key).encode("utf-8", "surrogatepass")
-    digest = sha1(uuid.NAMESPACE_URL.bytes + name, usedforsecurity=False).digest()
-    return "urn:uuid:" + str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 def _folded_text(text: str, placeholders: tuple[str, str]) -> str:

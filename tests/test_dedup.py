@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import dedup
-from aggregator.ids import mint_id
 from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source, SourceState
-from aggregator.normalize import mint_id as normalize_mint_id
 from aggregator.normalize import normalize
 from aggregator.sketch import band_hashes, jaccard, weight
 from aggregator.store.sqlite import SQLiteStore
@@ -71,11 +69,6 @@ def entry_of(store: SQLiteStore, e: Excerpt) -> str:
     ).fetchone()
     assert row is not None
     return str(row[0])
-
-
-def test_ids_are_minted_like_normalize_mints_them() -> None:
-    assert mint_id("a", "guid:1") == normalize_mint_id("a", "guid:1")
-    assert mint_id("a", "guid:\udc80") == normalize_mint_id("a", "guid:\udc80")
 
 
 def test_weight_counts_cjk_twice_and_jaccard_trims_nothing() -> None:

@@ -327,3 +327,7 @@ def test_lone_surrogates_in_guid_and_link_stay_encodable() -> None:
 def test_mint_id_is_uuid5_of_source_and_key() -> None:
     expected = uuid.uuid5(uuid.NAMESPACE_URL, "blog\x00link:https://example.com/a")
     assert mint_id("blog", "link:https://example.com/a") == f"urn:uuid:{expected}"
+    # A lone surrogate (possible in a JSON Feed guid) makes uuid.uuid5 raise; mint_id does not.
+    minted = mint_id("a", "guid:\udc80")
+    assert minted == mint_id("a", "guid:\udc80") != mint_id("a", "guid:\udc81")
+    assert uuid.UUID(minted.removeprefix("urn:uuid:")).version == 5
