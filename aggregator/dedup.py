@@ -169,22 +169,33 @@ def _prefetch(
     sources = set(map(_SOURCE, items))
     if len(sources) != 1:
         return None
+    source = sources.pop()
+    # A copy stored under its key is this source's item seen again, placed "same" whatever
+    # else it shares: its link, text and sketch hashes need no look-up. In a re-crawl that is
+    # nearly every item, so the keys are looked up first and the rest for the other items.
+    known = index.candidates(source, keys, (), (), (), limit=MAX_CANDIDATES).by_key
+    rest = [i for i, e in enumerate(items) if e.key not in known]
+    if not rest:
+        return Candidates(known, {}, {}, {})
+    others = [items[i] for i in rest] if known else items
     links = (
-        {link for link in map(_LINK, items) if link} if not opts.allow_duplicate_links else set()
+        {link for link in map(_LINK, others) if link} if not opts.allow_duplicate_links else set()
     )
-    hashes = {
-        h
-        for p in probes or ()
-        for h in (p.sketch if opts.near_duplicates else p.sketch[: p.n_prefix])
-    }
-    return index.candidates(
-        sources.pop(),
-        keys,
-        links,
-        set(map(_FINGERPRINT, items)),
-        hashes,
-        limit=MAX_CANDIDATES,
+    hashes = (
+        {
+            h
+            for i in rest
+            for h in (
+                probes[i].sketch if opts.near_duplicates else probes[i].sketch[: probes[i].n_prefix]
+            )
+        }
+        if probes is not None
+        else set()
     )
+    found = index.candidates(
+        source, (), links, set(map(_FINGERPRINT, others)), hashes, limit=MAX_CANDIDATES
+    )
+    return Candidates(known, found.by_link, found.by_fingerprint, found.by_hash)
 
 
 def _place_all(

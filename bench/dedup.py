@@ -20,7 +20,8 @@ another point) and prints, each with records per second:
    against an empty store; once as generated (some repeat stored records) and once with no
    repeats. The mean of the ten, the first and the slowest, and in how many of them the
    store moved its recent candidate-index rows into the main table (a fold, see
-   store.sqlite.FOLD_SKETCHES).
+   store.sqlite.FOLD_SKETCHES). Then ten re-crawls of 1,000 records the store holds already
+   (a source fetched again with nothing new: every record is placed "same").
 
 Records are generated lazily from their number, so the generator holds nothing in memory.
 """
@@ -370,6 +371,16 @@ def main() -> None:
             )
             print(f"  (first {t_small[0]:.3f} s, slowest {max(t_small):.3f} s)")
             print(f"  ratio of the means {big / small:.2f}")
+        # Re-crawls: each time 1,000 stored records of one source come again unchanged.
+        first = n // 2 // BATCH * BATCH
+        rounds = range(first, min(n, first + ROUNDS * BATCH), BATCH)
+        t_seen = [through_store(store, b, b + BATCH)[0] for b in rounds]
+        if t_seen:
+            print(
+                f"1,000 stored records again (a re-crawl), mean of {len(t_seen)}, "
+                f"vs a store of {n:,}: {sum(t_seen) / len(t_seen):.3f} s"
+                f"  (first {t_seen[0]:.3f} s, slowest {max(t_seen):.3f} s)"
+            )
         store.close()
 
 

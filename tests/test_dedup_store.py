@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 
+from aggregator import dedup
+from aggregator.store import Candidates
 from aggregator.store.sqlite import SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
 from tests.test_dedup import LONG, LONG_ZH, entry_of, ex, put
@@ -95,5 +98,65 @@ def test_a_crowded_hash_gives_its_newest_copies_up_to_the_limit(tmp_path: Path, 
             assert sorted(c.rowid for c in found.by_hash[h]) == rows[-4:]
         wide = store.candidates("other", (), (), (), set(sketches[0]), limit=10)
         assert {c.rowid for h in shared for c in wide.by_hash[h]} == set(rows)
+    finally:
+        store.close()
+
+
+class _Asked:
+    """A store that notes the values of each batch look-up dedup asks it for."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.asked: list[tuple[set[str], set[str], set[str], set[int]]] = []
+
+    def candidates(
+        self,
+        source: str,
+        keys: Collection[str],
+        links: Collection[str],
+        fingerprints: Collection[str],
+        hashes: Collection[int],
+        *,
+        limit: int,
+    ) -> Candidates:
+        self.asked.append((set(keys), set(links), set(fingerprints), set(hashes)))
+        return self.store.candidates(source, keys, links, fingerprints, hashes, limit=limit)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+OTHER_POSTS = (
+    "Tide tables for the northern harbour are printed every spring by the port office, and "
+    "the fishing cooperative pins a copy beside the ice machine so nobody sails out blind.",
+    "Our reading group finished the long novel at last; the final chapters split the room "
+    "between those who loved the ending and those who wanted the storm to sink everyone.",
+)
+
+
+def test_a_recrawl_looks_up_only_what_its_new_items_could_match(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    try:
+        posts = [
+            ex("a", text, guid=str(i), at=i) for i, text in enumerate((LONG, LONG_ZH, *OTHER_POSTS))
+        ]
+        put(store, *posts)
+        cut = ex("a", LONG[:150] + "...", guid="new", at=9)  # a new item: LONG, truncated
+        asked = _Asked(store)
+        result = dedup.place([*posts, cut], asked)  # type: ignore[arg-type]
+        assert [p.rule for p in result.placements] == ["same"] * 4 + ["prefix"]
+        assert result.placements[-1].entry_id == entry_of(store, posts[0])
+        # The keys first; then the link, text and sketch hashes of the new item alone.
+        keys, rest = asked.asked
+        assert keys == ({e.key for e in [*posts, cut]}, set(), set(), set())
+        assert rest[0] == set() and rest[2] == {cut.fingerprint}
+        assert rest[3] and rest[3] <= set(result.placements[-1].sketch)
+        # The same placements as with every value looked up at once.
+        assert dedup.place([*posts, cut], store).placements == result.placements
+        # A re-crawl with nothing new asks for the keys and nothing else.
+        asked.asked.clear()
+        again = dedup.place(posts, asked)  # type: ignore[arg-type]
+        assert [p.rule for p in again.placements] == ["same"] * 4
+        assert len(asked.asked) == 1
     finally:
         store.close()

@@ -458,7 +458,8 @@ class SQLiteStore:
         *,
         limit: int,
     ) -> Candidates:
-        """One batch's look-ups in four queries, each over a JSON array of the values."""
+        """One batch's look-ups in up to four queries, each over a JSON array of the values
+        (none for an empty collection)."""
 
         by_key = {
             c.key: c
@@ -468,7 +469,9 @@ class SQLiteStore:
                     f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? "
                     "AND key IN (SELECT value FROM json_each(?))",
                     (source, _json_list(keys)),
-                ),
+                )
+                if keys
+                else (),
             )
         }
         by_link: dict[str, list[StoredCopy]] = {}
@@ -478,25 +481,35 @@ class SQLiteStore:
                 f"SELECT {_COPY_COLUMNS} FROM copies "
                 "WHERE link_key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
                 (_json_list(links),),
-            ),
+            )
+            if links
+            else (),
         ):
             by_link.setdefault(c.link or "", []).append(c)
         by_fingerprint: dict[str, list[StoredCopy]] = {}
-        for row in self._db.execute(
-            "WITH wanted AS (SELECT value FROM json_each(?)) "
-            f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            "SELECT copy FROM sketches WHERE hash IN wanted UNION ALL "
-            "SELECT copy FROM recent_sketches WHERE hash IN wanted) "
-            "AND fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-            (_json_list({fingerprint_key(f) for f in fingerprints}), _json_list(fingerprints)),
+        for row in (
+            self._db.execute(
+                "WITH wanted AS (SELECT value FROM json_each(?)) "
+                f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
+                "SELECT copy FROM sketches WHERE hash IN wanted UNION ALL "
+                "SELECT copy FROM recent_sketches WHERE hash IN wanted) "
+                "AND fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (_json_list({fingerprint_key(f) for f in fingerprints}), _json_list(fingerprints)),
+            )
+            if fingerprints
+            else ()
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
-        pairs = self._db.execute(
-            "WITH wanted AS (SELECT value FROM json_each(?)) "
-            "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
-            "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted",
-            (_json_list(hashes),),
-        ).fetchall()
+        pairs = (
+            self._db.execute(
+                "WITH wanted AS (SELECT value FROM json_each(?)) "
+                "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
+                "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted",
+                (_json_list(hashes),),
+            ).fetchall()
+            if hashes
+            else []
+        )
         # At most `limit` copies per hash, the newest: only a common opening has more, so
         # the pairs are counted here rather than ranked by the query (a sort of all of them).
         crowded = (
