@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from operator import attrgetter
@@ -126,12 +126,18 @@ def place(
     if len(batch_keys) < len(items):  # only a repeated key can be a guid shared by two posts
         items = _split_repeated_guids(items, opts, result)
         batch_keys = set(map(_KEY, items))
-    probes = (
-        [_probe(e, b) for e, b in zip(items, band_hashes([e.text for e in items]), strict=True)]
-        if sketches
+    sources = set(map(_SOURCE, items))
+    source = sources.pop() if len(sources) == 1 else None
+    # A copy stored under its key is this source's item seen again, placed "same" whatever
+    # else it shares. In a re-crawl that is nearly every item: the keys are looked up first,
+    # so that those items need no other look-up (see _prefetch) and, unchanged, no sketch.
+    known = (
+        index.candidates(source, batch_keys, (), (), (), limit=MAX_CANDIDATES).by_key
+        if source is not None
         else None
     )
-    found = _prefetch(items, probes, batch_keys, index, opts)
+    probes = _probes(items, known) if sketches else None
+    found = _prefetch(source, items, probes, known, index, opts)
     if len(batch_keys) < len(items):
         # The same item twice in one document (a post listed twice): the first one counts.
         first: dict[str, int] = {}
@@ -155,25 +161,39 @@ def place(
     return result
 
 
+def _probes(items: list[Excerpt], known: Mapping[str, StoredCopy] | None) -> list[_Probe]:
+    """Each excerpt's look-up values. One stored under its key with the same content is
+    placed "same" and rewrites nothing: it gets no sketch hashes (computing them is most of
+    the cost of placing such an item)."""
+    todo = (
+        [
+            i
+            for i, e in enumerate(items)
+            if (c := known.get(e.key)) is None or c.content_hash != e.content_hash
+        ]
+        if known
+        else range(len(items))
+    )
+    bands = dict(zip(todo, band_hashes([items[i].text for i in todo]), strict=True))
+    return [_probe(e, bands[i]) if i in bands else _exact_probe(e) for i, e in enumerate(items)]
+
+
 def _prefetch(
+    source: str | None,
     items: list[Excerpt],
     probes: list[_Probe] | None,
-    keys: set[str],
+    known: Mapping[str, StoredCopy] | None,
     index: CandidateIndex,
     opts: DedupOptions,
 ) -> Candidates | None:
-    """Fetch every stored candidate of one source's batch at once (a few queries in all).
+    """Fetch every stored candidate of one source's batch at once (a few queries in all):
+    `known`, the copies stored under the batch's keys, and the copies that the other items'
+    links, fingerprints and sketch hashes find.
 
     None for a batch of several sources: those are looked up one excerpt at a time.
     """
-    sources = set(map(_SOURCE, items))
-    if len(sources) != 1:
+    if source is None or known is None:
         return None
-    source = sources.pop()
-    # A copy stored under its key is this source's item seen again, placed "same" whatever
-    # else it shares: its link, text and sketch hashes need no look-up. In a re-crawl that is
-    # nearly every item, so the keys are looked up first and the rest for the other items.
-    known = index.candidates(source, keys, (), (), (), limit=MAX_CANDIDATES).by_key
     rest = [i for i, e in enumerate(items) if e.key not in known]
     if not rest:
         return Candidates(known, {}, {}, {})

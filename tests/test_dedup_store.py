@@ -41,13 +41,18 @@ def test_an_updated_copy_leaves_no_old_sketch_row_in_either_table(tmp_path: Path
     try:
         put(store, ex("a", LONG, guid="1"))  # folded into sketches
         store.fold_sketches = 10**9
-        put(store, ex("a", LONG_ZH, guid="1", at=1))  # the same copy, rewritten
+        rewrite = put(store, ex("a", LONG_ZH, guid="1", at=1)).placements[0]  # the same copy
+        assert rewrite.rule == "same" and rewrite.existing is not None
+        assert rewrite.replaced_sketch and rewrite.sketch
         copy, fingerprint = store._db.execute("SELECT rowid, fingerprint FROM copies").fetchone()
-        now = put(store, ex("a", LONG_ZH, guid="1", at=1)).placements[0].sketch
         assert _rows(store, "sketches") == set()  # the old text's rows, its fingerprint's too
-        now_rows = {(h, copy) for h in (*now, fingerprint_key(fingerprint))}
+        now_rows = {(h, copy) for h in (*rewrite.sketch, fingerprint_key(fingerprint))}
         assert _rows(store, "recent_sketches") == now_rows
         assert store.copies_by_fingerprint(fingerprint)[0].rowid == copy
+        # Seen again unchanged: placed "same" without sketch hashes, and nothing moves.
+        again = put(store, ex("a", LONG_ZH, guid="1", at=2)).placements[0]
+        assert again.rule == "same" and again.sketch == ()
+        assert _rows(store, "recent_sketches") == now_rows
     finally:
         store.close()
 

@@ -46,7 +46,9 @@ class Placement:
     rule: str  # why: new | same | guid | link | text | prefix | similar
     score: float | None = None  # similarity, for rule "similar"
     existing: StoredCopy | None = None  # the stored copy it updates, if any
-    sketch: tuple[int, ...] = ()  # candidate-index hashes (prefix keys, LSH bands) to store
+    # candidate-index hashes (prefix keys, LSH bands) to store; () when nothing is written
+    # (a copy seen again unchanged)
+    sketch: tuple[int, ...] = ()
     merges: tuple[Merge, ...] = ()  # other entries this copy links to its own
     replaced_sketch: tuple[int, ...] = ()  # the hashes of `existing` when this rewrites it
 
