@@ -2,12 +2,14 @@
 
     python bench/vs_reader.py [--feeds 200] [--entries 50] [--tools aggregator,reader]
 
-Three scenarios, each run by both tools in the same run, each tool's refresh in its own
+Four scenarios, each run by both tools in the same run, each tool's refresh in its own
 subprocess (so the two never share a heap, and ru_maxrss is that tool's own peak):
 
 1. first:     the first refresh, into an empty store;
 2. not-mod:   a second refresh, the server answering 304 to the validators;
-3. same-body: a second refresh, the server ignoring validators and sending the same bytes.
+3. same-body: a second refresh, the server ignoring validators and sending the same bytes;
+4. one-new:   a third refresh, every feed with one new post on top (and its oldest gone):
+              each body is new, so both tools read every feed, but one entry in 50 is new.
 
 Printed per scenario and tool: wall time of the refresh call, entries per second (entries in
 the workload / wall time) and peak RSS (the process and, for aggregator, its worker
@@ -32,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import generate, serving
 
 WORKERS = 16  # fetch threads, the same for both tools
-SCENARIOS = (
-    ("first", "first refresh, empty store", "conditional"),
-    ("not-mod", "second refresh, all 304", "conditional"),
-    ("same-body", "second refresh, same bytes", "ignore"),
+SCENARIOS = (  # name, label, server mode, posts published since the first refresh
+    ("first", "first refresh, empty store", "conditional", 0),
+    ("not-mod", "second refresh, all 304", "conditional", 0),
+    ("same-body", "second refresh, same bytes", "ignore", 0),
+    ("one-new", "third refresh, one new each", "ignore", 1),
 )
 
 
@@ -157,8 +160,10 @@ def main() -> None:
         urls_file.write_text(json.dumps(server.urls()))
         for tool in tools:
             (Path(tmp) / tool).mkdir()
-        for scenario, label, mode in SCENARIOS:
+        for scenario, label, mode, newer in SCENARIOS:
             server.mode = mode
+            if newer:
+                server.publish(generate(args.feeds, args.entries, newer=newer))
             for tool in tools:
                 r = measure(tool, Path(tmp) / tool, urls_file)
                 results[(scenario, tool)] = r
@@ -172,7 +177,7 @@ def main() -> None:
                 )
     if set(tools) >= {"aggregator", "reader"}:
         print("ratios aggregator / reader (entries per second, higher is better):")
-        for scenario, label, _ in SCENARIOS:
+        for scenario, label, _, _ in SCENARIOS:
             a = float(results[(scenario, "aggregator")]["seconds"])  # type: ignore[arg-type]
             b = float(results[(scenario, "reader")]["seconds"])  # type: ignore[arg-type]
             print(f"  {label:<28} {b / a:8.1f}x")

@@ -5,6 +5,9 @@ N feeds x M entries, alternating RSS 2.0 and Atom 1.0. Each entry carries an HTM
 ten is a repeat of an entry of the previous feed (same link, its own guid), as happens when
 a post is syndicated to several places.
 
+With `newer=1`, each feed has published one more post since: the same feed with a new entry
+on top and its oldest one gone (a crawl that finds one new item per feed).
+
 The server answers 304 to If-None-Match / If-Modified-Since while `mode` is "conditional", and
 ignores validators (sending the same bytes with status 200) while it is "ignore".
 """
@@ -198,8 +201,8 @@ def _atom(feed: int, entries: list[dict[str, Any]]) -> str:
     )
 
 
-def generate(feeds: int, entries: int, seed: int = 6) -> dict[str, bytes]:
-    """Path -> body for every feed of the workload."""
+def generate(feeds: int, entries: int, seed: int = 6, newer: int = 0) -> dict[str, bytes]:
+    """Path -> body for every feed of the workload; `newer` posts published since on top."""
     rng = random.Random(seed)
     bodies: dict[str, bytes] = {}
     previous: list[dict[str, Any]] = []
@@ -212,10 +215,14 @@ def generate(feeds: int, entries: int, seed: int = 6) -> dict[str, bytes]:
                 copy["guid"] = f"tag:feed{f}.example.org,2026:repost-{i}"
                 own[i] = copy
         previous = own
+        # Newer posts draw from a generator of their own: the older entries stay byte-equal.
+        later = random.Random(seed * 100_003 + f)
+        shown = [_entry(f, -1 - i, later) for i in reversed(range(newer))] + own
+        shown = shown[:entries]
         if f % 2 == 0:
-            bodies[f"/feed{f}.xml"] = _rss(f, own).encode("utf-8")
+            bodies[f"/feed{f}.xml"] = _rss(f, shown).encode("utf-8")
         else:
-            bodies[f"/feed{f}.atom"] = _atom(f, own).encode("utf-8")
+            bodies[f"/feed{f}.atom"] = _atom(f, shown).encode("utf-8")
     return bodies
 
 
@@ -223,8 +230,7 @@ class FeedServer:
     """A threaded HTTP/1.1 server on 127.0.0.1:0 for the generated bodies."""
 
     def __init__(self, bodies: dict[str, bytes]) -> None:
-        self.bodies = bodies
-        self.etags = {p: '"' + hashlib.md5(b).hexdigest() + '"' for p, b in bodies.items()}
+        self.publish(bodies)
         self.mode = "conditional"
         self.counts = {"200": 0, "304": 0}
         server = self
@@ -269,6 +275,11 @@ class FeedServer:
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def publish(self, bodies: dict[str, bytes]) -> None:
+        """Serve these bodies from now on (the same paths)."""
+        self.bodies = bodies
+        self.etags = {p: '"' + hashlib.md5(b).hexdigest() + '"' for p, b in bodies.items()}
 
     @property
     def base(self) -> str:
