@@ -245,6 +245,17 @@ def fingerprint_key(fingerprint: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+# The candidate index: the main table and the recent rows (see the module docstring).
+_SKETCH_TABLES = ("sketches", "recent_sketches")
+
+
+def _indexed(columns: str, wanted: str, *, distinct: bool = False) -> str:
+    """A compound SELECT of `columns` over the rows of both candidate-index tables whose hash
+    is IN `wanted`, the name of a table of values (a WITH clause of the query)."""
+    union = " UNION " if distinct else " UNION ALL "
+    return union.join(f"SELECT {columns} FROM {t} WHERE hash IN {wanted}" for t in _SKETCH_TABLES)
+
+
 def _json_list(values: Collection[object]) -> str:
     """Values as a JSON array: a column's list (authors, categories), or the values of a
     look-up, read back with json_each."""
@@ -440,11 +451,10 @@ class SQLiteStore:
     def copies_by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
         key = fingerprint_key(fingerprint)
         rows = self._db.execute(
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            "SELECT copy FROM sketches WHERE hash = ? UNION ALL "
-            "SELECT copy FROM recent_sketches WHERE hash = ?) "
+            "WITH wanted AS (SELECT ? AS value) "
+            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ({_indexed('copy', 'wanted')}) "
             "AND fingerprint = ? ORDER BY rowid",
-            (key, key, fingerprint),
+            (key, fingerprint),
         )
         return [self._copy(r) for r in rows]
 
@@ -490,9 +500,8 @@ class SQLiteStore:
         for row in (
             self._db.execute(
                 "WITH wanted AS (SELECT value FROM json_each(?)) "
-                f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-                "SELECT copy FROM sketches WHERE hash IN wanted UNION ALL "
-                "SELECT copy FROM recent_sketches WHERE hash IN wanted) "
+                f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
+                f"WHERE rowid IN ({_indexed('copy', 'wanted')}) "
                 "AND fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
                 (_json_list({fingerprint_key(f) for f in fingerprints}), _json_list(fingerprints)),
             )
@@ -503,8 +512,7 @@ class SQLiteStore:
         pairs = (
             self._db.execute(
                 "WITH wanted AS (SELECT value FROM json_each(?)) "
-                "SELECT hash, copy FROM sketches WHERE hash IN wanted UNION "
-                "SELECT hash, copy FROM recent_sketches WHERE hash IN wanted",
+                + _indexed("hash, copy", "wanted", distinct=True),
                 (_json_list(hashes),),
             ).fetchall()
             if hashes
@@ -552,13 +560,12 @@ class SQLiteStore:
     def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> list[StoredCopy]:
         if not hashes:
             return []
-        marks = ",".join("?" for _ in hashes)
         rows = self._db.execute(
+            "WITH wanted AS (SELECT value FROM json_each(?)) "
             f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            f"SELECT copy FROM sketches WHERE hash IN ({marks}) UNION "
-            f"SELECT copy FROM recent_sketches WHERE hash IN ({marks}) "
-            "ORDER BY copy DESC LIMIT ?) ORDER BY rowid",
-            (*hashes, *hashes, limit),
+            f"{_indexed('copy', 'wanted', distinct=True)} ORDER BY copy DESC LIMIT ?) "
+            "ORDER BY rowid",
+            (_json_list(hashes), limit),
         )
         return [self._copy(r) for r in rows]
 
@@ -706,7 +713,7 @@ class SQLiteStore:
                     self._update_copy(p.existing, e)
                     old_rows = [(h, rowid) for h in p.replaced_sketch]
                     old_rows.append((fingerprint_key(old_fingerprint), rowid))
-                    for table in ("sketches", "recent_sketches"):
+                    for table in _SKETCH_TABLES:
                         self._db.executemany(
                             f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows
                         )
