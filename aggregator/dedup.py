@@ -229,8 +229,11 @@ def _place_all(
     """Place distinct copies in batch order, each against the store and the copies before it.
 
     A copy can match only a copy that shares one of its values: a stored copy (the prefetch
-    found every stored copy with the batch's keys, links, fingerprints and sketch hashes) or
-    an earlier copy of the batch with the same link, fingerprint or sketch hash. Most copies
+    found every stored copy with the batch's keys, and with the links, fingerprints and
+    sketch hashes of the copies not stored under their key: a copy that is, is placed "same"
+    at once) or an earlier copy of the batch with the same link, fingerprint or sketch hash.
+    A copy seen again unchanged has no sketch hashes; a later copy sharing one finds its
+    stored copy instead, through its own look-up. Most copies
     share nothing: `_place_one` would find no candidate and place them "new" under their own
     id, so this loop does that directly. And no later copy can find such a copy either: the
     batch index holds only the copies that share a value, which is all that its look-ups
