@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,20 +113,11 @@ class _Asked:
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        self.asked: list[tuple[set[str], set[str], set[str], set[int]]] = []
+        self.asked: list[tuple[set[Any], ...]] = []  # keys, links, fingerprints, hashes
 
-    def candidates(
-        self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-        hashes: Collection[int],
-        *,
-        limit: int,
-    ) -> Candidates:
-        self.asked.append((set(keys), set(links), set(fingerprints), set(hashes)))
-        return self.store.candidates(source, keys, links, fingerprints, hashes, limit=limit)
+    def candidates(self, source: str, *values: Collection[Any], limit: int) -> Candidates:
+        self.asked.append(tuple(map(set, values)))
+        return self.store.candidates(source, *values, limit=limit)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
