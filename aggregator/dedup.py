@@ -365,7 +365,9 @@ def _split_repeated_guids(
         for i in idx:
             e = items[i]
             new_key = _fallback_key(e, opts)
-            out[i] = replace(e, key=new_key, id=mint_id(e.source, new_key))
+            out[i] = replace(
+                e, key=new_key, id=mint_id(e.source, new_key, e.published, e.first_seen)
+            )
         result.repeated_guids += len(idx)
         result.warnings.append(
             f"{len(idx)} different items share the guid {key[5:]!r}; "

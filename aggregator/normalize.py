@@ -49,7 +49,7 @@ def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptO
         categories=_dedupe(_with_source_category(item, source), case_sensitive=False),
     )
     return Excerpt(
-        id=mint_id(source.name, key),
+        id=mint_id(source.name, key, shown.published, now),
         source=source.name,
         key=key,
         guid=_encodable(item.guid) if item.guid else item.guid,

@@ -103,8 +103,9 @@ def record(i: int, unique: bool = False) -> Excerpt:
         text = _base_text(i)
     fp = blake2b(text.encode(), digest_size=16).hexdigest()
     source = f"s{(i // BATCH) % SOURCES}"
+    first_seen = T0 + timedelta(seconds=i)
     return Excerpt(
-        id=mint_id(source, f"guid:{i}"),  # as normalize mints it: ids are in no order
+        id=mint_id(source, f"guid:{i}", None, first_seen),  # as normalize mints it
         source=source,
         key=f"guid:{i}",
         guid=str(i),
@@ -112,7 +113,7 @@ def record(i: int, unique: bool = False) -> Excerpt:
         link=f"https://{source}.test/{i}",
         published=None,
         updated=None,
-        first_seen=T0 + timedelta(seconds=i),
+        first_seen=first_seen,
         authors=(),
         categories=(),
         excerpt=text,

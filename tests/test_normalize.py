@@ -85,7 +85,7 @@ def _check_invariants(excerpt: Excerpt, options: ExcerptOptions) -> None:
     assert excerpt.title
     assert excerpt.first_seen.tzinfo is not None
     assert len(excerpt.excerpt) <= options.max_chars + len(options.ellipsis)
-    assert excerpt.id == mint_id(excerpt.source, excerpt.key)
+    assert excerpt.id == mint_id(excerpt.source, excerpt.key, excerpt.published, excerpt.first_seen)
     assert len(excerpt.fingerprint) == 32
     assert len(excerpt.content_hash) == 32
     assert len(excerpt.text) <= FOLDED_TEXT_LIMIT
@@ -250,7 +250,14 @@ def test_categories_start_with_the_source_category() -> None:
 def test_same_input_same_id() -> None:
     item = raw(guid="abc", content="<p>Same</p>")
     assert run(item).id == run(item).id
-    assert run(item).id == "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "test\x00guid:abc"))
+    # Undated: the id starts with when the post was first seen (this run's clock).
+    assert uuid.UUID(run(item).id.removeprefix("urn:uuid:")).int >> 80 == int(
+        NOW.timestamp() * 1000
+    )
+    dated = raw(guid="abc", content="<p>Same</p>", published=NOW - timedelta(days=3))
+    assert uuid.UUID(run(dated).id.removeprefix("urn:uuid:")).int >> 80 == int(
+        (NOW - timedelta(days=3)).timestamp() * 1000
+    )
 
 
 def test_different_source_different_id() -> None:
@@ -324,10 +331,26 @@ def test_lone_surrogates_in_guid_and_link_stay_encodable() -> None:
         value.encode("utf-8")
 
 
-def test_mint_id_is_uuid5_of_source_and_key() -> None:
-    expected = uuid.uuid5(uuid.NAMESPACE_URL, "blog\x00link:https://example.com/a")
-    assert mint_id("blog", "link:https://example.com/a") == f"urn:uuid:{expected}"
+def test_mint_id_is_the_date_then_a_hash_of_source_and_key() -> None:
+    day = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    minted = mint_id("blog", "link:https://example.com/a", None, day)
+    value = uuid.UUID(minted.removeprefix("urn:uuid:"))
+    assert minted.startswith("urn:uuid:")
+    assert value.version == 8 and value.variant == uuid.RFC_4122
+    assert value.int >> 80 == int(day.timestamp() * 1000)
+    # The published date, when there is one, is the date; the clock is not.
+    assert mint_id("blog", "k", day, day + timedelta(hours=5)) == mint_id("blog", "k", day, day)
+    # The same post from the same source and date: the same id, as in a store built anew.
+    assert minted == mint_id("blog", "link:https://example.com/a", None, day)
+    others = {
+        mint_id("blog", "link:https://example.com/b", None, day),
+        mint_id("news", "link:https://example.com/a", None, day),
+        mint_id("blog", "link:https://example.com/a", None, day + timedelta(milliseconds=1)),
+    }
+    assert minted not in others and len(others) == 3
+    # Later dates sort after earlier ones as text: new entries go to the end of an index.
+    ids = [mint_id("blog", f"guid:{i}", None, day + timedelta(seconds=i)) for i in range(200)]
+    assert sorted(ids) == ids
     # A lone surrogate (possible in a JSON Feed guid) makes uuid.uuid5 raise; mint_id does not.
-    minted = mint_id("a", "guid:\udc80")
-    assert minted == mint_id("a", "guid:\udc80") != mint_id("a", "guid:\udc81")
-    assert uuid.UUID(minted.removeprefix("urn:uuid:")).version == 5
+    lone = mint_id("a", "guid:\udc80", None, day)
+    assert lone == mint_id("a", "guid:\udc80", None, day) != mint_id("a", "guid:\udc81", None, day)
