@@ -135,11 +135,12 @@ def batches(start: int, stop: int, unique: bool = False) -> Iterator[list[Excerp
         yield [record(i, unique) for i in range(b, min(b + BATCH, stop))]
 
 
-def _grouped(batches: Iterator[list[Excerpt]]) -> Iterator[list[Excerpt]]:
-    """The same batches, each group of GROUP_EXCERPTS records generated before the first is
-    handed on."""
-    while group := list(islice(batches, GROUP_EXCERPTS // BATCH)):
-        yield from group
+def groups(start: int, stop: int, unique: bool = False) -> Iterator[list[list[Excerpt]]]:
+    """The batches of records start..stop, as groups of GROUP_EXCERPTS records (the sources a
+    refresh stores in one transaction), each generated in full before it is handed on."""
+    pending = batches(start, stop, unique)
+    while group := list(islice(pending, GROUP_EXCERPTS // BATCH)):
+        yield group
 
 
 # A stored copy as MemoryIndex keeps it: StoredCopy's fields, in order, as a plain tuple.
@@ -267,11 +268,7 @@ def through_store(
     its candidate look-ups in the store), the store's writes, and the commits."""
     parts = {"place": 0.0, "write": 0.0, "commit": 0.0}
     merged = 0
-    group: list[list[Excerpt]] = []
-    for items in batches(start, stop, unique):
-        group.append(items)
-        if len(group) * BATCH < GROUP_EXCERPTS and items[-1].guid != str(stop - 1):
-            continue
+    for group in groups(start, stop, unique):
         with store.exclusive():
             for batch in group:
                 t = time.perf_counter()
@@ -284,7 +281,6 @@ def through_store(
                 parts["write"] += t2 - t1
                 merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
         parts["commit"] += time.perf_counter() - t2
-        group = []
     return sum(parts.values()), merged, parts
 
 
@@ -307,7 +303,7 @@ def main() -> None:
         # pass freezes the index after each batch (gc.freeze) so that what is measured is
         # dedup's own work.
         index = MemoryIndex()
-        for items in _grouped(batches(0, n)):
+        for items in (batch for group in groups(0, n) for batch in group):
             if not frozen:
                 t = time.perf_counter()
                 for e in items:
