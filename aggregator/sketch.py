@@ -52,12 +52,15 @@ def weighs_at_least(text: str, minimum: int) -> bool:
     return len(text) >= minimum or weight(text) >= minimum
 
 
+def tagged_key(tag: str, value: str) -> int:
+    """A signed 64-bit hash of `value`, apart from other tags' (a candidate-index hash)."""
+    digest = blake2b((tag + "\x00" + value).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
 def prefix_key(text: str) -> int:
     """A signed 64-bit hash of the text's first PREFIX_CHARS characters."""
-    digest = blake2b(
-        ("p\x00" + text[:PREFIX_CHARS]).encode("utf-8", "surrogatepass"), digest_size=8
-    )
-    return int.from_bytes(digest.digest(), "big", signed=True)
+    return tagged_key("p", text[:PREFIX_CHARS])
 
 
 @lru_cache(maxsize=1024)

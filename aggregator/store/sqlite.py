@@ -32,11 +32,11 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from hashlib import blake2b
 from pathlib import Path
 
 from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
+from aggregator.sketch import tagged_key
 from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
 
 SCHEMA_VERSION = 8
@@ -241,8 +241,7 @@ def _from_iso(text: str) -> datetime:
 def fingerprint_key(fingerprint: str) -> int:
     """The candidate-index hash under which a copy's fingerprint is found: a signed 64-bit
     hash of its own, apart from sketch.prefix_key and the MinHash bands."""
-    digest = blake2b(("f\x00" + fingerprint).encode("utf-8", "surrogatepass"), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
+    return tagged_key("f", fingerprint)
 
 
 # The candidate index: the main table and the recent rows (see the module docstring).
