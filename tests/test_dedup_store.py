@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aggregator import dedup
+from aggregator.models import Excerpt
 from aggregator.store import Candidates
 from aggregator.store.sqlite import SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
-from tests.test_dedup import LONG, LONG_ZH, entry_of, ex, put
+from tests.test_dedup import LONG, LONG_ZH, T0, entry_of, ex, put
 
 
 def _rows(store: SQLiteStore, table: str) -> set[tuple[int, int]]:
@@ -155,5 +158,37 @@ def test_a_recrawl_looks_up_only_what_its_new_items_could_match(tmp_path: Path) 
         again = dedup.place(posts, asked)  # type: ignore[arg-type]
         assert [p.rule for p in again.placements] == ["same"] * 4
         assert len(asked.asked) == 1
+    finally:
+        store.close()
+
+
+def _day(n: int | None) -> datetime | None:
+    return None if n is None else T0 + timedelta(days=n)
+
+
+def test_a_merged_entry_takes_the_earliest_published_and_the_latest_stated_date(
+    tmp_path: Path,
+) -> None:
+    def dated(e: Excerpt, published: int | None, updated: int | None = None) -> Excerpt:
+        return replace(e, published=_day(published), updated=_day(updated))
+
+    def dates(store: SQLiteStore) -> tuple[datetime | None, datetime]:
+        (entry,) = store.latest(10)
+        return entry.published, entry.updated
+
+    store = SQLiteStore(tmp_path / "store.db")
+    try:
+        put(store, dated(ex("a", LONG, guid="1"), 4))
+        assert dates(store) == (T0 + timedelta(days=4), T0 + timedelta(days=4))
+        # Another source states an earlier date and an update: both count.
+        assert put(store, dated(ex("b", LONG, guid="2"), 2, 8)).placements[0].rule == "text"
+        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=8))
+        # An undated copy joins without moving them.
+        assert put(store, ex("c", LONG, guid="3", at=1)).placements[0].rule == "text"
+        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=8))
+        # A copy whose text changed marks the entry updated when it was noticed, if later.
+        edited = dated(ex("a", LONG + " One more line.", guid="1", at=24 * 30), 4)
+        assert put(store, edited).placements[0].rule == "same"
+        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=30))
     finally:
         store.close()

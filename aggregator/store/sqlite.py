@@ -750,8 +750,7 @@ class SQLiteStore:
         flush()
         # An entry's dates are a function of its copies: computing them once, after the last
         # copy is in, gives what recomputing after every copy gave.
-        for entry_id in dict.fromkeys(moved.get(i, i) for i in stale):
-            self._refresh_entry_dates(entry_id, bumped=None)
+        self._refresh_dates(dict.fromkeys(moved.get(i, i) for i in stale))
         # In index order: each insert lands next to the previous one in the b-tree.
         sketches.sort()
         self._db.executemany(
@@ -850,26 +849,35 @@ class SQLiteStore:
         self._refresh_entry_dates(entry_id, bumped=now)
 
     def _refresh_entry_dates(self, entry_id: str, bumped: datetime | None) -> None:
-        """Recompute an entry's dates from its copies.
-
-        published: the earliest trusted date any copy states. updated: the latest date a copy
-        states (else first_seen), or the last time we noticed a copy change, if later.
-        """
+        """Recompute one entry's dates (see _refresh_dates); `bumped`: a copy of it changed."""
         if bumped is not None:
             self._db.execute("UPDATE entries SET changed = ? WHERE id = ?", (iso(bumped), entry_id))
-        first_seen, changed, backfill = self._db.execute(
-            "SELECT first_seen, changed, backfill FROM entries WHERE id = ?", (entry_id,)
-        ).fetchone()
-        published, stated = self._db.execute(
-            "SELECT min(published), max(coalesce(updated, published)) FROM copies "
-            "WHERE entry_id = ?",
-            (entry_id,),
-        ).fetchone()
-        updated = max(c for c in (stated or first_seen, changed) if c)
-        sort_date = published or stated or (_BACKFILL if backfill else first_seen)
-        self._db.execute(
-            "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?",
-            (published, updated, sort_date, entry_id),
+        self._refresh_dates((entry_id,))
+
+    def _refresh_dates(self, entry_ids: Collection[str]) -> None:
+        """Recompute entries' dates from their copies, in one query; write only those that moved.
+
+        published: the earliest trusted date any copy states. updated: the latest date a copy
+        states (else first_seen), or the last time we noticed a copy change, if later. A copy
+        joining an entry seldom moves them (an undated copy, or one stating the same date):
+        leaving those rows alone spares a write to a random page of entries and of its order.
+        """
+        if not entry_ids:
+            return
+        changed: list[tuple[object, ...]] = []
+        for entry_id, first_seen, noticed, backfill, *now, published, stated in self._db.execute(
+            "SELECT e.id, e.first_seen, e.changed, e.backfill, e.published, e.updated, "
+            "e.sort_date, min(c.published), max(coalesce(c.updated, c.published)) "
+            "FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) GROUP BY e.id",
+            (_json_list(entry_ids),),
+        ):
+            updated = max(c for c in (stated or first_seen, noticed) if c)
+            sort_date = published or stated or (_BACKFILL if backfill else first_seen)
+            if [published, updated, sort_date] != now:
+                changed.append((published, updated, sort_date, entry_id))
+        self._db.executemany(
+            "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?", changed
         )
 
     # --- reading for output ---------------------------------------------------------------
