@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 
 from aggregator.errors import StorageError
@@ -751,8 +752,9 @@ class SQLiteStore:
         # An entry's dates are a function of its copies: computing them once, after the last
         # copy is in, gives what recomputing after every copy gave.
         self._refresh_dates(dict.fromkeys(moved.get(i, i) for i in stale))
-        # In index order: each insert lands next to the previous one in the b-tree.
-        sketches.sort()
+        # In index order: each insert lands next to the previous one in the b-tree. By hash
+        # alone: comparing the (hash, copy) tuples cost twice as much, for no better order.
+        sketches.sort(key=itemgetter(0))
         self._db.executemany(
             "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", sketches
         )
