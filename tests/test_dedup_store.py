@@ -179,16 +179,16 @@ def test_a_merged_entry_takes_the_earliest_published_and_the_latest_stated_date(
     store = SQLiteStore(tmp_path / "store.db")
     try:
         put(store, dated(ex("a", LONG, guid="1"), 4))
-        assert dates(store) == (T0 + timedelta(days=4), T0 + timedelta(days=4))
+        assert dates(store) == (_day(4), _day(4))
         # Another source states an earlier date and an update: both count.
         assert put(store, dated(ex("b", LONG, guid="2"), 2, 8)).placements[0].rule == "text"
-        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=8))
+        assert dates(store) == (_day(2), _day(8))
         # An undated copy joins without moving them.
         assert put(store, ex("c", LONG, guid="3", at=1)).placements[0].rule == "text"
-        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=8))
+        assert dates(store) == (_day(2), _day(8))
         # A copy whose text changed marks the entry updated when it was noticed, if later.
         edited = dated(ex("a", LONG + " One more line.", guid="1", at=24 * 30), 4)
         assert put(store, edited).placements[0].rule == "same"
-        assert dates(store) == (T0 + timedelta(days=2), T0 + timedelta(days=30))
+        assert dates(store) == (_day(2), _day(30))
     finally:
         store.close()

@@ -841,19 +841,15 @@ class SQLiteStore:
             "UPDATE entries SET backfill = ? WHERE id = ?",
             (min(int(r[2]) for r in rows), winner),
         )
-        self._refresh_entry_dates(winner, bumped=None)
+        self._refresh_dates((winner,))
 
     def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
         self._db.execute(_UPDATE_COPY, (e.key, e.guid, *_content_values(e), old.rowid))
         self._seen.pop(old.rowid, None)  # its _seen_by_entry row goes with the entry's
 
     def _touch_entry(self, entry_id: str, now: datetime) -> None:
-        self._refresh_entry_dates(entry_id, bumped=now)
-
-    def _refresh_entry_dates(self, entry_id: str, bumped: datetime | None) -> None:
-        """Recompute one entry's dates (see _refresh_dates); `bumped`: a copy of it changed."""
-        if bumped is not None:
-            self._db.execute("UPDATE entries SET changed = ? WHERE id = ?", (iso(bumped), entry_id))
+        """A copy of the entry changed, noticed `now`: that counts as an update."""
+        self._db.execute("UPDATE entries SET changed = ? WHERE id = ?", (iso(now), entry_id))
         self._refresh_dates((entry_id,))
 
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
@@ -867,7 +863,7 @@ class SQLiteStore:
         if not entry_ids:
             return
         changed: list[tuple[object, ...]] = []
-        for entry_id, first_seen, noticed, backfill, *now, published, stated in self._db.execute(
+        for entry_id, first_seen, noticed, backfill, *stored, published, stated in self._db.execute(
             "SELECT e.id, e.first_seen, e.changed, e.backfill, e.published, e.updated, "
             "e.sort_date, min(c.published), max(coalesce(c.updated, c.published)) "
             "FROM entries e JOIN copies c ON c.entry_id = e.id "
@@ -876,7 +872,7 @@ class SQLiteStore:
         ):
             updated = max(c for c in (stated or first_seen, noticed) if c)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
-            if [published, updated, sort_date] != now:
+            if [published, updated, sort_date] != stored:
                 changed.append((published, updated, sort_date, entry_id))
         self._db.executemany(
             "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?", changed
