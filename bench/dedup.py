@@ -69,7 +69,8 @@ _LATIN = [_word(i) for i in range(3000)]
 _CJK = [chr(0x4E00 + i * 7 % 20000) for i in range(4000)]
 
 
-def _base_text(j: int) -> str:
+def base_text(j: int) -> str:
+    """Synthetic excerpt j: about 300 characters of Latin words and CJK runs."""
     rnd = random.Random(j * 7919 + 17)
     parts: list[str] = []
     size = 0
@@ -84,7 +85,8 @@ def _base_text(j: int) -> str:
     return " ".join(parts)[:target]
 
 
-def _near(text: str, i: int) -> str:
+def near_copy(text: str, i: int) -> str:
+    """A near-duplicate of `text`: three characters changed, cut 5-25 characters earlier."""
     rnd = random.Random(i)
     chars = list(text)
     for _ in range(3):
@@ -100,12 +102,12 @@ def record(i: int, unique: bool = False) -> Excerpt:
     roll = 1.0 if unique else rnd.random()
     truncated = False
     if i > 10 and roll < 0.2:
-        text = _base_text(rnd.randrange(i // 2, i))  # an exact repeat (its base text)
+        text = base_text(rnd.randrange(i // 2, i))  # an exact repeat (its base text)
     elif i > 10 and roll < 0.3:
-        text = _near(_base_text(rnd.randrange(i // 2, i)), i)
+        text = near_copy(base_text(rnd.randrange(i // 2, i)), i)
         truncated = True
     else:
-        text = _base_text(i)
+        text = base_text(i)
     fp = blake2b(text.encode(), digest_size=16).hexdigest()
     source = f"s{(i // BATCH) % SOURCES}"
     first_seen = T0 + timedelta(seconds=i)

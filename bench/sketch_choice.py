@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasketch
-from dedup import _base_text, _near
+from dedup import base_text, near_copy
 
 from aggregator.sketch import BANDS, HEAD, ROWS, SHINGLE, band_hashes
 
@@ -65,8 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="base texts (and as many near ones)")
     n = parser.parse_args().n
-    bases = [_base_text(j) for j in range(n)]
-    texts = bases + [_near(t, j) for j, t in enumerate(bases)]
+    bases = [base_text(j) for j in range(n)]
+    texts = bases + [near_copy(t, j) for j, t in enumerate(bases)]
     near_pairs = [(j, n + j) for j in range(n)]
     unrelated = [(j, (j + 1) % n) for j in range(n)]
     tools: list[tuple[str, Callable[[Sequence[str]], Bands]]] = [
