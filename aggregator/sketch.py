@@ -28,7 +28,6 @@ ROWS = 4  # MinHash values per band: P(candidate) = 1 - (1 - s**4)**10
 PREFIX_CHARS = 24  # characters hashed into a prefix key
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 _rng = np.random.default_rng(20260123)  # fixed: the bands are stored, they must never change
 _PERM_A = _rng.integers(1, 2**63, size=BANDS * ROWS, dtype=np.uint64) | np.uint64(1)
@@ -108,11 +107,15 @@ def _bands(heads: list[str]) -> np.ndarray:
         h ^= h >> np.uint64(29)
         lengths = np.fromiter((len(x) for x in heads), dtype=np.int64, count=n)
         invalid = np.arange(width)[None, :] > (lengths - SHINGLE)[:, None]
+        # A head shorter than HEAD repeats its first shingle in the places it has none: a
+        # repeated value leaves every minimum as it was, and no permutation needs a mask.
+        h = np.where(invalid, h[:, :1], h)
         mins = np.empty((n, BANDS * ROWS), dtype=np.uint64)
+        v = np.empty_like(h)
         for p in range(BANDS * ROWS):
-            v = h * _PERM_A[p] + _PERM_B[p]
-            v[invalid] = _MASK
-            mins[:, p] = v.min(axis=1)
+            np.multiply(h, _PERM_A[p], out=v)
+            v += _PERM_B[p]
+            v.min(axis=1, out=mins[:, p])
         bands = np.empty((n, BANDS), dtype=np.uint64)
         for b in range(BANDS):
             x = np.full(n, _BAND_SEEDS[b], dtype=np.uint64)

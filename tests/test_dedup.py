@@ -85,6 +85,24 @@ def test_band_hashes_are_stable_and_short_texts_get_none() -> None:
     assert band_hashes([LONG])[0] == a
 
 
+def test_band_hashes_keep_their_stored_values() -> None:
+    # The store keeps these hashes: a change to how they are computed must not move them.
+    # One head shorter than sketch.HEAD (most of its shingle positions empty), one minimal.
+    mixed, minimal = band_hashes(
+        ["A post about rivers and 河流的故事, told in two languages at once.", "x" * 16]
+    )
+    assert mixed == (
+        4142737088524624605, -2830584882286799046, 5364034116919153311, -3659305823798646701,
+        -6061859356825500920, 8725341631508795811, -2017069085122366594, 5506856184569135013,
+        -730610927902595871, -7379600528540790062,
+    )  # fmt: skip
+    assert minimal == (
+        107352977193392873, 3439788510305438119, 8162956653594913277, -4911411113981550223,
+        3240425862061386388, 5936096172998075074, 267492290517864010, -2067160921130769354,
+        8467910268358874554, 5624547790239168364,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("body", [LONG, LONG_ZH])
 def test_truncated_copy_joins_by_prefix_with_a_score(store: SQLiteStore, body: str) -> None:
     full = ex("a", body, guid="1")
