@@ -137,7 +137,13 @@ def place(
         else None
     )
     probes = _probes(items, known) if sketches else None
-    found = _prefetch(source, items, probes, known, index, opts)
+    # The batch's distinct values: what the look-ups ask for, and (unless some items are
+    # dropped below) whether any two items share one.
+    values: _Values | None = _Values(
+        set(map(_FINGERPRINT, items)),
+        {link for link in map(_LINK, items) if link} if not opts.allow_duplicate_links else set(),
+    )
+    found = _prefetch(source, items, probes, known, index, opts, values)
     if len(batch_keys) < len(items):
         # The same item twice in one document (a post listed twice): the first one counts.
         first: dict[str, int] = {}
@@ -147,7 +153,8 @@ def place(
         result.repeated_in_batch = len(items) - len(kept)
         items = [items[i] for i in kept]
         probes = [probes[i] for i in kept] if probes is not None else None
-    result.placements = _place_all(items, probes, found, index, batch_keys, opts)
+        values = None
+    result.placements = _place_all(items, probes, found, index, batch_keys, opts, values)
     if sketches:
         result.placements = [_with_replaced_sketch(p) for p in result.placements]
     result.changed_keys = sum(
@@ -178,6 +185,14 @@ def _probes(items: list[Excerpt], known: Mapping[str, StoredCopy] | None) -> lis
     return [_probe(e, bands[i]) if i in bands else _exact_probe(e) for i, e in enumerate(items)]
 
 
+@dataclass(frozen=True, slots=True)
+class _Values:
+    """The distinct fingerprints and links of a batch (links: none if the source reuses them)."""
+
+    fingerprints: set[str]
+    links: set[str]
+
+
 def _prefetch(
     source: str | None,
     items: list[Excerpt],
@@ -185,6 +200,7 @@ def _prefetch(
     known: Mapping[str, StoredCopy] | None,
     index: CandidateIndex,
     opts: DedupOptions,
+    values: _Values,
 ) -> Candidates | None:
     """Fetch every stored candidate of one source's batch at once (a few queries in all):
     `known`, the copies stored under the batch's keys, and the copies that the other items'
@@ -198,9 +214,15 @@ def _prefetch(
     if not rest:
         return Candidates(known, {}, {}, {})
     others = [items[i] for i in rest] if known else items
-    links = (
-        {link for link in map(_LINK, others) if link} if not opts.allow_duplicate_links else set()
-    )
+    if others is items:
+        links, fingerprints = values.links, values.fingerprints
+    else:
+        links = (
+            {link for link in map(_LINK, others) if link}
+            if not opts.allow_duplicate_links
+            else set()
+        )
+        fingerprints = set(map(_FINGERPRINT, others))
     hashes = (
         {
             h
@@ -212,9 +234,7 @@ def _prefetch(
         if probes is not None
         else set()
     )
-    found = index.candidates(
-        source, (), links, set(map(_FINGERPRINT, others)), hashes, limit=MAX_CANDIDATES
-    )
+    found = index.candidates(source, (), links, fingerprints, hashes, limit=MAX_CANDIDATES)
     return Candidates(known, found.by_link, found.by_fingerprint, found.by_hash)
 
 
@@ -225,6 +245,7 @@ def _place_all(
     index: CandidateIndex,
     batch_keys: set[str],
     opts: DedupOptions,
+    values: _Values | None = None,
 ) -> list[Placement]:
     """Place distinct copies in batch order, each against the store and the copies before it.
 
@@ -255,9 +276,19 @@ def _place_all(
     links_ok = not opts.allow_duplicate_links
     sketches = [p.sketch for p in probes] if probes is not None else None
     # The values some other copy, stored or in this batch, may share.
-    watched_fingerprints = _shared(list(map(_FINGERPRINT, items))) | stored_fingerprints.keys()
+    # (No two items share a value when there are as many distinct values as items.)
+    watched_fingerprints = (
+        set()
+        if values is not None and len(values.fingerprints) == len(items)
+        else _shared(list(map(_FINGERPRINT, items)))
+    ) | stored_fingerprints.keys()
     watched_links = (
-        _shared([link for link in map(_LINK, items) if link]) | stored_links.keys()
+        (
+            set()
+            if values is not None and len(values.links) == len(items)
+            else _shared([link for link in map(_LINK, items) if link])
+        )
+        | stored_links.keys()
         if links_ok
         else set()
     )
