@@ -7,16 +7,20 @@ of an earlier record, 10% near-duplicates of one: a few characters changed and c
 another point) and prints, each with records per second:
 
 1. hashing: blake2b of every folded text once (the floor for any exact matching);
-2. exact tiers in memory: dedup.place with near-duplicates off against a dict index, and
+2. all tiers in memory: dedup.place with every tier against bench/memindex.py's in-memory
+   candidate index (the store's look-ups without SQLite), split into dedup's placing (its
+   look-ups included) and the index's upkeep; then the peak resident memory so far. The
+   placements are checked against those of part 4, through the store: they must be the same;
+3. exact tiers in memory: dedup.place with near-duplicates off against a dict index, and
    that index's writes (a stand-in for the store's); then again with that index frozen from
    the garbage collector (see main). Each is split into dedup's placing (its look-ups
    included) and the index's writes;
-3. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
+4. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
    batch), 20 batches per transaction, the path a refresh takes, with the candidate index
    (prefix keys and LSH bands) kept in the store, split into dedup's placing (with its
    look-ups in the store), the store's writes and the commits; then the peak resident
    memory of the process;
-4. incremental: ten refreshes of 1,000 new records each against the store just built, and
+5. incremental: ten refreshes of 1,000 new records each against the store just built, and
    against an empty store; once as generated (some repeat stored records) and once with no
    repeats. The mean of the ten, the first and the slowest, and in how many of them the
    store moved its recent candidate-index rows into the main table (a fold, see
@@ -44,8 +48,9 @@ from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
 from aggregator import dedup
 from aggregator.ids import mint_id
@@ -53,6 +58,7 @@ from aggregator.models import Excerpt, SourceState
 from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
 from aggregator.store import Candidates, StoredCopy
 from aggregator.store.sqlite import SQLiteStore
+from bench.memindex import MemoryIndex as SketchIndex
 
 BATCH = 1000
 ROUNDS = 10  # incremental refreshes of 1,000 records, in a row
@@ -150,7 +156,8 @@ Row = tuple[int, str, str, str, str, str | None, bool, str, str]
 
 
 class MemoryIndex:
-    """The exact tiers' look-ups in dicts, for the in-memory measurement.
+    """The exact tiers' look-ups in dicts, for their in-memory measurement (the all-tier
+    measurement uses bench/memindex.py, which also keeps texts and sketch hashes).
 
     Like the store, it holds plain values (tuples, which the garbage collector stops tracking)
     and makes a StoredCopy only for a copy that a look-up returns. The exact tiers never read
@@ -260,8 +267,34 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:>10,.0f} records/s ({seconds:.2f} s for {n:,})"
 
 
+def digest(placements: Iterable[dedup.Placement], into: Any) -> None:
+    """Feed what dedup decided for each copy (rule, entry, merges) into a hash."""
+    into.update(repr([(p.rule, p.entry_id, p.merges) for p in placements]).encode())
+
+
+def all_in_memory(n: int) -> tuple[dict[str, float], int, str]:
+    """All tiers against the in-memory index: the time by part, the copies merged, and a
+    digest of the placements."""
+    parts = {"place": 0.0, "index": 0.0}
+    merged = 0
+    index = SketchIndex()
+    decided = blake2b()
+    for group in groups(0, n):
+        for batch in group:
+            t = time.perf_counter()
+            result = dedup.place(batch, index)
+            t1 = time.perf_counter()
+            index.apply(result.placements)
+            t2 = time.perf_counter()
+            parts["place"] += t1 - t
+            parts["index"] += t2 - t1
+            merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
+            digest(result.placements, decided)
+    return parts, merged, decided.hexdigest()
+
+
 def through_store(
-    store: SQLiteStore, start: int, stop: int, unique: bool = False
+    store: SQLiteStore, start: int, stop: int, unique: bool = False, decided: Any = None
 ) -> tuple[float, int, dict[str, float]]:
     """Place and store records as a refresh does: one batch per source, the batches of
     sources that are ready together (GROUP_EXCERPTS records) in one transaction.
@@ -282,6 +315,8 @@ def through_store(
                 parts["place"] += t1 - t
                 parts["write"] += t2 - t1
                 merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
+                if decided is not None:
+                    digest(result.placements, decided)
         parts["commit"] += time.perf_counter() - t2
     return sum(parts.values()), merged, parts
 
@@ -294,6 +329,16 @@ def main() -> None:
     args = parser.parse_args()
     n = args.n
     print(f"N = {n:,} synthetic excerpts (~300 chars, mixed CJK/Latin, 20% exact, 10% near)")
+
+    parts, merged_in_memory, decided_in_memory = all_in_memory(n)
+    spent = sum(parts.values())
+    print(f"all tiers, in memory:          {rate(n, spent)}; {merged_in_memory:,} copies merged")
+    print(
+        "  of which, in us per record: "
+        + ", ".join(f"{part} {seconds / n * 1e6:.0f}" for part, seconds in parts.items())
+    )
+    print(f"peak memory so far: {peak_mb():,.0f} MB")
+    gc.collect()
 
     t_hash, t_exact = 0.0, {False: 0.0, True: 0.0}
     t_writes = {False: 0.0, True: 0.0}  # of t_exact: the in-memory index's own writes
@@ -347,8 +392,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.store or Path(tmp) / "bench.db"
         store = SQLiteStore(path)
-        spent, merged, parts = through_store(store, 0, n)
+        decided = blake2b()
+        spent, merged, parts = through_store(store, 0, n, decided=decided)
         print(f"all tiers, SQLite store:       {rate(n, spent)}; {merged:,} copies merged")
+        same = decided.hexdigest() == decided_in_memory
+        print(f"  placements the same as in memory: {'yes' if same else 'NO'}")
         print(
             "  of which, in us per record: "
             + ", ".join(f"{part} {seconds / n * 1e6:.0f}" for part, seconds in parts.items())
