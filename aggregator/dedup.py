@@ -137,11 +137,18 @@ def place(
         else None
     )
     probes = _probes(items, known) if sketches else None
-    # The batch's distinct values: what the look-ups ask for, and (unless some items are
-    # dropped below) whether any two items share one.
-    values: _Values | None = _Values(
-        set(map(_FINGERPRINT, items)),
-        {link for link in map(_LINK, items) if link} if not opts.allow_duplicate_links else set(),
+    # One source's batch (the usual one) is looked up at once: its distinct values are what
+    # the look-up asks for and (unless some items are dropped below) tell whether any two
+    # items share one.
+    values = (
+        _Values(
+            set(map(_FINGERPRINT, items)),
+            {link for link in map(_LINK, items) if link}
+            if not opts.allow_duplicate_links
+            else set(),
+        )
+        if known is not None
+        else None
     )
     found = _prefetch(source, items, probes, known, index, opts, values)
     if len(batch_keys) < len(items):
@@ -200,7 +207,7 @@ def _prefetch(
     known: Mapping[str, StoredCopy] | None,
     index: CandidateIndex,
     opts: DedupOptions,
-    values: _Values,
+    values: _Values | None,
 ) -> Candidates | None:
     """Fetch every stored candidate of one source's batch at once (a few queries in all):
     `known`, the copies stored under the batch's keys, and the copies that the other items'
@@ -208,7 +215,7 @@ def _prefetch(
 
     None for a batch of several sources: those are looked up one excerpt at a time.
     """
-    if source is None or known is None:
+    if source is None or known is None or values is None:
         return None
     rest = [i for i, e in enumerate(items) if e.key not in known]
     if not rest:
@@ -245,7 +252,7 @@ def _place_all(
     index: CandidateIndex,
     batch_keys: set[str],
     opts: DedupOptions,
-    values: _Values | None = None,
+    values: _Values | None,
 ) -> list[Placement]:
     """Place distinct copies in batch order, each against the store and the copies before it.
 

@@ -6,11 +6,11 @@ Generates N excerpts of about 300 characters of mixed CJK and Latin text (20% ex
 of an earlier record, 10% near-duplicates of one: a few characters changed and cut at
 another point) and prints, each with records per second:
 
-1. hashing: blake2b of every folded text once (the floor for any exact matching);
-2. all tiers in memory: dedup.place with every tier against bench/memindex.py's in-memory
+1. all tiers in memory: dedup.place with every tier against bench/memindex.py's in-memory
    candidate index (the store's look-ups without SQLite), split into dedup's placing (its
    look-ups included) and the index's upkeep; then the peak resident memory so far. The
    placements are checked against those of part 4, through the store: they must be the same;
+2. hashing: blake2b of every folded text once (the floor for any exact matching);
 3. exact tiers in memory: dedup.place with near-duplicates off against a dict index, and
    that index's writes (a stand-in for the store's); then again with that index frozen from
    the garbage collector (see main). Each is split into dedup's placing (its look-ups
@@ -48,7 +48,6 @@ from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
@@ -58,7 +57,7 @@ from aggregator.models import Excerpt, SourceState
 from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
 from aggregator.store import Candidates, StoredCopy
 from aggregator.store.sqlite import SQLiteStore
-from bench.memindex import MemoryIndex as SketchIndex
+from bench.memindex import MemoryCandidateIndex
 
 BATCH = 1000
 ROUNDS = 10  # incremental refreshes of 1,000 records, in a row
@@ -156,8 +155,9 @@ Row = tuple[int, str, str, str, str, str | None, bool, str, str]
 
 
 class MemoryIndex:
-    """The exact tiers' look-ups in dicts, for their in-memory measurement (the all-tier
-    measurement uses bench/memindex.py, which also keeps texts and sketch hashes).
+    """The exact tiers' look-ups in dicts, for their in-memory measurement. The all-tier one
+    uses bench/memindex.py, which also keeps texts and sketch hashes: leaner in memory, but
+    about three times as slow to write a copy as these dicts.
 
     Like the store, it holds plain values (tuples, which the garbage collector stops tracking)
     and makes a StoredCopy only for a copy that a look-up returns. The exact tiers never read
@@ -267,7 +267,7 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:>10,.0f} records/s ({seconds:.2f} s for {n:,})"
 
 
-def digest(placements: Iterable[dedup.Placement], into: Any) -> None:
+def digest(placements: Iterable[dedup.Placement], into: blake2b) -> None:
     """Feed what dedup decided for each copy (rule, entry, merges) into a hash."""
     into.update(repr([(p.rule, p.entry_id, p.merges) for p in placements]).encode())
 
@@ -277,7 +277,7 @@ def all_in_memory(n: int) -> tuple[dict[str, float], int, str]:
     digest of the placements."""
     parts = {"place": 0.0, "index": 0.0}
     merged = 0
-    index = SketchIndex()
+    index = MemoryCandidateIndex()
     decided = blake2b()
     for group in groups(0, n):
         for batch in group:
@@ -294,7 +294,7 @@ def all_in_memory(n: int) -> tuple[dict[str, float], int, str]:
 
 
 def through_store(
-    store: SQLiteStore, start: int, stop: int, unique: bool = False, decided: Any = None
+    store: SQLiteStore, start: int, stop: int, unique: bool = False, decided: blake2b | None = None
 ) -> tuple[float, int, dict[str, float]]:
     """Place and store records as a refresh does: one batch per source, the batches of
     sources that are ready together (GROUP_EXCERPTS records) in one transaction.

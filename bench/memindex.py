@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
 from itertools import repeat
 
 import numpy as np
 
+from aggregator.models import Excerpt
 from aggregator.store import Candidates, Placement, StoredCopy
 
 # A HashIndex merges its recent rows into the sorted arrays once it holds this many. A merge
@@ -45,8 +45,8 @@ class HashIndex:
         self.added_rows: list[int] = []
         self.hashes = np.empty(0, dtype=np.int64)  # sorted; equal hashes by ascending row
         self.rows = np.empty(0, dtype=np.int32)
-        # A rewritten copy keeps its row (see MemoryIndex.apply): its old pairs may be removed
-        # and new ones added out of row order. Both are rare, and kept apart.
+        # A rewritten copy keeps its row (see MemoryCandidateIndex.apply): its old pairs may
+        # be removed and new ones added out of row order. Both are rare, and kept apart.
         self.dead: set[tuple[int, int]] = set()  # (hash, row) pairs removed
         self.late: dict[int, list[int]] = {}  # hash -> rows added after newer rows
 
@@ -139,43 +139,35 @@ class HashIndex:
         return out
 
 
-def _encode(p: Placement, texts: bool) -> bytes:
-    e = p.excerpt
+def _encode(e: Excerpt, entry_id: str) -> bytes:
+    """A copy as MemoryCandidateIndex keeps it (read back by its _copy)."""
     return "\x00".join(
         (
             e.source,
             e.key,
-            p.entry_id,
+            entry_id,
             e.content_hash,
             e.fingerprint,
             e.link_key or "",
             "1" if e.truncated else "",
             e.title,
-            e.text if texts else "",
+            e.text,
         )
     ).encode("utf-8", "surrogatepass")
 
 
-class MemoryIndex:
-    """dedup's CandidateIndex in memory (see the module docstring).
+class MemoryCandidateIndex:
+    """dedup's CandidateIndex in memory (see the module docstring)."""
 
-    `texts=False` keeps no copy's text: enough for the exact tiers, which never read one.
-    """
-
-    def __init__(self, *, texts: bool = True, fold_rows: int = FOLD_ROWS) -> None:
-        self.texts = texts
+    def __init__(self) -> None:
         self.copies: list[bytes] = []  # row -> the copy, encoded (see _encode)
-        one = max(1, fold_rows * FOLD_ROWS_ONE_PER_COPY // FOLD_ROWS)
-        self.keys = HashIndex(one)  # hash(key); the copy found tells its source
-        self.links = HashIndex(one)  # hash(link)
-        self.fingerprints = HashIndex(one)  # hash(fingerprint)
-        self.sketches = HashIndex(fold_rows)  # prefix keys and LSH bands, as they are
+        self.keys = HashIndex(FOLD_ROWS_ONE_PER_COPY)  # hash(key); the copy tells its source
+        self.links = HashIndex(FOLD_ROWS_ONE_PER_COPY)  # hash(link)
+        self.fingerprints = HashIndex(FOLD_ROWS_ONE_PER_COPY)  # hash(fingerprint)
+        self.sketches = HashIndex(FOLD_ROWS)  # prefix keys and LSH bands, as they are
         # Entries merged into another -> that one. The oldest entry survives, as in the store:
         # entry ids start with their post's date (ids.mint_id), so the least id is the oldest.
         self.moved: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.copies)
 
     def _copy(self, row: int) -> tuple[StoredCopy, str]:
         """The stored copy of a row, and its fingerprint."""
@@ -211,33 +203,25 @@ class MemoryIndex:
             return got
 
         by_key: dict[str, StoredCopy] = {}
-        if keys:
-            for rows in self.keys.lookup({hash(k) for k in keys}).values():
-                for row in rows:  # the newest copy under the key wins, as it was rewritten
-                    c, _ = copy(row)
-                    if c.source == source and c.key in keys:
-                        by_key[c.key] = c
+        for rows in self.keys.lookup({hash(k) for k in keys}).values():
+            for c, _ in map(copy, rows):
+                if c.source == source and c.key in keys:
+                    by_key[c.key] = c
+        # Every copy of a link or fingerprint, oldest first: a value's copies are the rows
+        # under its one hash, which come ascending; a row whose value differs is a collision.
         by_link: dict[str, list[StoredCopy]] = {}
-        if links:
-            for rows in self.links.lookup({hash(link) for link in links}).values():
-                for row in rows:
-                    c, _ = copy(row)
-                    if c.link in links:
-                        by_link.setdefault(c.link, []).append(c)
+        for rows in self.links.lookup({hash(link) for link in links}).values():
+            for c, _ in map(copy, rows):
+                if c.link in links:
+                    by_link.setdefault(c.link, []).append(c)  # type: ignore[arg-type]
         by_fingerprint: dict[str, list[StoredCopy]] = {}
-        if fingerprints:
-            for rows in self.fingerprints.lookup({hash(f) for f in fingerprints}).values():
-                for row in rows:
-                    c, fp = copy(row)
-                    if fp in fingerprints:
-                        by_fingerprint.setdefault(fp, []).append(c)
-        for found in (by_link, by_fingerprint):  # oldest first, whichever hash found them
-            for copies in found.values():
-                if len(copies) > 1:
-                    copies.sort(key=lambda c: c.rowid)
+        for rows in self.fingerprints.lookup({hash(f) for f in fingerprints}).values():
+            for c, fp in map(copy, rows):
+                if fp in fingerprints:
+                    by_fingerprint.setdefault(fp, []).append(c)
         by_hash = {
             h: [copy(row)[0] for row in rows]
-            for h, rows in (self.sketches.lookup(hashes, limit) if hashes else {}).items()
+            for h, rows in self.sketches.lookup(hashes, limit).items()
         }
         return Candidates(by_key, by_link, by_fingerprint, by_hash)
 
@@ -260,7 +244,7 @@ class MemoryIndex:
         copy gets a row of its own under its key, link, fingerprint and sketch hashes; a copy
         that rewrites a stored one of its source takes that row (its old sketch hashes go);
         a copy that links entries merges them into the oldest."""
-        copies, texts = self.copies, self.texts
+        copies = self.copies
         keys, links, fingerprints, sketches = (
             self.keys,
             self.links,
@@ -281,7 +265,7 @@ class MemoryIndex:
                 row = old.rowid - 1
                 for h in p.replaced_sketch:
                     sketches.remove(h, row)
-                copies[row] = _encode(replace(p, entry_id=old.entry_id), texts)
+                copies[row] = _encode(e, old.entry_id)
                 keys.add_again((hash(e.key),), row)
                 if e.link_key:
                     links.add_again((hash(e.link_key),), row)
@@ -289,7 +273,7 @@ class MemoryIndex:
                 sketches.add_again(p.sketch, row)
             else:
                 row = len(copies)
-                copies.append(_encode(p, texts))
+                copies.append(_encode(e, p.entry_id))
                 keys.add(hash(e.key), row)
                 if e.link_key:
                     links.add(hash(e.link_key), row)
