@@ -42,14 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and b
 from aggregator.refresh import fewer_collections
 from aggregator.sketch import band_hashes, jaccard, prefix_key
 from aggregator.store import Placement
+from aggregator.store.sqlite import _CONTENT_COLUMNS, _INSERT_COPY, _copy_row, fingerprint_key
 from aggregator.textutil import fold
 from bench.dedup import groups
 
-COLUMNS = (  # the store's columns of a copy, in its order (store.sqlite)
-    "source", "key", "entry_id", "rule", "score", "guid", "first_seen", "title", "link",
-    "link_key", "published", "updated", "authors", "categories", "excerpt", "truncated",
-    "fingerprint", "content_hash", "position", "text",
-)  # fmt: skip
 TARGET_SECONDS = 60.0  # the dedup target: a million records through all tiers
 
 
@@ -65,10 +61,13 @@ def main() -> None:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
             db.execute(f"PRAGMA {pragma}")
         # The store's columns, and not one index: appending rows is the cheapest write.
-        db.execute(f"CREATE TABLE copies (rowid INTEGER PRIMARY KEY, {', '.join(COLUMNS)})")
+        columns = ", ".join(("source", "key", "entry_id", "rule", "score", "guid", "first_seen"))
+        db.execute(
+            f"CREATE TABLE copies (rowid INTEGER PRIMARY KEY, {columns}, "
+            f"{', '.join(_CONTENT_COLUMNS)})"
+        )
         db.execute("CREATE TABLE entries (id, first_seen, published, updated, sort_date, seq)")
         db.execute("CREATE TABLE sketches (hash INTEGER NOT NULL, copy INTEGER NOT NULL)")
-        insert_copy = f"INSERT INTO copies VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
         wanted: list[str] = []  # each batch's sketch hashes, looked up at the end
         rowid = 0
         for group in groups(0, n):
@@ -97,18 +96,12 @@ def main() -> None:
                     e = p.excerpt
                     rowid += 1
                     seen = e.first_seen.isoformat()
-                    copies.append(
-                        (
-                            rowid, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, seen,
-                            e.title, e.link, e.link_key, None, None, "[]", "[]", e.excerpt,
-                            e.truncated, e.fingerprint, e.content_hash, e.position, e.text,
-                        )
-                    )  # fmt: skip
+                    copies.append(_copy_row(rowid, p, seen))
                     entries.append((p.entry_id, seen, None, seen, seen, rowid))
                     index_rows.extend((h, rowid) for h in p.sketch)
-                    index_rows.append((hash(e.fingerprint), rowid))
+                    index_rows.append((fingerprint_key(e.fingerprint), rowid))
                 db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", entries)
-                db.executemany(insert_copy, copies)
+                db.executemany(_INSERT_COPY, copies)
                 db.executemany("INSERT INTO sketches VALUES (?, ?)", index_rows)
                 t5 = time.perf_counter()
                 for part, seconds in zip(
