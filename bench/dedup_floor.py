@@ -42,7 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and b
 from aggregator.refresh import fewer_collections
 from aggregator.sketch import band_hashes, jaccard, prefix_key
 from aggregator.store import Placement
-from aggregator.store.sqlite import _CONTENT_COLUMNS, _INSERT_COPY, _copy_row, fingerprint_key
+from aggregator.store.sqlite import (
+    _CONTENT_COLUMNS,
+    _INSERT_COPY,
+    _copy_row,
+    fingerprint_key,
+    iso,
+)
 from aggregator.textutil import fold
 from bench.dedup import groups
 
@@ -54,8 +60,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     n = parser.parse_args().n
     print(f"N = {n:,} synthetic excerpts, as bench/dedup.py generates them")
-    parts = ("hash", "sketch", "confirm", "place", "write", "index", "look-up")
-    t = dict.fromkeys(parts, 0.0)
+    t = dict.fromkeys(("hash", "sketch", "confirm", "place", "write", "index", "look-up"), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         db = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
@@ -95,7 +100,7 @@ def main() -> None:
                 for p in placed:
                     e = p.excerpt
                     rowid += 1
-                    seen = e.first_seen.isoformat()
+                    seen = iso(e.first_seen)  # as the store writes dates
                     copies.append(_copy_row(rowid, p, seen))
                     entries.append((p.entry_id, seen, None, seen, seen, rowid))
                     index_rows.extend((h, rowid) for h in p.sketch)
@@ -104,10 +109,11 @@ def main() -> None:
                 db.executemany(_INSERT_COPY, copies)
                 db.executemany("INSERT INTO sketches VALUES (?, ?)", index_rows)
                 t5 = time.perf_counter()
-                for part, seconds in zip(
-                    parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=False
-                ):
-                    t[part] += seconds
+                t["hash"] += t1 - t0
+                t["sketch"] += t2 - t1
+                t["confirm"] += t3 - t2
+                t["place"] += t4 - t3
+                t["write"] += t5 - t4
                 wanted.append(json.dumps([h for s in sketches for h in s]))
             t0 = time.perf_counter()
             db.execute("COMMIT")
