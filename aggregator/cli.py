@@ -269,7 +269,7 @@ def cmd_dupes(args: argparse.Namespace) -> int:
         # Source text is untrusted: no markup, no terminal control sequences.
         return Text("".join(ch if ch.isprintable() else " " for ch in value))
 
-    from aggregator.store.sqlite import SQLiteStore
+    from aggregator.store import open_store
 
     config = _load(args)
     if args.source is not None:
@@ -277,11 +277,8 @@ def cmd_dupes(args: argparse.Namespace) -> int:
     if not Path(config.store_path).exists():
         print("nothing stored yet; run 'aggregator refresh' first")
         return EXIT_OK
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         clusters = store.clusters(args.source)
-    finally:
-        store.close()
     console = Console(soft_wrap=False)
     if not clusters:
         console.print("no merged entries", markup=False)
@@ -355,30 +352,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from aggregator.store.sqlite import SQLiteStore
+    from aggregator.store import open_store
 
     config = _load(args)
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         states = {st.name: st for st in store.states()}
         counts = store.entry_counts()
-    finally:
-        store.close()
     views.print_table(views.sources_table(config, states, counts))
     return EXIT_OK
 
 
 def cmd_latest(args: argparse.Namespace) -> int:
-    from aggregator.store.sqlite import SQLiteStore
+    from aggregator.store import open_store
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     config = _load(args)
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         entries = store.latest(args.n)
-    finally:
-        store.close()
     if not entries:
         if not args.quiet:
             print("nothing stored yet; run 'aggregator refresh' first")

@@ -20,23 +20,36 @@ that share only an opening or a preamble (the shorter is not a prefix of the lon
 not cut where the longer goes on), and short texts beyond an exact match.
 
 A copy that matches nothing starts a new entry whose id is the excerpt's own candidate id,
-minted once and never changed afterwards. A copy that matches several stored entries links
-them: the store merges them into the oldest, whose id survives.
+minted once and never changed afterwards. A copy that matches several entries links them: they
+become one, and the oldest one's id survives. Each entry the batch creates or changes is
+represented by one of its copies, chosen here too.
+
+Dedup decides and writes nothing: `place()` reads the store through its read-only
+CandidateView (the candidates of a whole batch, then the entries the batch touches) and
+returns a Decision that the store persists as it is.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from itertools import repeat
-from operator import attrgetter
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from operator import itemgetter
 
 from aggregator.ids import mint_id
-from aggregator.models import Excerpt
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    CopyRank,
+    Decision,
+    Excerpt,
+    Merge,
+    Placement,
+    StoredCopy,
+    StoredEntry,
+)
 from aggregator.sketch import (
     PREFIX_CHARS,
     band_hashes,
@@ -45,7 +58,7 @@ from aggregator.sketch import (
     weighs_at_least,
     weight,
 )
-from aggregator.store import CandidateIndex, Candidates, Merge, Placement, StoredCopy
+from aggregator.store import CandidateView
 from aggregator.textutil import fold
 
 MIN_PREFIX_WEIGHT = 50  # the shorter text of a prefix match: ~50 Latin or ~25 CJK characters
@@ -60,12 +73,6 @@ NEAR_FULL_SIMILAR = 0.8
 MAX_CANDIDATES = 200  # sketch candidates looked at per excerpt
 MAX_MATCHED_ENTRIES = 8  # fuzzy matches to more entries than this are ambiguous
 
-T = TypeVar("T")
-
-_KEY = attrgetter("key")
-_SOURCE = attrgetter("source")
-_LINK = attrgetter("link_key")
-_FINGERPRINT = attrgetter("fingerprint")
 _RULE_RANK = {"same": 0, "guid": 1, "link": 2, "text": 3, "prefix": 4, "similar": 5}
 _NUMBERED = re.compile(
     r"\d+|第[一二三四五六七八九十百零两〇]+[集部篇章期讲回节季卷]"
@@ -83,17 +90,6 @@ class DedupOptions:
     allow_duplicate_links: bool = False  # the source reuses one link for many items
 
 
-@dataclass(slots=True)
-class BatchResult:
-    """Placements for one source's excerpts, plus what was folded inside the batch."""
-
-    placements: list[Placement] = field(default_factory=list)  # one per distinct copy
-    repeated_in_batch: int = 0  # items that repeated another item of the same fetch
-    repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
-    changed_keys: int = 0  # known copies that came back under a new guid, link or text
-    warnings: list[str] = field(default_factory=list)  # what to report for the source
-
-
 @dataclass(frozen=True, slots=True)
 class _Probe:
     """What the candidate look-ups need from one excerpt."""
@@ -106,298 +102,140 @@ class _Probe:
 
 def place(
     excerpts: Iterable[Excerpt],
-    index: CandidateIndex,
-    *,
-    allow_duplicate_links: bool = False,
+    view: CandidateView,
     options: DedupOptions | None = None,
+    *,
     sketches: bool = True,
-) -> BatchResult:
-    """Place one source's excerpts against the stored index and each other.
+) -> Decision:
+    """Decide where each excerpt of a batch goes, against what `view` has stored and against
+    each other.
 
-    `sketches=False` runs the exact tiers only (same key, link, text) and stores no
-    candidate-index hashes; refresh never does this, the benchmark measures it.
+    Reads the view (at most three calls: the batch's keys; the links, fingerprints and
+    sketch hashes of the items not stored under their key; the stored entries the batch
+    touches) and writes nothing. `sketches=False` runs the exact tiers only (same key, link,
+    text) and gives no candidate-index hashes; refresh never does this, the benchmark measures
+    it.
     """
-    opts = options or DedupOptions(allow_duplicate_links=allow_duplicate_links)
-    if allow_duplicate_links and not opts.allow_duplicate_links:
-        opts = replace(opts, allow_duplicate_links=True)
-    result = BatchResult()
+    opts = options or DedupOptions()
     items = list(excerpts)
-    batch_keys = set(map(_KEY, items))
-    if len(batch_keys) < len(items):  # only a repeated key can be a guid shared by two posts
-        items = _split_repeated_guids(items, opts, result)
-        batch_keys = set(map(_KEY, items))
-    sources = set(map(_SOURCE, items))
-    source = sources.pop() if len(sources) == 1 else None
+    warnings: list[str] = []
+    repeated_guids = 0
+    if len({(e.source, e.key) for e in items}) < len(items):
+        # Only a repeated key can be a guid shared by two posts.
+        items, repeated_guids = _split_repeated_guids(items, opts, warnings)
+    # The same item twice in one document (a post listed twice): the first one counts.
+    distinct = {(e.source, e.key): e for e in reversed(items)}
+    repeated_in_batch = len(items) - len(distinct)
+    if repeated_in_batch:
+        items = [e for e in items if distinct.get((e.source, e.key)) is e]
+    keys = frozenset(distinct)
     # A copy stored under its key is this source's item seen again, placed "same" whatever
     # else it shares. In a re-crawl that is nearly every item: the keys are looked up first,
-    # so that those items need no other look-up (see _prefetch) and, unchanged, no sketch.
-    known = (
-        index.candidates(source, batch_keys, (), (), (), limit=MAX_CANDIDATES).by_key
-        if source is not None
-        else None
+    # so that those items need no other look-up and, unchanged, no sketch.
+    known = view.candidates(CandidateQuery(keys=keys)).by_key if items else {}
+    probes = _probes(items, known) if sketches else [_exact_probe(e) for e in items]
+    stored = _lookup(items, probes, known, view, opts)
+    local = _LocalIndex()
+    placed: list[tuple[Placement, tuple[_Link, ...]]] = []
+    for e, probe in zip(items, probes, strict=True):
+        placement, links = _place_one(e, probe, stored, local, keys, opts)
+        local.add(placement, probe.sketch, opts)
+        placed.append((placement, links))
+    decision = _resolve(placed, view)
+    changed_keys = sum(
+        1 for p in decision.placements if p.existing is not None and p.existing.key != p.excerpt.key
     )
-    probes = _probes(items, known) if sketches else None
-    # One source's batch (the usual one) is looked up at once: its distinct values are what
-    # the look-up asks for and (unless some items are dropped below) tell whether any two
-    # items share one.
-    values = (
-        _Values(
-            set(map(_FINGERPRINT, items)),
-            {link for link in map(_LINK, items) if link}
-            if not opts.allow_duplicate_links
-            else set(),
-        )
-        if known is not None
-        else None
-    )
-    found = _prefetch(source, items, probes, known, index, opts, values)
-    if len(batch_keys) < len(items):
-        # The same item twice in one document (a post listed twice): the first one counts.
-        first: dict[str, int] = {}
-        for i, e in enumerate(items):
-            first.setdefault(e.key, i)
-        kept = list(first.values())
-        result.repeated_in_batch = len(items) - len(kept)
-        items = [items[i] for i in kept]
-        probes = [probes[i] for i in kept] if probes is not None else None
-        values = None
-    result.placements = _place_all(items, probes, found, index, batch_keys, opts, values)
-    if sketches:
-        result.placements = [_with_replaced_sketch(p) for p in result.placements]
-    result.changed_keys = sum(
-        1 for p in result.placements if p.existing is not None and p.existing.key != p.excerpt.key
-    )
-    if result.changed_keys:
-        result.warnings.append(
-            f"{result.changed_keys} known entr{'y' if result.changed_keys == 1 else 'ies'} "
+    if changed_keys:
+        warnings.append(
+            f"{changed_keys} known entr{'y' if changed_keys == 1 else 'ies'} "
             "came back under a new guid or link; kept their ids, matched by link or text"
         )
-    return result
+    return replace(
+        decision,
+        repeated_in_batch=repeated_in_batch,
+        repeated_guids=repeated_guids,
+        changed_keys=changed_keys,
+        warnings=tuple(warnings),
+    )
 
 
-def _probes(items: list[Excerpt], known: Mapping[str, StoredCopy] | None) -> list[_Probe]:
+def _probes(items: list[Excerpt], known: Mapping[tuple[str, str], StoredCopy]) -> list[_Probe]:
     """Each excerpt's look-up values. One stored under its key with the same content is
     placed "same" and rewrites nothing: it gets no sketch hashes (computing them is most of
     the cost of placing such an item)."""
-    todo = (
-        [
-            i
-            for i, e in enumerate(items)
-            if (c := known.get(e.key)) is None or c.content_hash != e.content_hash
-        ]
-        if known
-        else range(len(items))
-    )
+    todo = [
+        i
+        for i, e in enumerate(items)
+        if (c := known.get((e.source, e.key))) is None or c.content_hash != e.content_hash
+    ]
     bands = dict(zip(todo, band_hashes([items[i].text for i in todo]), strict=True))
     return [_probe(e, bands[i]) if i in bands else _exact_probe(e) for i, e in enumerate(items)]
 
 
-@dataclass(frozen=True, slots=True)
-class _Values:
-    """The distinct fingerprints and links of a batch (links: none if the source reuses them)."""
-
-    fingerprints: set[str]
-    links: set[str]
-
-
-def _prefetch(
-    source: str | None,
+def _lookup(
     items: list[Excerpt],
-    probes: list[_Probe] | None,
-    known: Mapping[str, StoredCopy] | None,
-    index: CandidateIndex,
+    probes: list[_Probe],
+    known: Mapping[tuple[str, str], StoredCopy],
+    view: CandidateView,
     opts: DedupOptions,
-    values: _Values | None,
-) -> Candidates | None:
-    """Fetch every stored candidate of one source's batch at once (a few queries in all):
-    `known`, the copies stored under the batch's keys, and the copies that the other items'
-    links, fingerprints and sketch hashes find.
-
-    None for a batch of several sources: those are looked up one excerpt at a time.
-    """
-    if source is None or known is None or values is None:
-        return None
-    rest = [i for i, e in enumerate(items) if e.key not in known]
+) -> Candidates:
+    """`known` plus every stored copy that the links, fingerprints and sketch hashes of the
+    items not stored under their key find, in one look-up."""
+    rest = [i for i, e in enumerate(items) if (e.source, e.key) not in known]
     if not rest:
         return Candidates(known, {}, {}, {})
-    others = [items[i] for i in rest] if known else items
-    if others is items:
-        links, fingerprints = values.links, values.fingerprints
-    else:
-        links = (
-            {link for link in map(_LINK, others) if link}
-            if not opts.allow_duplicate_links
-            else set()
+    found = view.candidates(
+        CandidateQuery(
+            links=frozenset(
+                link
+                for i in rest
+                if (link := items[i].link_key) is not None and not opts.allow_duplicate_links
+            ),
+            fingerprints=frozenset(items[i].fingerprint for i in rest),
+            hashes=frozenset(h for i in rest for h in _sketch_keys(probes[i], opts)),
+            limit=MAX_CANDIDATES,
         )
-        fingerprints = set(map(_FINGERPRINT, others))
-    hashes = (
-        {
-            h
-            for i in rest
-            for h in (
-                probes[i].sketch if opts.near_duplicates else probes[i].sketch[: probes[i].n_prefix]
-            )
-        }
-        if probes is not None
-        else set()
     )
-    found = index.candidates(source, (), links, fingerprints, hashes, limit=MAX_CANDIDATES)
     return Candidates(known, found.by_link, found.by_fingerprint, found.by_hash)
 
 
-def _place_all(
-    items: list[Excerpt],
-    probes: list[_Probe] | None,
-    found: Candidates | None,
-    index: CandidateIndex,
-    batch_keys: set[str],
-    opts: DedupOptions,
-    values: _Values | None,
-) -> list[Placement]:
-    """Place distinct copies in batch order, each against the store and the copies before it.
-
-    A copy can match only a copy that shares one of its values: a stored copy (the prefetch
-    found every stored copy with the batch's keys, and with the links, fingerprints and
-    sketch hashes of the copies not stored under their key: a copy that is, is placed "same"
-    at once) or an earlier copy of the batch with the same link, fingerprint or sketch hash.
-    A copy seen again unchanged has no sketch hashes; a later copy sharing one finds its
-    stored copy instead, through its own look-up. Most copies
-    share nothing: `_place_one` would find no candidate and place them "new" under their own
-    id, so this loop does that directly. And no later copy can find such a copy either: the
-    batch index holds only the copies that share a value, which is all that its look-ups
-    (by the batch's values) can ever return. The other copies are placed as before, in the
-    common cases without the candidate lists (see _one_text_match).
-    """
-    local = _LocalIndex()
-    placements = local.placed
-    if found is None:
-        for i, e in enumerate(items):
-            probe = probes[i] if probes is not None else _exact_probe(e)
-            local.add(_place_one(e, probe, index, local, batch_keys, opts), probe.sketch, opts)
-        return placements
-    view = _Prefetched(found)
-    stored_keys = found.by_key
-    stored_links = found.by_link
-    stored_fingerprints = found.by_fingerprint
-    stored_hashes = found.by_hash.keys()
-    links_ok = not opts.allow_duplicate_links
-    sketches = [p.sketch for p in probes] if probes is not None else None
-    # The values some other copy, stored or in this batch, may share.
-    # (No two items share a value when there are as many distinct values as items.)
-    watched_fingerprints = (
-        set()
-        if values is not None and len(values.fingerprints) == len(items)
-        else _shared(list(map(_FINGERPRINT, items)))
-    ) | stored_fingerprints.keys()
-    watched_links = (
-        (
-            set()
-            if values is not None and len(values.links) == len(items)
-            else _shared([link for link in map(_LINK, items) if link])
-        )
-        | stored_links.keys()
-        if links_ok
-        else set()
-    )
-    watched_hashes = _shared([h for s in sketches for h in s]) if sketches else set()
-    for i, (e, sketch) in enumerate(zip(items, sketches or repeat((), len(items)), strict=True)):
-        link = e.link_key if links_ok else None
-        fingerprint = e.fingerprint
-        if (
-            fingerprint not in watched_fingerprints
-            and link not in watched_links
-            and e.key not in stored_keys
-            and (
-                not sketch
-                or (watched_hashes.isdisjoint(sketch) and stored_hashes.isdisjoint(sketch))
-            )
-        ):
-            # Positional: keyword arguments would cost a dict per call.
-            placements.append(Placement(e, e.id, "new", None, None, sketch))
-            continue
-        probe = probes[i] if probes is not None else None
-        same = stored_keys.get(e.key)
-        stored = stored_fingerprints.get(fingerprint, ())
-        earlier = local.fingerprints.get(fingerprint, ())
-        if same is not None:
-            p = Placement(e, same.entry_id, "same", existing=same, sketch=sketch)
-        elif (
-            probe is None
-            and len(stored) + len(earlier) == 1
-            and not (link and (link in stored_links or link in local.links))
-        ):
-            p = _one_text_match(e, stored[0] if stored else local.copy(earlier[0]), batch_keys)
-        else:
-            p = _place_one(e, probe or _exact_probe(e), view, local, batch_keys, opts)
-        local.add(p, sketch, opts)
-    return placements
+def _sketch_keys(probe: _Probe, opts: DedupOptions) -> tuple[int, ...]:
+    """The hashes whose copies are fuzzy candidates: prefix keys, and LSH bands when
+    near-duplicates are matched."""
+    return probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
 
 
-def _shared(values: list[T]) -> set[T]:
-    """The values that occur more than once in `values`."""
-    if len(set(values)) == len(values):
-        return set()
-    return {v for v, n in Counter(values).items() if n > 1}
+def _by_sketch(stored: Candidates, keys: Sequence[int]) -> list[StoredCopy]:
+    """The stored copies sharing any of these hashes: the newest MAX_CANDIDATES, oldest first."""
+    seen: dict[int, StoredCopy] = {}
+    for h in keys:
+        for c in stored.by_hash.get(h, ()):
+            seen.setdefault(c.rowid, c)
+    return [seen[r] for r in sorted(seen, reverse=True)[:MAX_CANDIDATES]][::-1]
 
 
-def _one_text_match(e: Excerpt, c: StoredCopy, batch_keys: set[str]) -> Placement:
-    """Place `e` whose only candidate, with the exact tiers alone, is `c` with the same text.
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """Another entry a placed copy matched too: the two are one post."""
 
-    As _place_one would: "text" if the texts match (a short one also needs the same title),
-    else "new"; one match links no other entry, and it updates `c` if `c` is a stored copy of
-    this source whose key this fetch no longer has.
-    """
-    if not _exact_ok(e, None, c):
-        return Placement(e, e.id, "new")
-    rekey = c.rowid > 0 and c.source == e.source and c.key not in batch_keys
-    return Placement(e, c.entry_id, "text", None, c if rekey else None)
-
-
-class _Prefetched:
-    """A CandidateIndex answering from one batch's prefetched candidates."""
-
-    def __init__(self, found: Candidates) -> None:
-        self.found = found
-
-    def candidates(
-        self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-        hashes: Collection[int],
-        *,
-        limit: int,
-    ) -> Candidates:
-        return self.found
-
-    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
-        return self.found.by_key.get(key)
-
-    def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
-        return self.found.by_link.get(link, ())
-
-    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
-        return self.found.by_fingerprint.get(fingerprint, ())
-
-    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
-        seen: dict[int, StoredCopy] = {}
-        for h in hashes:
-            for c in self.found.by_hash.get(h, ()):
-                seen.setdefault(c.rowid, c)
-        return [seen[r] for r in sorted(seen, reverse=True)[:limit]][::-1]
+    entry_id: str  # the other entry
+    rule: str  # how the copy matched it
+    score: float | None  # similarity, for rules "similar" and "prefix"
 
 
 def _split_repeated_guids(
-    items: list[Excerpt], opts: DedupOptions, result: BatchResult
-) -> list[Excerpt]:
-    """Items sharing one guid but not one link or text are different posts: re-key them."""
-    groups: dict[str, list[int]] = {}
+    items: list[Excerpt], opts: DedupOptions, warnings: list[str]
+) -> tuple[list[Excerpt], int]:
+    """Items sharing one guid but not one link or text are different posts: re-key them.
+
+    Returns the items and how many were re-keyed; says so in `warnings`."""
+    groups: dict[tuple[str, str], list[int]] = {}
     for i, e in enumerate(items):
         if e.key.startswith("guid:"):
-            groups.setdefault(e.key, []).append(i)
+            groups.setdefault((e.source, e.key), []).append(i)
     out = list(items)
-    for key, idx in groups.items():
+    rekeyed = 0
+    for (_, key), idx in groups.items():
         if len(idx) < 2 or len({_fallback_key(items[i], opts) for i in idx}) < 2:
             continue
         for i in idx:
@@ -406,32 +244,18 @@ def _split_repeated_guids(
             out[i] = replace(
                 e, key=new_key, id=mint_id(e.source, new_key, e.published, e.first_seen)
             )
-        result.repeated_guids += len(idx)
-        result.warnings.append(
+        rekeyed += len(idx)
+        warnings.append(
             f"{len(idx)} different items share the guid {key[5:]!r}; "
             "told apart by link or text instead"
         )
-    return out
+    return out, rekeyed
 
 
 def _fallback_key(e: Excerpt, opts: DedupOptions) -> str:
     if e.link_key and not opts.allow_duplicate_links:
         return "link:" + e.link_key
     return "text:" + e.fingerprint
-
-
-def _with_replaced_sketch(p: Placement) -> Placement:
-    """A placement that rewrites a stored copy carries that copy's candidate-index hashes,
-    recomputed from its stored text and title, for the store to remove."""
-    old = p.existing
-    if old is None or (old.content_hash == p.excerpt.content_hash and old.key == p.excerpt.key):
-        return p
-    return replace(p, replaced_sketch=sketch_of(old.text, old.title))
-
-
-def sketch_of(text: str, title: str) -> tuple[int, ...]:
-    """The candidate-index hashes stored for a copy with this folded text and this title."""
-    return _probe_of(text, title, band_hashes([text])[0]).sketch
 
 
 def _forms(text: str, title: str) -> tuple[str, ...]:
@@ -461,31 +285,30 @@ def _probe_of(text: str, raw_title: str, bands: tuple[int, ...]) -> _Probe:
 def _place_one(
     e: Excerpt,
     probe: _Probe,
-    index: CandidateIndex,
+    stored: Candidates,
     local: _LocalIndex,
-    batch_keys: set[str],
+    batch_keys: frozenset[tuple[str, str]],
     opts: DedupOptions,
-) -> Placement:
-    same = index.copy_by_key(e.source, e.key)
+) -> tuple[Placement, tuple[_Link, ...]]:
+    """Place one excerpt against the stored candidates and the copies placed before it; give
+    the other entries it matched too."""
+    same = stored.by_key.get((e.source, e.key))
     if same is not None:
-        return Placement(e, same.entry_id, "same", existing=same, sketch=probe.sketch)
+        return Placement(e, same.entry_id, "same", existing=same, sketch=probe.sketch), ()
     matches: list[tuple[StoredCopy, str, float | None]] = []
     looked: set[tuple[str, str]] = set()
     links_ok = bool(e.link_key) and not opts.allow_duplicate_links
-    stored_links = index.copies_by_link(e.link_key) if links_ok and e.link_key else ()
+    stored_links = stored.by_link.get(e.link_key, ()) if links_ok and e.link_key else ()
     for c in (*stored_links, *local.by_link(e.link_key if links_ok else None)):
         looked.add((c.source, c.key))
         matches.append((c, "link", None))
-    for c in (*index.copies_by_fingerprint(e.fingerprint), *local.by_fingerprint(e.fingerprint)):
+    for c in (*stored.by_fingerprint.get(e.fingerprint, ()), *local.by_fingerprint(e.fingerprint)):
         if (c.source, c.key) not in looked and _exact_ok(e, probe, c):
             looked.add((c.source, c.key))
             matches.append((c, "text", None))
-    keys = probe.sketch if opts.near_duplicates else probe.sketch[: probe.n_prefix]
+    keys = _sketch_keys(probe, opts)
     if keys:  # without sketch hashes (exact tiers only) there are no fuzzy candidates
-        candidates = [
-            *index.copies_by_sketch(keys, limit=MAX_CANDIDATES),
-            *local.by_sketch(keys),
-        ]
+        candidates = [*_by_sketch(stored, keys), *local.by_sketch(keys)]
         fuzzy: list[tuple[StoredCopy, str, float | None]] = []
         misses: list[StoredCopy] = []
         certain = {c.entry_id for c, _, _ in matches}
@@ -507,8 +330,118 @@ def _place_one(
                 misses.append(c)
         matches.extend(_unambiguous(e, fuzzy, misses, opts))
     if not matches:
-        return Placement(e, e.id, "new", sketch=probe.sketch)
+        return Placement(e, e.id, "new", sketch=probe.sketch), ()
     return _from_matches(e, probe, matches, batch_keys)
+
+
+def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateView) -> Decision:
+    """The entry-level decisions of a batch: which entries merge and whose id survives, each
+    copy's final entry, and which copy represents each entry the batch creates or changes.
+
+    A copy that matched several entries (its links) makes them one: the oldest survives
+    (first seen earliest; at the same moment, a stored entry before one of this batch, then
+    the store's order), whatever order the batch linked them in. A stored entry folded away
+    becomes a Merge for the store, and its first copy takes the rule by which it was linked;
+    an entry this batch created and folded away is never stored: its copies go to the
+    survivor, its first copy marked with that rule.
+    """
+    placements = [p for p, _ in placed]
+    named: set[str] = set()
+    for p, links in placed:
+        if links or p.existing is None or p.rewrites:
+            named.add(p.entry_id)
+            named.update(link.entry_id for link in links)
+    stored = view.entries(named) if named else {}
+    created: dict[str, int] = {}  # entry id -> the placement that creates it
+    for i, p in enumerate(placements):
+        if p.rule == "new" and p.entry_id not in stored:
+            created.setdefault(p.entry_id, i)
+
+    def age(entry_id: str) -> tuple[datetime, int, int]:
+        entry = stored.get(entry_id)
+        if entry is not None:
+            return entry.first_seen, 0, entry.seq
+        i = created.get(entry_id)
+        if i is not None:
+            return placements[i].excerpt.first_seen, 1, i
+        return datetime.max.replace(tzinfo=UTC), 2, 0  # not stored: never the survivor
+
+    parent: dict[str, str] = {}
+
+    def find(entry_id: str) -> str:
+        while entry_id in parent:
+            entry_id = parent[entry_id]
+        return entry_id
+
+    folded: dict[str, _Link] = {}  # entry folded away -> the link that folded it, in order
+    for p, links in placed:
+        if not links:
+            continue
+        roots = {find(link.entry_id): link for link in links}
+        roots.setdefault(find(p.entry_id), _Link(p.entry_id, p.rule, p.score))
+        survivor = min(roots, key=age)
+        for root, link in roots.items():
+            if root != survivor:
+                parent[root] = survivor
+                folded[root] = link
+    final: list[Placement] = []
+    for p in placements:
+        entry_id, rule, score = find(p.entry_id), p.rule, p.score
+        if rule == "new" and p.entry_id in folded:
+            rule, score = folded[p.entry_id].rule, folded[p.entry_id].score
+        if (entry_id, rule, score) != (p.entry_id, p.rule, p.score):
+            p = replace(p, entry_id=entry_id, rule=rule, score=score)
+        final.append(p)
+    merges = tuple(
+        Merge(entry_id, find(entry_id), link.rule, link.score)
+        for entry_id, link in folded.items()
+        if entry_id in stored
+    )
+    touched = {find(p.entry_id) for p, links in placed if links or p.existing is None or p.rewrites}
+    new = sum(1 for p in placements if p.rule == "new")
+    joined = sum(1 for p in placements if p.existing is None) - new
+    updated = sum(1 for p in placements if p.rewrites)
+    return Decision(
+        placements=tuple(final),
+        merges=merges,
+        representatives=_representatives(final, stored, touched, find),
+        new=new,
+        joined=joined,
+        updated=updated,
+        unchanged=len(placements) - new - joined - updated,
+    )
+
+
+def _representatives(
+    placements: list[Placement],
+    stored: Mapping[str, StoredEntry],
+    touched: set[str],
+    find: Callable[[str], str],
+) -> dict[str, tuple[str, str]]:
+    """For each touched entry, the copy that represents it: the longest untruncated excerpt,
+    else the longest one; the copy seen first wins a tie, so the choice stays put."""
+    rewritten = {p.existing.rowid: p.excerpt for p in placements if p.existing and p.rewrites}
+    ranked: dict[str, list[tuple[tuple[datetime, int, int], CopyRank]]] = {}
+    for entry in stored.values():
+        root = find(entry.id)
+        if root not in touched:
+            continue
+        for c in entry.copies:
+            e = rewritten.get(c.rowid)
+            if e is not None:
+                c = CopyRank(e.source, e.key, e.truncated, len(e.excerpt), c.first_seen, c.rowid)
+            ranked.setdefault(root, []).append(((c.first_seen, 0, c.rowid), c))
+    for i, p in enumerate(placements):
+        if p.existing is None and p.entry_id in touched:
+            e = p.excerpt
+            rank = CopyRank(e.source, e.key, e.truncated, len(e.excerpt), e.first_seen, -(i + 1))
+            ranked.setdefault(p.entry_id, []).append(((e.first_seen, 1, i), rank))
+    chosen = {}
+    for entry_id, copies in ranked.items():
+        copies.sort(key=itemgetter(0))
+        best = max((c for _, c in copies), key=lambda c: (not c.truncated, c.length))
+        chosen[entry_id] = (best.source, best.key)
+    return chosen
 
 
 def _unambiguous(
@@ -591,19 +524,19 @@ def _from_matches(
     e: Excerpt,
     probe: _Probe,
     matches: list[tuple[StoredCopy, str, float | None]],
-    batch_keys: set[str],
-) -> Placement:
+    batch_keys: frozenset[tuple[str, str]],
+) -> tuple[Placement, tuple[_Link, ...]]:
     # The most certain match decides the placement; every other stored entry matched is
-    # linked by this copy and is merged into it (the store keeps the oldest id).
+    # linked by this copy, and merged with it (see _resolve).
     matches.sort(key=lambda m: (_RULE_RANK[m[1]], -(m[2] or 1.0), m[0].rowid < 0, m[0].rowid))
     best_rule = matches[0][1]
     entry_id = matches[0][0].entry_id
     mine = [m for m in matches if m[0].entry_id == entry_id and m[1] == best_rule]
     hit, rule, score = next((m for m in mine if m[0].source == e.source), mine[0])
-    merges: dict[str, Merge] = {}
+    links: dict[str, _Link] = {}
     for c, r, s in matches:
-        if c.rowid > 0 and c.entry_id != entry_id and c.entry_id not in merges:
-            merges[c.entry_id] = Merge(c.entry_id, r, s)
+        if c.rowid > 0 and c.entry_id != entry_id and c.entry_id not in links:
+            links[c.entry_id] = _Link(c.entry_id, r, s)
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
     # copies of one entry. Across sources it is another copy of the same entry. Copies of
@@ -613,18 +546,13 @@ def _from_matches(
     rekey = (
         hit.rowid > 0
         and hit.source == e.source
-        and hit.key not in batch_keys
+        and (hit.source, hit.key) not in batch_keys
         and rule in ("link", "text")
     )
-    return Placement(
-        e,
-        hit.entry_id,
-        rule,
-        score=score,
-        existing=hit if rekey else None,
-        sketch=probe.sketch,
-        merges=tuple(merges.values()),
+    placement = Placement(
+        e, hit.entry_id, rule, score=score, existing=hit if rekey else None, sketch=probe.sketch
     )
+    return placement, tuple(links.values())
 
 
 def _title(e: Excerpt, probe: _Probe | None) -> str:

@@ -7,52 +7,12 @@ All datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 SourceKind = Literal["auto", "feed", "page", "text"]
 Outcome = Literal["new", "updated", "unchanged", "error"]
-
-R = TypeVar("R")
-
-
-def quick_init(cls: type[R]) -> type[R]:
-    """Give a frozen slots dataclass an __init__ that stores each field straight into its slot.
-
-    The __init__ that @dataclass writes for a frozen class assigns every field through
-    object.__setattr__ by name, which costs more than the rest of making the record. The one
-    written here takes the same parameters and defaults and calls each slot's own setter,
-    about twice as fast; the instance is as frozen as before (the class's __setattr__ still
-    refuses). For records made once per excerpt in the dedup and store loops.
-    """
-    if hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: quick_init does not call __post_init__")
-    names: list[str] = []
-    params: list[str] = []
-    values: dict[str, object] = {}  # what the generated code refers to: setters, defaults
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.default_factory is not MISSING or not f.init or f.kw_only:
-            raise TypeError(f"{cls.__name__}.{f.name}: quick_init takes plain fields only")
-        names.append(f.name)
-        values[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            values[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-    body = "".join(f"        _set_{n}(self, {n})\n" for n in names)
-    source = (
-        f"def make({', '.join(values)}):\n"
-        f"    def __init__(self, {', '.join(params)}):\n{body}"
-        "    return __init__\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(source, {}, namespace)  # as dataclasses itself writes __init__
-    init = namespace["make"](*values.values())
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,3 +227,140 @@ class RefreshReport:
     @property
     def failed(self) -> tuple[SourceResult, ...]:
         return tuple(r for r in self.results if r.outcome == "error")
+
+
+# --- dedup and the store -----------------------------------------------------------------------
+# The store finds candidates for a batch (CandidateQuery -> Candidates, StoredEntry), dedup
+# decides (Decision), the store persists the decision.
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCopy:
+    """What dedup needs to know about a copy already in the store."""
+
+    rowid: int  # the store's number for the copy, increasing with age; < 0: a copy of the batch
+    source: str  # the source it came from
+    key: str  # its identity within that source
+    entry_id: str  # the merged entry it belongs to
+    content_hash: str  # to tell an update from a repeat
+    link: str | None  # identity form of its link
+    truncated: bool  # whether its text is cut short
+    text: str  # folded text, for prefix and similarity rules
+    title: str = ""  # its title as displayed, for the title checks of the text rules
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateQuery:
+    """What one batch asks the store for; each field is looked up in one go."""
+
+    keys: frozenset[tuple[str, str]] = frozenset()  # (source, key) of copies stored under them
+    links: frozenset[str] = frozenset()  # copies with one of these identity links
+    fingerprints: frozenset[str] = frozenset()  # copies with one of these fingerprints
+    hashes: frozenset[int] = frozenset()  # copies with one of these candidate-index hashes
+    limit: int = 200  # copies per hash at most, the newest
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Everything stored that one batch of excerpts could match."""
+
+    by_key: Mapping[tuple[str, str], StoredCopy]  # (source, key) -> its stored copy
+    by_link: Mapping[str, tuple[StoredCopy, ...]]  # copies per link, oldest first
+    by_fingerprint: Mapping[str, tuple[StoredCopy, ...]]  # copies per fingerprint, oldest first
+    by_hash: Mapping[int, tuple[StoredCopy, ...]]  # copies per hash, oldest first
+
+
+NO_CANDIDATES = Candidates({}, {}, {}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRank:
+    """What choosing an entry's representative copy reads of one copy."""
+
+    source: str  # the copy's source
+    key: str  # its identity within that source
+    truncated: bool  # whether its text is cut short
+    length: int  # characters of its excerpt
+    first_seen: datetime  # when it was first seen
+    rowid: int  # the store's number for it, increasing with age
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A stored merged entry, as dedup sees it when a batch touches it."""
+
+    id: str  # its id
+    first_seen: datetime  # its earliest copy's first sight: the older entry's id survives a merge
+    seq: int  # the store's creation order, for entries first seen at the same moment
+    copies: tuple[CopyRank, ...]  # every copy, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where dedup put one excerpt of a batch."""
+
+    excerpt: Excerpt  # the normalized record
+    entry_id: str  # the entry it belongs to once the batch's merges are done
+    rule: str  # how it joined: new | same | guid | link | text | prefix | similar
+    score: float | None = None  # similarity, for rules "similar" and "prefix"
+    existing: StoredCopy | None = None  # the stored copy of this source it is, or rewrites
+    sketch: tuple[int, ...] = ()  # candidate-index hashes to store; () when none change
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether it changes a stored copy (new content, or the same copy under a new key)."""
+        old = self.existing
+        return old is not None and (
+            old.content_hash != self.excerpt.content_hash or old.key != self.excerpt.key
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A stored entry that a copy of the batch showed to be the same post as another."""
+
+    entry_id: str  # the entry folded away
+    into: str  # the entry it is folded into, whose id survives (the older one)
+    rule: str  # how the linking copy matched it: link | text | prefix | similar
+    score: float | None = None  # similarity, for rules "similar" and "prefix"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Everything dedup decided for one batch: what the store writes, and what to report."""
+
+    placements: tuple[Placement, ...]  # one per distinct copy, in batch order
+    merges: tuple[Merge, ...] = ()  # stored entries folded into others
+    # entry id -> (source, key) of the copy that represents it, for every entry the batch
+    # creates or changes
+    representatives: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    new: int = 0  # copies of posts seen for the first time
+    joined: int = 0  # new copies of posts already known
+    updated: int = 0  # stored copies whose content or key changed
+    unchanged: int = 0  # stored copies seen again as they were
+    repeated_in_batch: int = 0  # items that repeated another item of the same fetch
+    repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
+    changed_keys: int = 0  # known copies that came back under a new guid, link or text
+    warnings: tuple[str, ...] = ()  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCopy:
+    """One copy of a merged entry, and why it was merged, for `aggregator dupes`."""
+
+    source: str  # the copy's source
+    key: str  # its identity within that source
+    rule: str  # new (the first copy) | guid | link | text | prefix | similar
+    score: float | None  # similarity, for rules "similar" and "prefix"
+    title: str  # its title
+    link: str | None  # its link
+    first_seen: datetime  # when it was first seen
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A merged entry with more than one copy."""
+
+    entry_id: str  # the entry's id
+    first_seen: datetime  # its first sight
+    copies: tuple[ClusterCopy, ...]  # every copy, oldest first

@@ -10,7 +10,6 @@ own transaction, so a failure leaves every source either fully updated or untouc
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import threading
@@ -47,7 +46,7 @@ from aggregator.parse.sniff import sniff
 from aggregator.parse.text import parse_text
 from aggregator.parsepool import ParsePool, start_pool
 from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store import Store, open_store
 from aggregator.timing import next_due_error, next_due_ok
 
 log = logging.getLogger("aggregator.refresh")
@@ -63,43 +62,6 @@ REDIRECTS_BEFORE_MOVE = 3
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# While a refresh runs, the cyclic garbage collector looks at young objects every 50,000 new
-# container objects instead of Python's 700. At 700 it walked the objects a refresh holds
-# (parsed items, excerpts, candidate copies) so often that it took about a sixth of the
-# dedup and store work (the last 10,000 of 100,000 records: 194 us each, 165 at 50,000). A
-# refresh makes few reference cycles, and everything else is freed by reference counting at
-# once anyway. The parse workers, forked inside the refresh, inherit the threshold.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-class _FewerCollections:
-    """Raises the collector's young threshold while any refresh of this process runs (a
-    server may run several), and puts back what was there when the last one ends."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._saved: tuple[int, int, int] = gc.get_threshold()
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._saved = gc.get_threshold()
-                gc.set_threshold(max(GC_YOUNG_THRESHOLD, self._saved[0]), *self._saved[1:])
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0:
-                    gc.set_threshold(*self._saved)
-
-
-fewer_collections = _FewerCollections()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +112,11 @@ def refresh(
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
-    store = SQLiteStore(config.store_path)
     own_session = session is None
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     guard = guard or NetGuard(allow_private=config.fetch.allow_private)
     try:
-        with fewer_collections():
+        with open_store(config) as store:
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
@@ -173,7 +134,7 @@ def refresh(
                 # back alone; those before it still commit, then the error stops the refresh.
                 stored: list[SourceResult] = []
                 failure: Exception | None = None
-                with _STORE_LOCK, store.exclusive():
+                with _STORE_LOCK, store.transaction():
                     for fetched in ready:
                         try:
                             stored.append(_store_one(config, store, fetched, clock))
@@ -197,7 +158,6 @@ def refresh(
                 snapshot_written=snapshot_written,
             )
     finally:
-        store.close()
         if own_session:
             session.close()
 
@@ -212,11 +172,8 @@ def refresh_if_due(
 ) -> RefreshReport | None:
     """Refresh one source if it is still due (a cron run may just have done it), else None."""
     source = config.source(name)
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         state = store.get_state(name)
-    finally:
-        store.close()
     if not is_due(source, state, clock()):
         return None
     return refresh(config, names=(name,), session=session, clock=clock, emit=emit)
@@ -282,11 +239,8 @@ def preview(
 def due_at(config: Config, name: str) -> datetime | None:
     """When a source is next due, from the store; None when it is due now (or never fetched)."""
     source = config.source(name)
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         state = store.get_state(name)
-    finally:
-        store.close()
     if state is None or state.url != source.url:
         return None
     return state.next_due
@@ -294,14 +248,11 @@ def due_at(config: Config, name: str) -> datetime | None:
 
 def emit_outputs(config: Config) -> tuple[bool, bool]:
     """Write the outputs from what is stored, without fetching anything."""
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         return write_outputs(config, store)
-    finally:
-        store.close()
 
 
-def write_outputs(config: Config, store: SQLiteStore) -> tuple[bool, bool]:
+def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     """Emit feed.atom, feed.json, index.html and snapshot.json from what is stored.
 
     Returns whether feed.atom and snapshot.json changed (feed.json and index.html follow them).
@@ -655,7 +606,7 @@ def _follow_pages(
 # --- store (calling thread) --------------------------------------------------------------------
 
 
-def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clock) -> SourceResult:
+def _store_one(config: Config, store: Store, fetched: _Fetched, clock: Clock) -> SourceResult:
     source, state = fetched.source, fetched.state
     now = clock()
     if fetched.error is not None:
@@ -680,7 +631,6 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
             status=fetched.result.status,
             duration=fetched.duration,
         )
-    excerpts = list(fetched.excerpts)
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,
@@ -688,34 +638,23 @@ def _store_one(config: Config, store: SQLiteStore, fetched: _Fetched, clock: Clo
     )
     # Placement reads what is stored; holding the write lock from there to the commit keeps
     # another process (a cron refresh beside the scheduler) from storing the same copies.
-    with store.exclusive():
-        batch = dedup.place(excerpts, store, options=options)
-        added = [p for p in batch.placements if p.existing is None and p.rule != "same"]
-        new = sum(1 for p in added if p.rule == "new")
-        joined = len(added) - new
-        updated = sum(
-            1
-            for p in batch.placements
-            if p.existing is not None
-            and (
-                p.existing.content_hash != p.excerpt.content_hash or p.existing.key != p.excerpt.key
-            )
-        )
-        unchanged = len(batch.placements) - len(added) - updated
-        first_crawl = state.last_success is None
-        store.apply(source.name, batch.placements, ok_state, backfill=first_crawl)
+    with store.transaction():
+        decision = dedup.place(fetched.excerpts, store, options)
+        store.apply(decision, ok_state, backfill=state.last_success is None)
     # Items new to this source are "new" for it, whether or not another source had them.
-    outcome = "new" if new or joined else "updated" if updated else "unchanged"
+    outcome = (
+        "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
+    )
     return SourceResult(
         source=source.name,
         outcome=outcome,
-        new=new,
-        joined=joined,
-        updated=updated,
-        unchanged=unchanged,
+        new=decision.new,
+        joined=decision.joined,
+        updated=decision.updated,
+        unchanged=decision.unchanged,
         status=fetched.result.status,
         duration=fetched.duration,
-        warnings=(*fetched.document.warnings, *batch.warnings),
+        warnings=(*fetched.document.warnings, *decision.warnings),
     )
 
 

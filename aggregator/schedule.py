@@ -25,7 +25,7 @@ from aggregator.errors import AggregatorError
 from aggregator.models import SourceResult
 from aggregator.refresh import due_at, emit_outputs, refresh_if_due
 from aggregator.serve import Server
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store import open_store
 
 log = logging.getLogger("aggregator.run")
 
@@ -86,11 +86,8 @@ class Runner:
 
     def start(self) -> Runner:
         emit_outputs(self.config)  # outputs exist (and match the store) before the first job
-        store = SQLiteStore(self.config.store_path)
-        try:
+        with open_store(self.config) as store:
             states = {st.name: st for st in store.states()}
-        finally:
-            store.close()
         now = datetime.now(UTC)
         for source in self.config.sources:
             st = states.get(source.name)

@@ -49,13 +49,10 @@ class RefreshProgress:
         self.total = len(set(names)) if names else len(config.sources) if force else None
         if self.total is None:
             from aggregator.refresh import due_sources, utcnow
-            from aggregator.store.sqlite import SQLiteStore
+            from aggregator.store import open_store
 
-            store = SQLiteStore(config.store_path)
-            try:
+            with open_store(config) as store:
                 states = {st.name: st for st in store.states()}
-            finally:
-                store.close()
             self.total = len(due_sources(config, states, utcnow()))
         self.progress = Progress(
             TextColumn("[bold]refreshing"),

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from aggregator.store import Store
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = ROOT.parent / "shared"
@@ -141,3 +143,24 @@ def load_snapshot(path: Path) -> dict[str, Any]:
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     ).validate(doc)
     return doc
+
+
+# Every Store implementation the contract suite (tests/test_store_contract.py) and the dedup
+# tests run against, by name.
+STORES = ("sqlite",)
+
+
+def open_test_store(kind: str, tmp_path: Path) -> Store:
+    """A new, empty store of the given implementation, in `tmp_path`."""
+    if kind == "sqlite":
+        from aggregator.store.sqlite import SQLiteStore
+
+        return SQLiteStore(tmp_path / "store.db")
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A new, empty store, once per implementation."""
+    with open_test_store(request.param, tmp_path) as opened:
+        yield opened

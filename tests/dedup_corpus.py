@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aggregator import dedup
-from aggregator.models import ExcerptOptions, RawItem, Source, SourceState
+from aggregator.models import CandidateQuery, ExcerptOptions, RawItem, Source, SourceState
 from aggregator.normalize import normalize
 from aggregator.store.sqlite import SQLiteStore
 
@@ -209,7 +209,7 @@ def run_corpus(
         transaction = ExitStack()
         for n, ((fetch, source), idx) in enumerate(ordered):
             if group is not None and n % group == 0:
-                transaction.enter_context(store.exclusive())
+                transaction.enter_context(store.transaction())
             now = T0 + timedelta(hours=fetch, minutes=idx[0])
             src = Source(name=source, url=f"https://{source}.test/")
             excerpts = [
@@ -222,12 +222,11 @@ def run_corpus(
                     normalize(records[i].item, source=src, now=now, options=ExcerptOptions())
                     for i in idx
                 ]
-            batch = dedup.place(
-                excerpts,
-                store,
-                options=replace(opts, allow_duplicate_links=src.allow_duplicate_links),
-            )
-            store.apply(source, batch.placements, SourceState(name=source))
+            with store.transaction():
+                batch = dedup.place(
+                    excerpts, store, replace(opts, allow_duplicate_links=src.allow_duplicate_links)
+                )
+                store.apply(batch, SourceState(name=source))
             if group is not None and (n % group == group - 1 or n == len(ordered) - 1):
                 transaction.close()  # commits the group
             by_key = {p.excerpt.key: p for p in batch.placements}
@@ -241,20 +240,25 @@ def run_corpus(
                 allow_duplicate_links=r.source == SHARED_LINK_SOURCE,
             )
             e = normalize(r.item, source=src, now=T0, options=ExcerptOptions())
-            row = store._db.execute(
-                "SELECT entry_id FROM copies WHERE source = ? AND key = ?", (r.source, e.key)
-            ).fetchone()
-            if row is None:  # re-keyed: the copy it updated carries its new key
-                row = store._db.execute(
-                    "SELECT entry_id FROM copies WHERE source = ? AND link_key = ?",
-                    (r.source, e.link_key),
-                ).fetchone()
-            entry_of[i] = row[0] if row else ""
+            found = store.candidates(
+                CandidateQuery(
+                    keys=frozenset({(r.source, e.key)}),
+                    links=frozenset({e.link_key} if e.link_key else ()),
+                )
+            )
+            copy = found.by_key.get((r.source, e.key))
+            if copy is None:  # re-keyed: the copy it updated carries its new key
+                copy = next(
+                    (c for c in found.by_link.get(e.link_key or "", ()) if c.source == r.source),
+                    None,
+                )
+            entry_of[i] = copy.entry_id if copy else ""
         kept = store.entry_counts()
+        # The entries each source has a copy of, counted from what the outputs show.
         counted = dict(
-            store._db.execute(
-                "SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source"
-            ).fetchall()
+            Counter(
+                name for entry in store.latest(10**9) for name in {s.source for s in entry.sources}
+            )
         )
     finally:
         store.close()

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from aggregator import dedup
-from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source, SourceState
+from aggregator.models import (
+    CandidateQuery,
+    Decision,
+    Excerpt,
+    ExcerptOptions,
+    RawItem,
+    Source,
+    SourceState,
+)
 from aggregator.normalize import normalize
 from aggregator.sketch import band_hashes, jaccard, weight
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LONG = (
@@ -49,26 +56,25 @@ def ex(
     return normalize(item, source=src, now=T0 + timedelta(hours=at), options=ExcerptOptions())
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "store.db")
-    yield s  # type: ignore[misc]
-    s.close()
-
-
-def put(store: SQLiteStore, *excerpts: Excerpt, **options: object) -> dedup.BatchResult:
+def put(store: Store, *excerpts: Excerpt, **options: object) -> Decision:
+    """Place one batch and store what dedup decided, as a refresh does."""
     opts = dedup.DedupOptions(**options)  # type: ignore[arg-type]
-    result = dedup.place(list(excerpts), store, options=opts)
-    store.apply(excerpts[0].source, result.placements, SourceState(name=excerpts[0].source))
-    return result
+    with store.transaction():
+        decision = dedup.place(list(excerpts), store, opts)
+        store.apply(decision, SourceState(name=excerpts[0].source))
+    return decision
 
 
-def entry_of(store: SQLiteStore, e: Excerpt) -> str:
-    row = store._db.execute(
-        "SELECT entry_id FROM copies WHERE source = ? AND key = ?", (e.source, e.key)
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
+def entry_of(store: Store, e: Excerpt) -> str:
+    """The entry the stored copy of `e` (by source and key) belongs to."""
+    found = store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)})))
+    return found.by_key[e.source, e.key].entry_id
+
+
+def stored_keys(store: Store, source: str, link_key: str) -> list[str]:
+    """The keys of `source`'s stored copies with this identity link."""
+    found = store.candidates(CandidateQuery(links=frozenset({link_key})))
+    return [c.key for c in found.by_link.get(link_key, ()) if c.source == source]
 
 
 def test_weight_counts_cjk_twice_and_jaccard_trims_nothing() -> None:
@@ -104,7 +110,7 @@ def test_band_hashes_keep_their_stored_values() -> None:
 
 
 @pytest.mark.parametrize("body", [LONG, LONG_ZH])
-def test_truncated_copy_joins_by_prefix_with_a_score(store: SQLiteStore, body: str) -> None:
+def test_truncated_copy_joins_by_prefix_with_a_score(store: Store, body: str) -> None:
     full = ex("a", body, guid="1")
     cut = ex("b", body[: len(body) // 2] + "...", guid="2", at=1)
     put(store, full)
@@ -117,7 +123,7 @@ def test_truncated_copy_joins_by_prefix_with_a_score(store: SQLiteStore, body: s
     assert [(d.source, d.rule) for d in entry.duplicates] == [("b", "prefix")]
 
 
-def test_a_short_cut_or_an_untruncated_prefix_stays_apart(store: SQLiteStore) -> None:
+def test_a_short_cut_or_an_untruncated_prefix_stays_apart(store: Store) -> None:
     put(store, ex("a", LONG, guid="1"))
     # Too short to tell one post from another.
     tiny = put(store, ex("b", LONG[:30] + "...", guid="2"))
@@ -127,14 +133,14 @@ def test_a_short_cut_or_an_untruncated_prefix_stays_apart(store: SQLiteStore) ->
     assert whole.placements[0].rule == "new"
 
 
-def test_typo_and_different_cut_join_as_similar(store: SQLiteStore) -> None:
+def test_typo_and_different_cut_join_as_similar(store: Store) -> None:
     put(store, ex("a", LONG, guid="1"))
     edited = LONG.replace("cheap estimate", "cheep estimate").replace("Measure", "Measured")
     p = put(store, ex("b", edited[:-20] + "...", guid="2")).placements[0]
     assert p.rule == "similar" and p.score is not None and 0.7 <= p.score < 1
 
 
-def test_numbered_titles_never_merge(store: SQLiteStore) -> None:
+def test_numbered_titles_never_merge(store: Store) -> None:
     put(store, ex("a", LONG, title="Batch size, part 1", guid="1"))
     p = put(store, ex("b", LONG[:-5] + "...", title="Batch size, part 2", guid="2")).placements[0]
     assert p.rule == "new"
@@ -143,14 +149,14 @@ def test_numbered_titles_never_merge(store: SQLiteStore) -> None:
     assert p.rule == "new" and q.rule == "new"
 
 
-def test_near_duplicates_off_leaves_similar_copies_apart(store: SQLiteStore) -> None:
+def test_near_duplicates_off_leaves_similar_copies_apart(store: Store) -> None:
     put(store, ex("a", LONG, guid="1"))
     edited = LONG.replace("cheap estimate", "cheep estimate")
     p = put(store, ex("b", edited, guid="2"), near_duplicates=False).placements[0]
     assert p.rule == "new"
 
 
-def test_short_equal_texts_need_equal_titles(store: SQLiteStore) -> None:
+def test_short_equal_texts_need_equal_titles(store: Store) -> None:
     put(store, ex("a", "Slides are online.", title="Talk in Berlin", guid="1"))
     other = put(store, ex("b", "Slides are online.", title="Talk in Lisbon", guid="2"))
     same = put(store, ex("c", "Slides are online.", title="Talk in Berlin", guid="3"))
@@ -158,7 +164,7 @@ def test_short_equal_texts_need_equal_titles(store: SQLiteStore) -> None:
     assert same.placements[0].rule == "text"
 
 
-def test_a_copy_linking_two_entries_merges_them_into_the_older(store: SQLiteStore) -> None:
+def test_a_copy_linking_two_entries_merges_them_into_the_older(store: Store) -> None:
     older = ex("a", LONG, guid="1", link="https://a.test/p", at=0, categories=("ml",))
     newer = ex("b", LONG_ZH, guid="2", link="https://b.test/p", at=1, categories=("ML", "zh"))
     put(store, older)
@@ -166,8 +172,11 @@ def test_a_copy_linking_two_entries_merges_them_into_the_older(store: SQLiteStor
     assert len(store.latest(10)) == 2
     # Same link as the newer entry, same text as the older one: both are one post.
     bridge = ex("c", LONG, guid="3", link="https://b.test/p", at=2)
-    p = put(store, bridge).placements[0]
-    assert p.rule == "link" and [m.entry_id for m in p.merges] == [older.id]
+    decision = put(store, bridge)
+    p = decision.placements[0]
+    assert p.rule == "link" and [(m.entry_id, m.into) for m in decision.merges] == [
+        (newer.id, older.id)
+    ]
     (entry,) = store.latest(10)
     assert entry.id == older.id  # the older id survives
     assert entry.first_seen == older.first_seen
@@ -181,7 +190,7 @@ def test_a_copy_linking_two_entries_merges_them_into_the_older(store: SQLiteStor
     assert [e.id for e in store.latest(10)] == [older.id]
 
 
-def test_allow_duplicate_links_keeps_items_of_one_link_apart(store: SQLiteStore) -> None:
+def test_allow_duplicate_links_keeps_items_of_one_link_apart(store: Store) -> None:
     items = [
         ex("daily", LONG, guid=None, link="https://d.test/", allow_duplicate_links=True),
         ex("daily", LONG_ZH, guid=None, link="https://d.test/", allow_duplicate_links=True),
@@ -193,7 +202,7 @@ def test_allow_duplicate_links_keeps_items_of_one_link_apart(store: SQLiteStore)
     assert put(store, other, allow_duplicate_links=True).placements[0].rule == "new"
 
 
-def test_repeated_guid_items_are_told_apart_and_reported(store: SQLiteStore) -> None:
+def test_repeated_guid_items_are_told_apart_and_reported(store: Store) -> None:
     items = [
         ex("f", LONG, guid="same", link="https://f.test/1"),
         ex("f", LONG_ZH, guid="same", link="https://f.test/2"),
@@ -206,17 +215,17 @@ def test_repeated_guid_items_are_told_apart_and_reported(store: SQLiteStore) -> 
     assert len(store.latest(10)) == 2
 
 
-def test_guid_churn_keeps_the_id(store: SQLiteStore) -> None:
+def test_guid_churn_keeps_the_id(store: Store) -> None:
     first = ex("f", LONG, guid="v1", link="https://f.test/1")
     put(store, first)
     result = put(store, ex("f", LONG, guid="v2", link="https://f.test/1", at=1))
     assert result.changed_keys == 1 and result.warnings
     (entry,) = store.latest(10)
     assert entry.id == first.id
-    assert store._db.execute("SELECT key FROM copies").fetchall() == [("guid:v2",)]
+    assert stored_keys(store, "f", first.link_key or "") == ["guid:v2"]
 
 
-def test_clusters_lists_merged_entries_and_filters_by_source(store: SQLiteStore) -> None:
+def test_clusters_lists_merged_entries_and_filters_by_source(store: Store) -> None:
     put(store, ex("a", LONG, guid="1"))
     put(store, ex("b", LONG[:120] + "...", guid="2"))
     put(store, ex("c", LONG_ZH, guid="3"))
@@ -226,7 +235,7 @@ def test_clusters_lists_merged_entries_and_filters_by_source(store: SQLiteStore)
     assert store.clusters("c") == []
 
 
-def test_a_merge_inside_one_batch_carries_the_batch_along(store: SQLiteStore) -> None:
+def test_a_merge_inside_one_batch_carries_the_batch_along(store: Store) -> None:
     older = ex("a", LONG, guid="1", link="https://a.test/p")
     put(store, older)
     # Two items of one fetch share a link; the second also has the stored post's text. The
@@ -235,7 +244,10 @@ def test_a_merge_inside_one_batch_carries_the_batch_along(store: SQLiteStore) ->
     second = ex("b", LONG, guid="3", link="https://b.test/p", at=1)
     first, second = replace(first, position=0), replace(second, position=1)
     result = put(store, first, second)
-    assert [p.rule for p in result.placements] == ["new", "link"]
-    assert [m.entry_id for m in result.placements[1].merges] == [older.id]
+    # The first item started an entry of its own, which the second linked to the older one:
+    # it joins that entry, as the link made it (never stored apart, so no Merge for the store).
+    assert (result.new, result.joined, result.merges) == (1, 1, ())
+    assert [p.rule for p in result.placements] == ["link", "link"]
+    assert [p.entry_id for p in result.placements] == [older.id, older.id]
     assert {entry_of(store, e) for e in (older, first, second)} == {older.id}
     assert [e.id for e in store.latest(10)] == [older.id]

@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator import dedup
-from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source, SourceState
+from aggregator.models import CandidateQuery, Excerpt, ExcerptOptions, RawItem, Source, SourceState
 from aggregator.normalize import normalize
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store import Store
+from tests.conftest import open_test_store
 from tests.dedup_corpus import CORPUS, T0, _cut, _typo
 
 _POSTS = tomllib.loads((CORPUS / "posts.toml").read_text(encoding="utf-8"))["post"]
@@ -52,28 +53,28 @@ def _excerpt(post: int, variant: str, n: int) -> Excerpt:
     return normalize(_item(post, variant), source=source, now=now, options=ExcerptOptions())
 
 
-def _run(records: list[tuple[int, str]], store: SQLiteStore, start: int = 0) -> list[str]:
+def _run(records: list[tuple[int, str]], store: Store, start: int = 0) -> list[str]:
     """Place records one source at a time; return each record's rule."""
     rules = []
     for n, (post, variant) in enumerate(records, start=start):
         e = _excerpt(post, variant, n)
-        batch = dedup.place([e], store)
-        store.apply(e.source, batch.placements, SourceState(name=e.source))
+        with store.transaction():
+            batch = dedup.place([e], store)
+            store.apply(batch, SourceState(name=e.source))
         rules.append(batch.placements[0].rule)
     return rules
 
 
-def _entries(records: list[tuple[int, str]], store: SQLiteStore) -> dict[tuple[int, str], str]:
+def _entries(records: list[tuple[int, str]], store: Store) -> dict[tuple[int, str], str]:
     out = {}
     for post, variant in records:
         e = _excerpt(post, variant, 0)
-        row = store._db.execute(
-            "SELECT c.entry_id FROM copies c JOIN entries e ON e.id = c.entry_id "
-            "WHERE c.source = ? AND c.key = ?",
-            (e.source, e.key),
-        ).fetchone()
-        assert row is not None, f"record {post}/{variant} has no entry"
-        out[(post, variant)] = row[0]
+        copy = store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)}))).by_key.get(
+            (e.source, e.key)
+        )
+        assert copy is not None, f"record {post}/{variant} is not stored"
+        assert store.entries({copy.entry_id}), f"record {post}/{variant} has no entry"
+        out[(post, variant)] = copy.entry_id
     return out
 
 
@@ -97,9 +98,9 @@ records_st = st.lists(
 def test_dedup_properties(records: list[tuple[int, str]], data: st.DataObject) -> None:
     order = data.draw(st.permutations(records))
     with tempfile.TemporaryDirectory() as tmp:
-        first = SQLiteStore(Path(tmp) / "a.db")
-        again = SQLiteStore(Path(tmp) / "b.db")
-        shuffled = SQLiteStore(Path(tmp) / "c.db")
+        first = open_test_store("sqlite", Path(tmp) / "a")
+        again = open_test_store("sqlite", Path(tmp) / "b")
+        shuffled = open_test_store("sqlite", Path(tmp) / "c")
         try:
             _run(records, first)
             _run(records, again)
@@ -117,7 +118,7 @@ def test_dedup_properties(records: list[tuple[int, str]], data: st.DataObject) -
             rules = _run(records, first, start=len(records))
             assert set(rules) == {"same"}
             assert _entries(records, first) == entries
-            count = first._db.execute("SELECT count(*) FROM copies").fetchone()[0]
+            count = sum(len(entry.sources) for entry in first.latest(10**9))
             assert count == len(records)
         finally:
             first.close()

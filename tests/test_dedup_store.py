@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aggregator import dedup
-from aggregator.models import Excerpt
-from aggregator.store import Candidates
+from aggregator.models import CandidateQuery, Candidates, Excerpt, StoredEntry
 from aggregator.store.sqlite import SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
 from tests.test_dedup import LONG, LONG_ZH, T0, entry_of, ex, put
@@ -35,7 +33,8 @@ def test_matches_are_found_in_either_table(tmp_path: Path, fold: int) -> None:
         result = put(store, cut)
         assert [p.rule for p in result.placements] == ["prefix"]
         assert entry_of(store, cut) == first.id
-        assert store.copies_by_sketch(result.placements[0].sketch, limit=10)
+        query = CandidateQuery(hashes=frozenset(result.placements[0].sketch), limit=10)
+        assert store.candidates(query).by_hash
     finally:
         store.close()
 
@@ -47,12 +46,13 @@ def test_an_updated_copy_leaves_no_old_sketch_row_in_either_table(tmp_path: Path
         store.fold_sketches = 10**9
         rewrite = put(store, ex("a", LONG_ZH, guid="1", at=1)).placements[0]  # the same copy
         assert rewrite.rule == "same" and rewrite.existing is not None
-        assert rewrite.replaced_sketch and rewrite.sketch
+        assert rewrite.rewrites and rewrite.sketch
         copy, fingerprint = store._db.execute("SELECT rowid, fingerprint FROM copies").fetchone()
         assert _rows(store, "sketches") == set()  # the old text's rows, its fingerprint's too
         now_rows = {(h, copy) for h in (*rewrite.sketch, fingerprint_key(fingerprint))}
         assert _rows(store, "recent_sketches") == now_rows
-        assert store.copies_by_fingerprint(fingerprint)[0].rowid == copy
+        found = store.candidates(CandidateQuery(fingerprints=frozenset({fingerprint})))
+        assert found.by_fingerprint[fingerprint][0].rowid == copy
         # Seen again unchanged: placed "same" without sketch hashes, and nothing moves.
         again = put(store, ex("a", LONG_ZH, guid="1", at=2)).placements[0]
         assert again.rule == "same" and again.sketch == ()
@@ -102,28 +102,28 @@ def test_a_crowded_hash_gives_its_newest_copies_up_to_the_limit(tmp_path: Path, 
         shared = set.intersection(*(set(s) for s in sketches))
         assert shared  # the prefix key of the common opening
         rows = [r for (r,) in store._db.execute("SELECT rowid FROM copies ORDER BY rowid")]
-        found = store.candidates("other", (), (), (), shared, limit=4)
+        found = store.candidates(CandidateQuery(hashes=frozenset(shared), limit=4))
         for h in shared:
             assert sorted(c.rowid for c in found.by_hash[h]) == rows[-4:]
-        wide = store.candidates("other", (), (), (), set(sketches[0]), limit=10)
+        wide = store.candidates(CandidateQuery(hashes=frozenset(sketches[0]), limit=10))
         assert {c.rowid for h in shared for c in wide.by_hash[h]} == set(rows)
     finally:
         store.close()
 
 
 class _Asked:
-    """A store that notes the values of each batch look-up dedup asks it for."""
+    """A candidate view that notes each batch look-up dedup asks the store for."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        self.asked: list[tuple[set[Any], ...]] = []  # keys, links, fingerprints, hashes
+        self.asked: list[CandidateQuery] = []
 
-    def candidates(self, source: str, *values: Collection[Any], limit: int) -> Candidates:
-        self.asked.append(tuple(map(set, values)))
-        return self.store.candidates(source, *values, limit=limit)  # type: ignore[arg-type]
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        self.asked.append(query)
+        return self.store.candidates(query)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
+    def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
+        return self.store.entries(ids)
 
 
 OTHER_POSTS = (
@@ -143,19 +143,20 @@ def test_a_recrawl_looks_up_only_what_its_new_items_could_match(tmp_path: Path) 
         put(store, *posts)
         cut = ex("a", LONG[:150] + "...", guid="new", at=9)  # a new item: LONG, truncated
         asked = _Asked(store)
-        result = dedup.place([*posts, cut], asked)  # type: ignore[arg-type]
+        result = dedup.place([*posts, cut], asked)
         assert [p.rule for p in result.placements] == ["same"] * 4 + ["prefix"]
         assert result.placements[-1].entry_id == entry_of(store, posts[0])
         # The keys first; then the link, text and sketch hashes of the new item alone.
         keys, rest = asked.asked
-        assert keys == ({e.key for e in [*posts, cut]}, set(), set(), set())
-        assert rest[0] == set() and rest[2] == {cut.fingerprint}
-        assert rest[3] and rest[3] <= set(result.placements[-1].sketch)
+        assert keys == CandidateQuery(keys=frozenset((e.source, e.key) for e in [*posts, cut]))
+        assert rest.keys == frozenset() and rest.links == frozenset()
+        assert rest.fingerprints == {cut.fingerprint}
+        assert rest.hashes and rest.hashes <= set(result.placements[-1].sketch)
         # The same placements as with every value looked up at once.
         assert dedup.place([*posts, cut], store).placements == result.placements
         # A re-crawl with nothing new asks for the keys and nothing else.
         asked.asked.clear()
-        again = dedup.place(posts, asked)  # type: ignore[arg-type]
+        again = dedup.place(posts, asked)
         assert [p.rule for p in again.placements] == ["same"] * 4
         assert len(asked.asked) == 1
     finally:

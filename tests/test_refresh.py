@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +10,7 @@ import feedparser
 import pytest
 
 from aggregator.config import load_config
-from aggregator.refresh import GC_YOUNG_THRESHOLD, refresh
+from aggregator.refresh import refresh
 from tests.conftest import DATA, LocalServer, load_snapshot, write_config
 
 SITE = DATA / "site"
@@ -285,16 +284,3 @@ def test_a_source_repeating_known_posts_counts_them_as_joined(
     snap = load_snapshot(tmp_path / "out" / "snapshot.json")
     mirrored = [e for e in snap["entries"] if "mirror" in {s["name"] for s in e["sources"]}]
     assert len(mirrored) == alpha.new
-
-
-def test_a_refresh_collects_young_garbage_less_often_and_puts_it_back(
-    tmp_path: Path, server: LocalServer
-) -> None:
-    _serve_site(server)
-    config = load_config(_config(tmp_path, server))
-    before = gc.get_threshold()
-    during: list[tuple[int, int, int]] = []
-    report = refresh(config, on_result=lambda _: during.append(gc.get_threshold()))
-    assert report.results and not report.failed
-    assert during and all(t == (GC_YOUNG_THRESHOLD, *before[1:]) for t in during)
-    assert gc.get_threshold() == before

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import load_config
-from aggregator.models import Excerpt, SourceState
+from aggregator.models import CandidateQuery, Decision, Excerpt, Merge, Placement, SourceState
 from aggregator.refresh import refresh
-from aggregator.store import Merge, Placement
 from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 from tests.conftest import ROOT, LocalServer, write_config
 from tests.test_dedup import ex
@@ -116,8 +115,8 @@ def test_entry_counts_follow_inserts_merges_updates_and_deletes(tmp_path: Path) 
         return ex(source, f"Post number {n} of the count test, long enough to stand alone.",
                   guid=f"k{n}")  # fmt: skip
 
-    def put(source: str, *placements: Placement) -> None:
-        store.apply(source, placements, SourceState(name=source))
+    def put(source: str, *placements: Placement, merges: tuple[Merge, ...] = ()) -> None:
+        store.apply(Decision(placements, merges), SourceState(name=source))
 
     # Inserts, counted by the store as it writes: two copies of one source in one entry
     # (the second joins an entry created by the first in the same batch), then a copy of
@@ -128,7 +127,7 @@ def test_entry_counts_follow_inserts_merges_updates_and_deletes(tmp_path: Path) 
     put("b", Placement(copy("b", 3), "e1", "text"))
     assert store.entry_counts() == counted() == {"a": 2, "b": 1}
     # A copy that links two entries: e2 is merged into e1, so source a is down to one entry.
-    put("b", Placement(copy("b", 4), "e1", "text", merges=(Merge("e2", "text"),)))
+    put("b", Placement(copy("b", 4), "e1", "text"), merges=(Merge("e2", "e1", "text"),))
     assert store.entry_counts() == counted() == {"a": 1, "b": 1}
     # Updates and deletes keep their triggers.
     db.execute(
@@ -167,8 +166,7 @@ def test_migrations_count_and_index_what_a_version_1_store_holds(tmp_path: Path)
     assert store.entry_counts() == {"a": 1, "b": 1}
     assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     # Copies stored before the fingerprint rows existed are found by their text all the same.
-    assert [c.key for c in store.copies_by_fingerprint("f")] == ["k1", "k2", "k3"]
-    found = store.candidates("c", (), (), {"f", "g"}, (), limit=10)
+    found = store.candidates(CandidateQuery(fingerprints=frozenset({"f", "g"})))
     assert [c.key for c in found.by_fingerprint["f"]] == ["k1", "k2", "k3"]
     assert "g" not in found.by_fingerprint
     store.close()

@@ -1,119 +1,63 @@
-"""Storage behind a small Protocol; SQLite is the default implementation."""
+"""Storage behind one Protocol, and the factory that opens the configured store.
+
+Everything outside this package receives a `Store` from `open_store(config)` and uses it as a
+context manager; none of it knows which implementation it holds. The Protocol is batch-shaped:
+dedup asks for the candidates of a whole batch in one `candidates()` call (and the entries the
+batch touches in one `entries()` call), and the store writes a whole batch's `Decision` in one
+`apply()`. SQLite (`store/sqlite.py`) is the default implementation; `tests/test_store_contract.py`
+states what every implementation must do.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
 
-from aggregator.models import Entry, Excerpt, SourceState, quick_init
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    Cluster,
+    Decision,
+    Entry,
+    SourceState,
+    StoredEntry,
+)
 
+if TYPE_CHECKING:
+    from aggregator.config import Config
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class StoredCopy:
-    """What dedup needs to know about a copy already in the store."""
-
-    rowid: int  # the copy's row
-    source: str  # the source it came from
-    key: str  # its identity within that source
-    entry_id: str  # the merged entry it belongs to
-    content_hash: str  # to tell an update from a repeat
-    link: str | None  # identity form of its link
-    truncated: bool  # whether its text is cut short
-    text: str  # folded text, for prefix and similarity rules
-    title: str = ""  # its title as displayed, for the title checks of the text rules
+__all__ = ["CandidateView", "Store", "open_store"]
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class Merge:
-    """Another stored entry that a new copy matched too: the two entries are one post."""
+class CandidateView(Protocol):
+    """The read-only view of what is stored that dedup decides from."""
 
-    entry_id: str  # the entry to fold into the placement's entry (the older id survives)
-    rule: str  # how the new copy matched it: link | text | prefix | similar
-    score: float | None = None  # similarity, for rule "similar" and "prefix"
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        """Every stored copy that one of the query's values finds, in one go."""
+        ...
 
-
-@quick_init
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where dedup put one new or seen-again excerpt."""
-
-    excerpt: Excerpt  # the normalized record
-    entry_id: str  # the merged entry it belongs to (existing or new)
-    rule: str  # why: new | same | guid | link | text | prefix | similar
-    score: float | None = None  # similarity, for rule "similar"
-    existing: StoredCopy | None = None  # the stored copy it updates, if any
-    # candidate-index hashes (prefix keys, LSH bands) to store; () when nothing is written
-    # (a copy seen again unchanged)
-    sketch: tuple[int, ...] = ()
-    merges: tuple[Merge, ...] = ()  # other entries this copy links to its own
-    replaced_sketch: tuple[int, ...] = ()  # the hashes of `existing` when this rewrites it
+    def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
+        """The stored entries with these ids (unknown ids are left out), with their copies."""
+        ...
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterCopy:
-    """One copy of a merged entry, and why it was merged, for `aggregator dupes`."""
+class Store(CandidateView, Protocol):
+    """Everything the use cases need from storage."""
 
-    source: str
-    key: str
-    rule: str  # new (the first copy) | guid | link | text | prefix | similar
-    score: float | None
-    title: str
-    link: str | None
-    first_seen: datetime
+    def __enter__(self) -> Self: ...
 
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """A merged entry with more than one copy."""
-
-    entry_id: str
-    first_seen: datetime
-    copies: tuple[ClusterCopy, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Candidates:
-    """Everything stored that one batch of excerpts could match, fetched in a few queries."""
-
-    by_key: Mapping[str, StoredCopy]  # this source's copies with one of the batch's keys
-    by_link: Mapping[str, Sequence[StoredCopy]]  # copies per link, oldest first
-    by_fingerprint: Mapping[str, Sequence[StoredCopy]]  # copies per fingerprint, oldest first
-    by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per sketch hash (the newest `limit`)
-
-
-class CandidateIndex(Protocol):
-    """Look-ups dedup makes against what is stored."""
-
-    def candidates(
+    def __exit__(
         self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-        hashes: Collection[int],
-        *,
-        limit: int,
-    ) -> Candidates:
-        """All of the look-ups below for a whole batch at once (`limit` copies per hash)."""
-        ...
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
-    def copy_by_key(self, source: str, key: str) -> StoredCopy | None: ...
+    def close(self) -> None: ...
 
-    def copies_by_link(self, link: str) -> Sequence[StoredCopy]: ...
-
-    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]: ...
-
-    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
-        """Copies sharing any of these prefix keys or LSH bands, most recent first."""
-        ...
-
-
-class Store(CandidateIndex, Protocol):
-    """Everything the refresh use case needs from storage."""
+    # --- source state ---------------------------------------------------------------------
 
     def get_state(self, name: str) -> SourceState | None: ...
 
@@ -121,19 +65,41 @@ class Store(CandidateIndex, Protocol):
 
     def save_state(self, state: SourceState) -> None: ...
 
-    def apply(
-        self,
-        source: str,
-        placements: Iterable[Placement],
-        state: SourceState,
-        *,
-        backfill: bool = False,
-    ) -> None: ...
+    # --- a batch --------------------------------------------------------------------------
 
-    def latest(self, limit: int) -> list[Entry]: ...
+    def transaction(self) -> AbstractContextManager[None]:
+        """Hold the write lock from dedup's reads to the commit of what they decided: nobody
+        else stores copies in between. Writes inside join it; a failure rolls all of it back.
+        Nested, it is a savepoint: a failure undoes its own writes and propagates."""
+        ...
 
-    def entry_counts(self) -> dict[str, int]: ...
+    def apply(self, decision: Decision, state: SourceState, *, backfill: bool = False) -> None:
+        """Persist one batch's decision and its source's new state, in one transaction.
 
-    def clusters(self, source: str | None = None) -> list[Cluster]: ...
+        `backfill` marks a source's first crawl: its undated entries are back-catalogue, so
+        they sort below every dated entry instead of flooding the top as "seen just now"."""
+        ...
 
-    def close(self) -> None: ...
+    # --- reading for output ---------------------------------------------------------------
+
+    def latest(self, limit: int) -> list[Entry]:
+        """The newest `limit` merged entries, newest first."""
+        ...
+
+    def entry_counts(self) -> dict[str, int]:
+        """Entries per source name."""
+        ...
+
+    def clusters(self, source: str | None = None) -> list[Cluster]:
+        """Merged entries with more than one copy (those with a copy from `source`), newest
+        first, each copy with the rule that merged it."""
+        ...
+
+
+def open_store(config: Config) -> Store:
+    """The store the config names, opened (created or migrated as needed).
+
+    Raises StorageError when it cannot be opened."""
+    from aggregator.store.sqlite import SQLiteStore
+
+    return SQLiteStore(config.store_path)

@@ -13,13 +13,18 @@ Tables:
   recent_sketches small, so that the rows of a refresh's new copies land on few of its pages.
   `sketch_counts` keeps the number of recent rows (as written: a rewritten copy's deleted rows
   are not subtracted, which only moves them a little sooner).
-  Neither table has an index by copy: a rewritten copy's old rows are deleted by their hashes,
-  which dedup recomputes from the copy's stored text (Placement.replaced_sketch).
+  Neither table has an index by copy: a copy keeps the hashes of its own rows (`copies.sketch`,
+  packed signed 64-bit integers), and a rewritten copy's old rows are deleted by them. (A copy
+  stored before that column existed has none: its old rows stay, and only ever offer dedup
+  a candidate that its comparison of the texts then rejects.)
 - The same two tables also hold one row per copy for its fingerprint (`fingerprint_key`), in
-  place of an index of `copies` by fingerprint: fingerprints are random, and at a million
-  copies that index dirtied a page of its own for nearly every new copy, more than half of
-  what writing and committing a copy cost. The rows find the copies that may have a
-  fingerprint; `copies.fingerprint` itself decides.
+  place of an index of `copies` by fingerprint (fingerprints are random: such an index
+  dirties a page of its own for nearly every new copy). The rows find the copies that may
+  have a fingerprint; `copies.fingerprint` itself decides.
+- `entries.representative`: the copy that gives the entry its title, link and excerpt, as
+  dedup chose it.
+
+The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
 
 from __future__ import annotations
@@ -27,20 +32,36 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
+from hashlib import blake2b
 from operator import itemgetter
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from aggregator.errors import StorageError
-from aggregator.models import Duplicate, Entry, Excerpt, Provenance, SourceState
-from aggregator.sketch import tagged_key
-from aggregator.store import Candidates, Cluster, ClusterCopy, Merge, Placement, StoredCopy
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    Cluster,
+    ClusterCopy,
+    CopyRank,
+    Decision,
+    Duplicate,
+    Entry,
+    Excerpt,
+    Placement,
+    Provenance,
+    SourceState,
+    StoredCopy,
+    StoredEntry,
+)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -170,16 +191,23 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT fingerprint_key(fingerprint), rowid FROM copies ORDER BY 1, 2;
     DROP INDEX copies_fingerprint;
     """,
+    # 9: each copy's own candidate-index hashes, and each entry's representative copy (chosen
+    # by dedup from now on; for the entries stored so far, by the rule dedup applies: the
+    # longest untruncated excerpt, else the longest, the copy seen first on a tie).
+    """
+    ALTER TABLE copies ADD COLUMN sketch BLOB;
+    ALTER TABLE entries ADD COLUMN representative INTEGER;
+    UPDATE entries SET representative = (
+        SELECT rowid FROM copies c WHERE c.entry_id = entries.id
+        ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
+    );
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
 # small enough that recent_sketches stays in the page cache and a refresh's new rows dirty few
-# of its pages, large enough that each page of sketches is written once for many rows.
-# (Moves spaced in proportion to the store's size, tried, did not build a store of 1M copies
-# faster, and made 1,000 new copies into it about twice as slow: recent_sketches grew to
-# millions of rows.) A move writes most pages of sketches, so its cost grows with the store:
-# at 1M copies (12M rows) the refresh that carries it takes about 1.9 s instead of 0.3 s, once
-# every 25,000 new copies. A middle table between the two would bound what a move rewrites.
+# of its pages, large enough that each page of sketches is written once for many rows. A move
+# writes most pages of sketches, so its cost grows with the store (bench/README.md).
 FOLD_SKETCHES = 300_000
 
 # Candidate copies kept by one write transaction, at most (about 2 KB each).
@@ -241,8 +269,22 @@ def _from_iso(text: str) -> datetime:
 
 def fingerprint_key(fingerprint: str) -> int:
     """The candidate-index hash under which a copy's fingerprint is found: a signed 64-bit
-    hash of its own, apart from sketch.prefix_key and the MinHash bands."""
-    return tagged_key("f", fingerprint)
+    hash. It shares the index with dedup's hashes; a collision only finds a copy whose
+    fingerprint then does not match."""
+    digest = blake2b(("f\x00" + fingerprint).encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _packed(hashes: Sequence[int]) -> bytes:
+    """A copy's candidate-index hashes as stored in copies.sketch."""
+    return array("q", hashes).tobytes()
+
+
+def _unpacked(blob: bytes | None) -> list[int]:
+    values = array("q")
+    if blob:
+        values.frombytes(blob)
+    return values.tolist()
 
 
 # The candidate index: the main table and the recent rows (see the module docstring).
@@ -279,14 +321,14 @@ _CONTENT_COLUMNS = (
     "text",
 )
 _INSERT_COPY = (
-    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, "
+    "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, sketch, "
     + ", ".join(_CONTENT_COLUMNS)
     + ") VALUES ("
-    + ", ".join("?" * (8 + len(_CONTENT_COLUMNS)))
+    + ", ".join("?" * (9 + len(_CONTENT_COLUMNS)))
     + ")"
 )
 _UPDATE_COPY = (
-    "UPDATE copies SET key = ?, guid = ?, "
+    "UPDATE copies SET key = ?, guid = ?, sketch = ?, "
     + ", ".join(f"{c} = ?" for c in _CONTENT_COLUMNS)
     + " WHERE rowid = ?"
 )
@@ -315,7 +357,7 @@ def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object,
     """The values of _INSERT_COPY for a new copy."""
     e = p.excerpt
     return (rowid, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, first_seen,
-            *_content_values(e))  # fmt: skip
+            _packed(p.sketch), *_content_values(e))  # fmt: skip
 
 
 class SQLiteStore:
@@ -397,6 +439,17 @@ class SQLiteStore:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     # --- source state ---------------------------------------------------------------------
 
     def get_state(self, name: str) -> SourceState | None:
@@ -420,10 +473,9 @@ class SQLiteStore:
         self._write(lambda: self._save_state(state))
 
     def _save_state(self, state: SourceState) -> None:
-        values = [getattr(state, f) for f in _STATE_FIELDS]
         values = [
-            iso(v) if f in _DATE_STATE_FIELDS else v  # type: ignore[arg-type]
-            for f, v in zip(_STATE_FIELDS, values, strict=True)
+            iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
+            for f in _STATE_FIELDS
         ]
         cols = ", ".join(_STATE_FIELDS)
         marks = ", ".join("?" for _ in _STATE_FIELDS)
@@ -434,65 +486,34 @@ class SQLiteStore:
             (state.name, *values),
         )
 
-    # --- candidate index ------------------------------------------------------------------
+    # --- the candidate view ---------------------------------------------------------------
 
-    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
-        row = self._db.execute(
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? AND key = ?", (source, key)
-        ).fetchone()
-        return self._copy(row) if row else None
-
-    def copies_by_link(self, link: str) -> list[StoredCopy]:
-        rows = self._db.execute(
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE link_key = ? ORDER BY rowid", (link,)
-        )
-        return [self._copy(r) for r in rows]
-
-    def copies_by_fingerprint(self, fingerprint: str) -> list[StoredCopy]:
-        key = fingerprint_key(fingerprint)
-        rows = self._db.execute(
-            "WITH wanted AS (SELECT ? AS value) "
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ({_indexed('copy', 'wanted')}) "
-            "AND fingerprint = ? ORDER BY rowid",
-            (key, fingerprint),
-        )
-        return [self._copy(r) for r in rows]
-
-    def candidates(
-        self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-        hashes: Collection[int],
-        *,
-        limit: int,
-    ) -> Candidates:
-        """One batch's look-ups in up to four queries, each over a JSON array of the values
-        (none for an empty collection)."""
-
-        by_key = {
-            c.key: c
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        """One batch's look-ups: a query per source for the keys, one each for the links, the
+        fingerprints and the hashes, each over a JSON array of the values."""
+        by_key: dict[tuple[str, str], StoredCopy] = {}
+        per_source: dict[str, list[str]] = {}
+        for source, key in query.keys:
+            per_source.setdefault(source, []).append(key)
+        for source, keys in per_source.items():
             for c in map(
                 self._copy,
                 self._db.execute(
                     f"SELECT {_COPY_COLUMNS} FROM copies WHERE source = ? "
                     "AND key IN (SELECT value FROM json_each(?))",
                     (source, _json_list(keys)),
-                )
-                if keys
-                else (),
-            )
-        }
+                ),
+            ):
+                by_key[c.source, c.key] = c
         by_link: dict[str, list[StoredCopy]] = {}
         for c in map(
             self._copy,
             self._db.execute(
                 f"SELECT {_COPY_COLUMNS} FROM copies "
                 "WHERE link_key IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-                (_json_list(links),),
+                (_json_list(query.links),),
             )
-            if links
+            if query.links
             else (),
         ):
             by_link.setdefault(c.link or "", []).append(c)
@@ -503,12 +524,24 @@ class SQLiteStore:
                 f"SELECT fingerprint, {_COPY_COLUMNS} FROM copies "
                 f"WHERE rowid IN ({_indexed('copy', 'wanted')}) "
                 "AND fingerprint IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-                (_json_list({fingerprint_key(f) for f in fingerprints}), _json_list(fingerprints)),
+                (
+                    _json_list({fingerprint_key(f) for f in query.fingerprints}),
+                    _json_list(query.fingerprints),
+                ),
             )
-            if fingerprints
+            if query.fingerprints
             else ()
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
+        return Candidates(
+            by_key,
+            {k: tuple(v) for k, v in by_link.items()},
+            {k: tuple(v) for k, v in by_fingerprint.items()},
+            self._by_hash(query.hashes, query.limit),
+        )
+
+    def _by_hash(self, hashes: Collection[int], limit: int) -> dict[int, tuple[StoredCopy, ...]]:
+        """The copies under each hash, the newest `limit`, oldest first."""
         pairs = (
             self._db.execute(
                 "WITH wanted AS (SELECT value FROM json_each(?)) "
@@ -518,8 +551,8 @@ class SQLiteStore:
             if hashes
             else []
         )
-        # At most `limit` copies per hash, the newest: only a common opening has more, so
-        # the pairs are counted here rather than ranked by the query (a sort of all of them).
+        # Only a common opening has more than `limit` copies, so the pairs are counted here
+        # rather than ranked by the query (a sort of all of them).
         crowded = (
             {h for h, n in Counter(h for h, _ in pairs).items() if n > limit}
             if len(pairs) > limit
@@ -552,22 +585,32 @@ class SQLiteStore:
                 if copies is self._seen:
                     self._seen_by_entry.setdefault(c.entry_id, set()).add(c.rowid)
         by_hash: dict[int, list[StoredCopy]] = {}
-        for h, copy in pairs:
+        for h, copy in sorted(pairs, key=itemgetter(1)):
             if copy in copies:
                 by_hash.setdefault(h, []).append(copies[copy])
-        return Candidates(by_key, by_link, by_fingerprint, by_hash)
+        return {h: tuple(cs) for h, cs in by_hash.items()}
 
-    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> list[StoredCopy]:
-        if not hashes:
-            return []
-        rows = self._db.execute(
-            "WITH wanted AS (SELECT value FROM json_each(?)) "
-            f"SELECT {_COPY_COLUMNS} FROM copies WHERE rowid IN ("
-            f"{_indexed('copy', 'wanted', distinct=True)} ORDER BY copy DESC LIMIT ?) "
-            "ORDER BY rowid",
-            (_json_list(hashes), limit),
-        )
-        return [self._copy(r) for r in rows]
+    def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
+        """The stored entries among `ids`, each with every copy, oldest first."""
+        if not ids:
+            return {}
+        found: dict[str, tuple[datetime, int, list[CopyRank]]] = {}
+        for entry_id, first_seen, seq, *copy in self._db.execute(
+            "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, length(c.excerpt), "
+            "c.first_seen, c.rowid FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY c.first_seen, c.rowid",
+            (_json_list(ids),),
+        ):
+            if entry_id not in found:
+                found[entry_id] = (_from_iso(first_seen), seq, [])
+            source, key, truncated, length, copy_seen, rowid = copy
+            found[entry_id][2].append(
+                CopyRank(source, key, bool(truncated), length, _from_iso(copy_seen), rowid)
+            )
+        return {
+            entry_id: StoredEntry(entry_id, first_seen, seq, tuple(copies))
+            for entry_id, (first_seen, seq, copies) in found.items()
+        }
 
     @staticmethod
     def _copy(row: Sequence[object]) -> StoredCopy:
@@ -584,30 +627,22 @@ class SQLiteStore:
             title=title,  # type: ignore[arg-type]
         )
 
-    # --- writing a refresh ----------------------------------------------------------------
+    # --- writing a batch ------------------------------------------------------------------
 
-    def apply(
-        self,
-        source: str,
-        placements: Iterable[Placement],
-        state: SourceState,
-        *,
-        backfill: bool = False,
-    ) -> None:
-        """Store one source's placements and its new state in one transaction.
+    def apply(self, decision: Decision, state: SourceState, *, backfill: bool = False) -> None:
+        """Store one batch's decision and its source's new state in one transaction.
 
         `backfill` marks a source's first crawl: its undated entries are back-catalogue, so
         they sort below every dated entry instead of flooding the top as "seen just now".
         """
-        items = list(placements)
-        self._write(lambda: self._apply(items, state, backfill))
+        self._write(lambda: self._apply(decision, state, backfill))
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
         """Hold the write lock across reads and writes: what is read inside (dedup candidates)
         cannot be changed by another process before the writes inside commit. Writes inside
         join this transaction; any failure rolls all of it back. Nested inside another
-        exclusive(), it is a savepoint: a failure undoes its own writes and propagates."""
+        transaction(), it is a savepoint: a failure undoes its own writes and propagates."""
         if self._db.in_transaction:
             self._db.execute("SAVEPOINT nested")
             try:
@@ -643,29 +678,17 @@ class SQLiteStore:
 
     def _write(self, work: Callable[[], None]) -> None:
         """Run `work` in a write transaction of its own, or in a savepoint of the current one."""
-        with self.exclusive():
+        with self.transaction():
             try:
                 work()
             except sqlite3.Error as exc:
                 raise StorageError(f"{self.path}: write failed: {exc}") from None
 
-    def _apply(self, placements: list[Placement], state: SourceState, backfill: bool) -> None:
-        seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
-        # New copies are inserted together (one executemany) with the rowids SQLite would have
-        # given them one by one: the write lock is held, nobody else inserts meanwhile.
-        next_rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
-        pending: list[tuple[object, ...]] = []
-        # (entry, source) of each pending copy, and whether its entry was created just now.
-        pending_pairs: list[tuple[str, str, bool]] = []
-        counted: set[tuple[str, str]] = set()  # pairs already counted in source_counts
-        sketches: list[tuple[int, int]] = []
-        stale: set[str] = set()  # existing entries that gained a copy: dates recomputed at the end
-        moved: dict[str, str] = {}  # entries merged away in this batch -> where they went
-        # Which of the entries this batch names exist already (one query): a copy of any
-        # other creates its entry. Every id a copy can end up in is among these or created
-        # here, since a merge keeps one of the entries named by the copy that links them.
-        named = {p.entry_id for p in placements}
-        named.update(m.entry_id for p in placements for m in p.merges)
+    def _apply(self, decision: Decision, state: SourceState, backfill: bool) -> None:
+        placements = decision.placements
+        # Which of the entries the decision names exist already (one query); the others are
+        # created by their first copy.
+        named = {p.entry_id for p in placements} | {m.into for m in decision.merges}
         known = {
             row[0]
             for row in self._db.execute(
@@ -673,117 +696,129 @@ class SQLiteStore:
                 (_json_list(named),),
             )
         }
-        new_entries: list[tuple[object, ...]] = []
+        self._create_entries(placements, known, backfill)
+        stale = self._insert_copies(placements, known)
+        for p in placements:
+            if p.rewrites:
+                self._rewrite_copy(p)
+                stale.add(p.entry_id)
+        for m in decision.merges:
+            self._merge(m.entry_id, m.into, m.rule, m.score)
+            stale.add(m.into)
+        # An entry's dates are a function of its copies: computed once, after the last copy.
+        self._refresh_dates(stale)
+        self._db.executemany(
+            "UPDATE entries SET representative = "
+            "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+            [
+                (source, key, entry_id)
+                for entry_id, (source, key) in decision.representatives.items()
+            ],
+        )
+        self._save_state(state)
 
-        def flush() -> None:
-            # Before anything that reads or rewrites copies, the copies so far must be there,
-            # and their new entries before them.
-            if new_entries:
-                self._db.executemany(
-                    "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, "
-                    "backfill) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    new_entries,
-                )
-                new_entries.clear()
-            if pending:
-                self._count_new(pending_pairs, counted)
-                self._db.executemany(_INSERT_COPY, pending)
-                pending.clear()
-                pending_pairs.clear()
-
-        # The top of a page is its newest item: give it the highest sequence number.
-        for p in sorted(placements, key=lambda p: -p.excerpt.position):
-            e = p.excerpt
-            if moved:
-                p = replace(
-                    p,
-                    entry_id=moved.get(p.entry_id, p.entry_id),
-                    merges=tuple(
-                        replace(m, entry_id=moved.get(m.entry_id, m.entry_id)) for m in p.merges
-                    ),
-                )
-            if p.existing is not None and p.existing.source == e.source:
-                entry_id = moved.get(p.existing.entry_id, p.existing.entry_id)
-                if p.existing.content_hash != e.content_hash or p.existing.key != e.key:
-                    flush()
-                    rowid = p.existing.rowid
-                    (old_fingerprint,) = self._db.execute(
-                        "SELECT fingerprint FROM copies WHERE rowid = ?", (rowid,)
-                    ).fetchone()
-                    self._update_copy(p.existing, e)
-                    old_rows = [(h, rowid) for h in p.replaced_sketch]
-                    old_rows.append((fingerprint_key(old_fingerprint), rowid))
-                    for table in _SKETCH_TABLES:
-                        self._db.executemany(
-                            f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows
-                        )
-                    sketches.extend((h, rowid) for h in p.sketch)
-                    sketches.append((fingerprint_key(e.fingerprint), rowid))
-                    self._touch_entry(entry_id, e.first_seen)
-                if p.merges:
-                    flush()
-                    self._merge(entry_id, p, moved)
-                continue
-            # A new entry's only copy is this one, so its dates are this copy's; an entry
-            # that exists already is left alone here and recomputed below.
+    def _create_entries(
+        self, placements: Sequence[Placement], known: set[str], backfill: bool
+    ) -> None:
+        """Insert the entries that the batch's copies name and the store lacks, dated by the
+        first copy of each; the top of a page (its newest item) gets the highest sequence
+        number."""
+        first: dict[str, Excerpt] = {}
+        for p in placements:
+            if p.existing is None and p.entry_id not in known:
+                first.setdefault(p.entry_id, p.excerpt)
+        if not first:
+            return
+        seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        rows: list[tuple[object, ...]] = []
+        for entry_id, e in sorted(first.items(), key=lambda item: -item[1].position):
+            seq += 1
             first_seen = iso(e.first_seen)
             published = iso(e.published)
             stated = iso(e.updated or e.published)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
-            created = p.entry_id not in known
-            if created:
-                known.add(p.entry_id)
-                seq += 1
-                new_entries.append(
-                    (p.entry_id, first_seen, published, stated or first_seen, sort_date, seq,
-                     int(backfill))
-                )  # fmt: skip
-            next_rowid += 1
-            pending.append(_copy_row(next_rowid, p, first_seen))
-            pending_pairs.append((p.entry_id, e.source, created))
-            sketches.extend((h, next_rowid) for h in p.sketch)
-            sketches.append((fingerprint_key(e.fingerprint), next_rowid))
-            if p.merges:
-                flush()
-                self._merge(p.entry_id, p, moved)
-            elif not created:
-                stale.add(p.entry_id)
-        flush()
-        # An entry's dates are a function of its copies: computing them once, after the last
-        # copy is in, gives what recomputing after every copy gave.
-        self._refresh_dates(dict.fromkeys(moved.get(i, i) for i in stale))
-        # In index order: each insert lands next to the previous one in the b-tree. By hash
-        # alone: comparing the (hash, copy) tuples cost twice as much, for no better order.
-        sketches.sort(key=itemgetter(0))
+            rows.append(
+                (entry_id, first_seen, published, stated or first_seen, sort_date, seq,
+                 int(backfill))
+            )  # fmt: skip
         self._db.executemany(
-            "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", sketches
+            "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, backfill) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
-        if sketches:
-            self._fold_sketches(len(sketches))
-        self._save_state(state)
 
-    def _count_new(self, pairs: list[tuple[str, str, bool]], counted: set[tuple[str, str]]) -> None:
+    def _insert_copies(self, placements: Sequence[Placement], known: set[str]) -> set[str]:
+        """Insert the batch's new copies with their candidate-index rows, in batch order (the
+        rowids SQLite would give them one by one: the write lock is held). Returns the entries
+        stored before that gained a copy."""
+        rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+        rows: list[tuple[object, ...]] = []
+        sketches: list[tuple[int, int]] = []
+        gained: set[str] = set()
+        for p in placements:
+            if p.existing is not None:
+                continue
+            rowid += 1
+            rows.append(_copy_row(rowid, p, iso(p.excerpt.first_seen)))
+            sketches.extend((h, rowid) for h in p.sketch)
+            sketches.append((fingerprint_key(p.excerpt.fingerprint), rowid))
+            if p.entry_id in known:
+                gained.add(p.entry_id)
+        if not rows:
+            return gained
+        self._count_new([(p.entry_id, p.excerpt.source) for p in placements if p.existing is None])
+        self._db.executemany(_INSERT_COPY, rows)
+        self._add_sketches(sketches)
+        return gained
+
+    def _add_sketches(self, rows: list[tuple[int, int]]) -> None:
+        # In index order: each insert lands next to the previous one in the b-tree.
+        rows.sort(key=itemgetter(0))
+        self._db.executemany(
+            "INSERT OR IGNORE INTO recent_sketches (hash, copy) VALUES (?, ?)", rows
+        )
+        self._fold_sketches(len(rows))
+
+    def _rewrite_copy(self, p: Placement) -> None:
+        """A stored copy's new content or key; its candidate-index rows are replaced."""
+        old, e = p.existing, p.excerpt
+        assert old is not None
+        fingerprint, blob = self._db.execute(
+            "SELECT fingerprint, sketch FROM copies WHERE rowid = ?", (old.rowid,)
+        ).fetchone()
+        old_rows = [(h, old.rowid) for h in _unpacked(blob)]
+        old_rows.append((fingerprint_key(fingerprint), old.rowid))
+        for table in _SKETCH_TABLES:
+            self._db.executemany(f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows)
+        self._db.execute(
+            _UPDATE_COPY, (e.key, e.guid, _packed(p.sketch), *_content_values(e), old.rowid)
+        )
+        self._seen.pop(old.rowid, None)  # its _seen_by_entry row goes with the entry's
+        rows = [(h, old.rowid) for h in p.sketch]
+        rows.append((fingerprint_key(e.fingerprint), old.rowid))
+        self._add_sketches(rows)
+        # A copy of the entry changed, noticed now: that counts as an update.
+        self._db.execute(
+            "UPDATE entries SET changed = ? WHERE id = ?", (iso(e.first_seen), p.entry_id)
+        )
+
+    def _count_new(self, pairs: list[tuple[str, str]]) -> None:
         """Count copies about to be inserted into source_counts: a source gains an entry when
-        a copy is the first of that entry from that source.
-
-        A created entry has no stored copy yet; for the others, the copies already stored are
-        looked up (one query). Called right before the insert, as a trigger would have been,
-        so that the update triggers of a merge that follows see the counts they adjust.
-        """
-        joined = {entry for entry, _, created in pairs if not created}
-        if joined:
-            counted.update(
-                self._db.execute(
-                    "SELECT DISTINCT entry_id, source FROM copies "
-                    "WHERE entry_id IN (SELECT value FROM json_each(?))",
-                    (_json_list(joined),),
-                )
+        a copy is the first of that entry from that source (one query for the copies stored
+        already). Called right before the insert, so that the update triggers of a merge that
+        follows see the counts they adjust."""
+        counted = set(
+            self._db.execute(
+                "SELECT DISTINCT entry_id, source FROM copies "
+                "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (_json_list({entry for entry, _ in pairs}),),
             )
+        )
         gained: dict[str, int] = {}
-        for entry, source, _ in pairs:
-            if (entry, source) not in counted:
-                counted.add((entry, source))
-                gained[source] = gained.get(source, 0) + 1
+        for pair in pairs:
+            if pair not in counted:
+                counted.add(pair)
+                gained[pair[1]] = gained.get(pair[1], 0) + 1
         self._db.executemany(
             "INSERT INTO source_counts (source, entries) VALUES (?, ?) "
             "ON CONFLICT (source) DO UPDATE SET entries = entries + excluded.entries",
@@ -804,53 +839,22 @@ class SQLiteStore:
         self._db.execute("DELETE FROM recent_sketches")
         self._db.execute("UPDATE sketch_counts SET recent = 0")
 
-    def _merge(self, entry_id: str, p: Placement, moved: dict[str, str]) -> None:
-        """Fold the entries a copy linked into one; the oldest entry's id survives.
-
-        The folded entries' first copies take the rule (and score) by which the new copy
-        matched them, so every copy of the merged entry still says why it is there. `moved`
-        learns where each folded entry went, for the rest of the batch.
-        """
-        ids = list(dict.fromkeys([entry_id, *(m.entry_id for m in p.merges)]))
-        marks = ",".join("?" for _ in ids)
-        rows = self._db.execute(
-            f"SELECT id, first_seen, backfill FROM entries WHERE id IN ({marks}) "
-            "ORDER BY first_seen, seq",
-            ids,
-        ).fetchall()
-        if not rows:
-            return
-        winner = rows[0][0]
-        why = {m.entry_id: m for m in p.merges}
-        why.setdefault(entry_id, Merge(entry_id, p.rule, p.score))
-        for loser, _, _ in rows[1:]:
-            m = why[loser]
-            self._db.execute(
-                "UPDATE copies SET rule = ?, score = ? WHERE entry_id = ? AND rule = 'new'",
-                (m.rule, m.score, loser),
-            )
-            self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
-            for rowid in self._seen_by_entry.pop(loser, ()):
-                self._seen.pop(rowid, None)
-            self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
-            for k, v in list(moved.items()):
-                if v == loser:
-                    moved[k] = winner
-            moved[loser] = winner
+    def _merge(self, loser: str, winner: str, rule: str, score: float | None) -> None:
+        """Fold entry `loser` into `winner`: its first copies take the rule (and score) by
+        which it was linked, so every copy of the merged entry still says why it is there."""
         self._db.execute(
-            "UPDATE entries SET backfill = ? WHERE id = ?",
-            (min(int(r[2]) for r in rows), winner),
+            "UPDATE copies SET rule = ?, score = ? WHERE entry_id = ? AND rule = 'new'",
+            (rule, score, loser),
         )
-        self._refresh_dates((winner,))
-
-    def _update_copy(self, old: StoredCopy, e: Excerpt) -> None:
-        self._db.execute(_UPDATE_COPY, (e.key, e.guid, *_content_values(e), old.rowid))
-        self._seen.pop(old.rowid, None)  # its _seen_by_entry row goes with the entry's
-
-    def _touch_entry(self, entry_id: str, now: datetime) -> None:
-        """A copy of the entry changed, noticed `now`: that counts as an update."""
-        self._db.execute("UPDATE entries SET changed = ? WHERE id = ?", (iso(now), entry_id))
-        self._refresh_dates((entry_id,))
+        self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (winner, loser))
+        for rowid in self._seen_by_entry.pop(loser, ()):
+            self._seen.pop(rowid, None)
+        self._db.execute(
+            "UPDATE entries SET backfill = min(backfill, "
+            "(SELECT backfill FROM entries WHERE id = ?)) WHERE id = ?",
+            (loser, winner),
+        )
+        self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
 
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
@@ -883,7 +887,7 @@ class SQLiteStore:
     def latest(self, limit: int) -> list[Entry]:
         """The newest `limit` merged entries, newest first."""
         rows = self._db.execute(
-            "SELECT id, first_seen, published, updated FROM entries "
+            "SELECT id, first_seen, published, updated, representative FROM entries "
             "ORDER BY sort_date DESC, seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -894,7 +898,7 @@ class SQLiteStore:
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-            "categories, excerpt, truncated FROM copies "
+            "categories, excerpt, rowid FROM copies "
             f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
             ids,
         ):
@@ -903,10 +907,8 @@ class SQLiteStore:
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
-        entry_id, first_seen, published, updated = row
-        # The representative: the longest untruncated excerpt, else the longest one; the
-        # earliest copy wins ties so the choice is stable across refreshes.
-        best = max(copies, key=lambda c: (not c[10], len(str(c[9]))))
+        entry_id, first_seen, published, updated, representative = row
+        best = next((c for c in copies if c[10] == representative), copies[0])
         authors: list[str] = []
         categories: list[str] = []
         seen_cats: set[str] = set()
