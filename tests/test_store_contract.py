@@ -1,0 +1,318 @@
+"""What every Store must do, stated through the Protocol alone and run against each
+implementation (conftest.STORES). Decisions are written by hand here: the store persists what
+it is given, whoever decided it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator import dedup
+from aggregator.models import (
+    CandidateQuery,
+    Decision,
+    Excerpt,
+    ExcerptOptions,
+    Merge,
+    Placement,
+    RawItem,
+    Source,
+    SourceState,
+    StoredCopy,
+)
+from aggregator.normalize import normalize
+from aggregator.store import Store
+from tests.conftest import STORES, open_test_store
+
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+TEXT = (
+    "A store keeps every copy of a post, the entry it belongs to and why it was merged there, "
+    "so that the outputs can say where each post was seen and the next refresh can find it."
+)
+
+
+def copy_of(
+    source: str,
+    n: int,
+    *,
+    text: str = TEXT,
+    link: str | None = None,
+    at: int = 0,
+    published: datetime | None = None,
+) -> Excerpt:
+    """An excerpt of post `n` as `source` shows it, first seen `at` hours after T0."""
+    item = RawItem(
+        guid=f"{source}-{n}",
+        title=f"Post {n}",
+        link=link,
+        content=f"{text} ({n})",
+        content_is_html=False,
+        published=published,
+    )
+    src = Source(name=source, url=f"https://{source}.test/")
+    return normalize(item, source=src, now=T0 + timedelta(hours=at), options=ExcerptOptions())
+
+
+def new(e: Excerpt, sketch: tuple[int, ...] = ()) -> Placement:
+    return Placement(e, e.id, "new", sketch=sketch)
+
+
+def write(store: Store, *placements: Placement, **fields: object) -> None:
+    """Apply a decision for these placements; each entry represented by its first copy."""
+    reps = fields.pop("representatives", None) or {
+        p.entry_id: (p.excerpt.source, p.excerpt.key) for p in reversed(placements)
+    }
+    decision = Decision(tuple(placements), representatives=reps, **fields)  # type: ignore[arg-type]
+    source = placements[0].excerpt.source if placements else "none"
+    with store.transaction():
+        store.apply(decision, SourceState(name=source))
+
+
+def stored(store: Store, e: Excerpt) -> StoredCopy:
+    return store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)}))).by_key[
+        e.source, e.key
+    ]
+
+
+def test_a_new_store_is_empty(store: Store) -> None:
+    assert list(store.states()) == []
+    assert store.get_state("a") is None
+    assert store.latest(10) == []
+    assert store.entry_counts() == {}
+    assert store.clusters() == []
+    empty = store.candidates(CandidateQuery(keys=frozenset({("a", "k")}), links=frozenset({"l"})))
+    assert (empty.by_key, empty.by_link, empty.by_fingerprint, empty.by_hash) == ({}, {}, {}, {})
+    assert store.entries({"urn:x"}) == {}
+
+
+def test_source_state_round_trips(store: Store) -> None:
+    state = SourceState(
+        name="a",
+        url="https://a.test/feed",
+        etag='"v1"',
+        last_modified="Fri, 01 May 2026 08:00:00 GMT",
+        body_hash="abc",
+        effective_url="https://a.test/moved",
+        last_status="ok",
+        last_fetch=T0,
+        last_success=T0,
+        error=None,
+        error_streak=0,
+        next_due=T0 + timedelta(hours=1),
+        redirect_url="https://a.test/moved",
+        redirect_streak=2,
+        ttl_seconds=600,
+    )
+    store.save_state(state)
+    assert store.get_state("a") == state
+    failed = replace(state, last_status="error", error="timed out", error_streak=3)
+    store.save_state(failed)
+    assert store.get_state("a") == failed
+    assert list(store.states()) == [failed]
+
+
+def test_candidates_are_found_by_each_value(store: Store) -> None:
+    first = copy_of("a", 1, link="https://a.test/1")
+    second = copy_of("b", 2, link="https://a.test/1")
+    write(store, new(first, (11, 12)))
+    write(store, new(second, (12, 13)))
+    found = store.candidates(
+        CandidateQuery(
+            keys=frozenset({("a", first.key), ("a", second.key), ("b", second.key)}),
+            links=frozenset({first.link_key or ""}),
+            fingerprints=frozenset({first.fingerprint, "no such text"}),
+            hashes=frozenset({11, 12, 99}),
+        )
+    )
+    # A key belongs to its source: a's key asked under b, or b's under a, finds nothing.
+    assert set(found.by_key) == {("a", first.key), ("b", second.key)}
+    assert found.by_key["a", first.key].entry_id == first.id
+    assert [c.source for c in found.by_link[first.link_key or ""]] == ["a", "b"]  # oldest first
+    assert [c.key for c in found.by_fingerprint[first.fingerprint]] == [first.key]
+    assert set(found.by_fingerprint) == {first.fingerprint}
+    assert [c.source for c in found.by_hash[12]] == ["a", "b"]
+    assert [c.source for c in found.by_hash[11]] == ["a"]
+    assert 99 not in found.by_hash
+    c = found.by_key["b", second.key]
+    assert (c.content_hash, c.link, c.truncated, c.text, c.title) == (
+        second.content_hash,
+        second.link_key,
+        second.truncated,
+        second.text,
+        second.title,
+    )
+
+
+def test_a_crowded_hash_gives_its_newest_copies(store: Store) -> None:
+    for n in range(6):
+        write(store, new(copy_of(f"s{n}", n, at=n), (7,)))
+    found = store.candidates(CandidateQuery(hashes=frozenset({7}), limit=4))
+    assert [c.source for c in found.by_hash[7]] == ["s2", "s3", "s4", "s5"]
+
+
+def test_entries_come_with_every_copy_oldest_first(store: Store) -> None:
+    a, b = copy_of("a", 1), copy_of("b", 1, text=TEXT[:60], at=1)
+    write(store, new(a))
+    write(store, Placement(b, a.id, "prefix", 0.5))
+    (entry,) = store.entries({a.id, "urn:unknown"}).values()
+    assert entry.id == a.id and entry.first_seen == a.first_seen
+    assert [(c.source, c.key, c.length) for c in entry.copies] == [
+        ("a", a.key, len(a.excerpt)),
+        ("b", b.key, len(b.excerpt)),
+    ]
+    later = copy_of("c", 3, at=2)
+    write(store, new(later))
+    entries = store.entries({a.id, later.id})
+    assert entries[a.id].seq < entries[later.id].seq
+
+
+def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
+    a1, a2 = copy_of("a", 1), copy_of("a", 2, published=T0 - timedelta(days=1))
+    write(store, new(a1), new(a2))
+    b1 = copy_of("b", 1, at=1)
+    write(store, Placement(b1, a1.id, "text"))
+    assert store.entry_counts() == {"a": 2, "b": 1}
+    latest = store.latest(10)
+    assert [e.id for e in latest] == [a1.id, a2.id]  # the undated one was seen after a2's date
+    assert [p.source for p in latest[0].sources] == ["a", "b"]
+    assert [(d.source, d.rule) for d in latest[0].duplicates] == [("b", "text")]
+    (cluster,) = store.clusters()
+    assert [(c.source, c.rule) for c in cluster.copies] == [("a", "new"), ("b", "text")]
+    assert store.clusters("b") == [cluster] and store.clusters("zzz") == []
+    assert store.latest(1) == latest[:1]
+
+
+def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
+    a = copy_of("a", 1)
+    b = replace(copy_of("b", 1, at=1), title="The original title", link="https://b.test/1")
+    write(store, new(a))
+    (entry,) = store.latest(10)
+    assert (entry.title, entry.source) == (a.title, "a")
+    write(store, Placement(b, a.id, "text"), representatives={a.id: ("b", b.key)})
+    (entry,) = store.latest(10)
+    assert (entry.title, entry.link, entry.source, entry.excerpt) == (
+        "The original title",
+        "https://b.test/1",
+        "b",
+        b.excerpt,
+    )
+    assert entry.id == a.id
+
+
+def test_a_rewritten_copy_replaces_its_content_and_index_rows(store: Store) -> None:
+    old = copy_of("a", 1)
+    write(store, new(old, (21, 22)))
+    edited = replace(
+        copy_of("a", 1, text="An edited text that reads nothing like the first version.", at=5)
+    )
+    assert edited.key == old.key and edited.content_hash != old.content_hash
+    p = Placement(edited, old.id, "same", existing=stored(store, old), sketch=(22, 23))
+    assert p.rewrites
+    write(store, p)
+    found = store.candidates(
+        CandidateQuery(
+            fingerprints=frozenset({old.fingerprint, edited.fingerprint}),
+            hashes=frozenset({21, 22, 23}),
+        )
+    )
+    assert set(found.by_fingerprint) == {edited.fingerprint}
+    assert set(found.by_hash) == {22, 23}
+    (entry,) = store.latest(10)
+    assert entry.excerpt == edited.excerpt
+    assert entry.updated == edited.first_seen  # noticed as an update when it was seen
+    assert store.entry_counts() == {"a": 1}
+
+
+def test_a_copy_seen_again_under_a_new_key_keeps_its_entry(store: Store) -> None:
+    old = copy_of("a", 1, link="https://a.test/1")
+    write(store, new(old))
+    rekeyed = replace(old, key="link:a.test/1", guid=None)
+    write(store, Placement(rekeyed, old.id, "link", existing=stored(store, old)))
+    found = store.candidates(CandidateQuery(keys=frozenset({("a", old.key), ("a", rekeyed.key)})))
+    assert list(found.by_key) == [("a", rekeyed.key)]
+    assert found.by_key["a", rekeyed.key].entry_id == old.id
+
+
+def test_merges_fold_entries_into_the_survivor(store: Store) -> None:
+    a, b = copy_of("a", 1), copy_of("b", 2, at=1)
+    write(store, new(a))
+    write(store, new(b))
+    bridge = copy_of("c", 3, at=2)
+    write(
+        store,
+        Placement(bridge, a.id, "link"),
+        merges=(Merge(b.id, a.id, "similar", 0.8),),
+        representatives={a.id: ("a", a.key)},
+    )
+    (entry,) = store.latest(10)
+    assert entry.id == a.id
+    assert sorted((d.source, d.rule, d.score) for d in entry.duplicates) == [
+        ("b", "similar", 0.8),
+        ("c", "link", None),
+    ]
+    assert store.entries({b.id}) == {}
+    assert stored(store, b).entry_id == a.id
+    assert store.entry_counts() == {"a": 1, "b": 1, "c": 1}
+
+
+def test_a_first_crawl_puts_undated_back_catalogue_below_dated_posts(store: Store) -> None:
+    dated = copy_of("a", 1, published=T0 - timedelta(days=30))
+    write(store, new(dated))
+    undated = copy_of("b", 2, at=1)
+    with store.transaction():
+        store.apply(
+            Decision((new(undated),), representatives={undated.id: ("b", undated.key)}),
+            SourceState(name="b"),
+            backfill=True,
+        )
+    assert [e.id for e in store.latest(10)] == [dated.id, undated.id]
+
+
+def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
+    kept = copy_of("a", 1)
+    write(store, new(kept))
+    lost = copy_of("a", 2)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.apply(Decision((new(lost),)), SourceState(name="a", etag='"x"'))
+        raise RuntimeError("a failure after the write")
+    assert [e.id for e in store.latest(10)] == [kept.id]
+    assert store.get_state("a") == SourceState(name="a")
+    # Nested: the inner failure undoes its own writes, the outer ones stay.
+    with store.transaction():
+        store.save_state(SourceState(name="outer"))
+        with pytest.raises(RuntimeError), store.transaction():
+            store.apply(Decision((new(lost),)), SourceState(name="inner"))
+            raise RuntimeError("inner")
+    assert [st.name for st in store.states()] == ["a", "outer"]
+    assert [e.id for e in store.latest(10)] == [kept.id]
+
+
+def test_what_dedup_decides_is_what_the_store_shows(store: Store) -> None:
+    # One pass through the real decider: a copy linking two stored entries merges them.
+    a = copy_of("a", 1, link="https://a.test/1")
+    b = copy_of("b", 2, link="https://b.test/2", at=1)
+    for e in (a, b):
+        with store.transaction():
+            store.apply(dedup.place([e], store), SourceState(name=e.source))
+    bridge = replace(copy_of("c", 3, at=2), text=a.text, fingerprint=a.fingerprint)
+    bridge = replace(bridge, link="https://b.test/2", link_key=b.link_key)
+    with store.transaction():
+        decision = dedup.place([bridge], store)
+        store.apply(decision, SourceState(name="c"))
+    assert [(m.entry_id, m.into) for m in decision.merges] == [(b.id, a.id)]
+    (entry,) = store.latest(10)
+    assert entry.id == a.id and {p.source for p in entry.sources} == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_store_reopens_with_what_it_held(kind: str, tmp_path: Path) -> None:
+    e = copy_of("a", 1)
+    with open_test_store(kind, tmp_path) as first:
+        write(first, new(e))
+        first.save_state(SourceState(name="a", etag='"1"'))
+    with open_test_store(kind, tmp_path) as again:
+        assert [x.id for x in again.latest(10)] == [e.id]
+        assert again.get_state("a") == SourceState(name="a", etag='"1"')
