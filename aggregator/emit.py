@@ -63,7 +63,8 @@ def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, 
     fg.updated(max((e.updated for e in entries), default=EPOCH))
     for entry in entries:
         _add_entry(fg, entry, sources)
-    return fg.atom_str(pretty=True)
+    atom: bytes = fg.atom_str(pretty=True)
+    return atom
 
 
 def _add_entry(fg: FeedGenerator, entry: Entry, sources: Mapping[str, Source]) -> None:

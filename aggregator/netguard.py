@@ -222,7 +222,8 @@ class _GuardedConnectionMixin:
     def _new_conn(self) -> socket.socket:
         rule = _current_rule()
         if rule is None:
-            return super()._new_conn()  # type: ignore[misc]
+            sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+            return sock
         try:
             addresses = rule.permitted(self._dns_host, self.port)
         except socket.gaierror as exc:
@@ -246,7 +247,7 @@ class _GuardedConnectionMixin:
             except TimeoutError as exc:
                 sock.close()
                 raise ConnectTimeoutError(
-                    self,  # type: ignore[arg-type]
+                    self,
                     f"Connection to {self.host} timed out. (connect timeout={self.timeout})",
                 ) from exc
             except OSError as exc:

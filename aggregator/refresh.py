@@ -31,6 +31,7 @@ from aggregator.fetch import FetchLimits, fetch, new_session
 from aggregator.models import (
     Excerpt,
     FetchResult,
+    Outcome,
     ParsedDocument,
     RawItem,
     RefreshReport,
@@ -642,7 +643,7 @@ def _store_one(config: Config, store: Store, fetched: _Fetched, clock: Clock) ->
         decision = dedup.place(fetched.excerpts, store, options)
         store.apply(decision, ok_state, backfill=state.last_success is None)
     # Items new to this source are "new" for it, whether or not another source had them.
-    outcome = (
+    outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
     )
     return SourceResult(

@@ -56,10 +56,9 @@ class RobotsCache:
         try:
             result = fetch_robots(origin + "/robots.txt")
         except FetchError as exc:
-            if exc.status is not None and 400 <= exc.status < 500:
-                rules.allow_all = True
-            else:
-                rules.disallow_all = True
+            # No robots.txt (a 4xx) allows everything; one that cannot be read forbids all.
+            allowed = exc.status is not None and 400 <= exc.status < 500
+            rules.parse(["User-agent: *", "Allow: /" if allowed else "Disallow: /"])
             return rules
         text = result.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
         rules.parse(text.splitlines())

@@ -44,11 +44,11 @@ def _get_context() -> Any:
     with _lock:
         if _context is None:
             if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(PRELOAD)
+                forkserver = multiprocessing.get_context("forkserver")
+                forkserver.set_forkserver_preload(PRELOAD)
+                _context = forkserver
             else:  # pragma: no cover
-                ctx = multiprocessing.get_context("spawn")
-            _context = ctx
+                _context = multiprocessing.get_context("spawn")
         return _context
 
 

@@ -302,11 +302,11 @@ class Server:
 
     @property
     def host(self) -> str:
-        return str(self._server.effective_host)  # type: ignore[union-attr]
+        return str(self._server.effective_host)
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)  # type: ignore[union-attr]
+        return int(self._server.effective_port)
 
     @property
     def url(self) -> str:
@@ -323,8 +323,8 @@ class Server:
         from waitress import wasyncore
 
         srv = self._server
-        srv_map = srv._map  # type: ignore[union-attr]
-        srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))  # type: ignore[union-attr]
+        srv_map = srv._map
+        srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))
         if self._thread is not None:
             self._thread.join(timeout)
-        srv.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        srv.task_dispatcher.shutdown()
