@@ -10,9 +10,8 @@ An id is a UUID in RFC 9562's custom layout (version 8), as a URN:
 Why the date comes first: the store indexes entries by id, and copies by the id of their entry.
 A random id (uuid5) wrote one random page of each index for every new entry; once the indexes
 outgrow the page cache those pages are read back and written again at every commit. Ids of new
-posts start with about the same date, so they go to the end of both indexes. In a store of a
-million entries, 1,000 new posts took 0.218 s to place and store with random ids and take
-0.129 s with these (0.074 s in an empty store; bench/dedup.py).
+posts start with about the same date, so they go to the end of both indexes (bench/README.md
+has the figures).
 
 Why the date is the post's, not the clock's: the same post from the same source gets the same
 id again in a store built anew from the same feeds, as long as the feed keeps its date. (An

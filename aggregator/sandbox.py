@@ -2,8 +2,7 @@
 
 For work on hostile input that could run for very long inside C code (an XML parse), where a
 thread cannot be interrupted. Children are forked from a forkserver that has already imported
-the modules named in PRELOAD, so one call costs a fork and a pickle, not a fresh interpreter
-(measured: about 15 ms once the server runs; its first start costs about 0.3 s).
+the modules named in PRELOAD, so one call costs a fork and a pickle, not a fresh interpreter.
 
 Only exceptions of type `Refusal` (name, message) cross back as such; any other failure in the
 child comes back as a `Refusal` describing it.
