@@ -150,12 +150,12 @@ def load_snapshot(path: Path) -> dict[str, Any]:
 STORES = ("sqlite",)
 
 
-def open_test_store(kind: str, tmp_path: Path) -> Store:
-    """A new, empty store of the given implementation, in `tmp_path`."""
+def open_test_store(kind: str, tmp_path: Path, name: str = "store.db") -> Store:
+    """The store of the given implementation kept in `tmp_path` (new and empty at first)."""
     if kind == "sqlite":
         from aggregator.store.sqlite import SQLiteStore
 
-        return SQLiteStore(tmp_path / "store.db")
+        return SQLiteStore(tmp_path / name)
     raise ValueError(f"unknown store kind {kind!r}")
 
 

@@ -13,7 +13,7 @@ from aggregator.config import Config, load_config
 from aggregator.models import RefreshReport, SourceResult, SourceState
 from aggregator.netguard import IPAddress, NetGuard, is_public_address
 from aggregator.refresh import refresh
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store import open_store
 from tests.conftest import LocalServer, load_snapshot, write_config
 
 
@@ -71,11 +71,8 @@ def by_name(report: RefreshReport) -> dict[str, SourceResult]:
 
 
 def state(config: Config, name: str) -> SourceState:
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
         st = store.get_state(name)
-    finally:
-        store.close()
     assert st is not None
     return st
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.refresh import refresh
+from aggregator.store import open_store
 from tests.conftest import DATA, LocalServer, load_snapshot, write_config
 
 SITE = DATA / "site"
@@ -173,8 +173,9 @@ def test_repeated_crawls_of_a_page_store_each_post_once(
     dated = [e for e in capture if e["published"]]
     assert len(dated) == 1 and dated[0]["published"] == "2026-01-11T00:00:00Z"
     assert dated[0]["categories"] == ["Python"]
-    db = sqlite3.connect(tmp_path / "state" / "agg.db")
-    assert db.execute("SELECT count(*) FROM copies WHERE source = 'capture'").fetchone()[0] == 7
+    with open_store(config) as store:
+        copies = [p for e in store.latest(10**6) for p in e.sources if p.source == "capture"]
+    assert len(copies) == 7
 
 
 def test_broken_source_fails_alone(tmp_path: Path, server: LocalServer) -> None:

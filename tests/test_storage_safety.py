@@ -19,8 +19,8 @@ from aggregator import emit
 from aggregator.config import load_config
 from aggregator.errors import EmitError, StorageError
 from aggregator.refresh import refresh
-from aggregator.store.sqlite import SQLiteStore
-from tests.conftest import ROOT, LocalServer, write_config
+from aggregator.store import open_store
+from tests.conftest import ROOT, LocalServer, open_test_store, write_config
 from tests.hostile import rss, snapshot, state
 
 N_SOURCES = 24
@@ -54,11 +54,8 @@ def test_two_processes_refreshing_one_store_never_see_a_locked_database(
             if not db_path.exists():
                 continue
             try:
-                store = SQLiteStore(db_path)
-                try:
+                with open_test_store("sqlite", tmp_path, "agg.db") as store:
                     reads.append(len(store.latest(500)))
-                finally:
-                    store.close()
             except (StorageError, sqlite3.Error) as exc:
                 errors.append(exc)
                 return
@@ -104,14 +101,11 @@ def test_a_failure_mid_refresh_leaves_each_source_whole_or_untouched(
     db.close()
     with pytest.raises(StorageError, match="simulated I/O error"):
         refresh(config, force=True)
-    store = SQLiteStore(config.store_path)
-    try:
+    with open_store(config) as store:
+        entries = store.latest(10**6)
         for n in range(N_SOURCES):
             name = f"s{n}"
-            titles = {
-                row[0]
-                for row in store._db.execute("SELECT title FROM copies WHERE source = ?", (name,))
-            }
+            titles = {e.title for e in entries if e.source == name}
             st = store.get_state(name)
             assert st is not None
             if n < 5:  # stored before the failure: fully updated
@@ -120,8 +114,6 @@ def test_a_failure_mid_refresh_leaves_each_source_whole_or_untouched(
             else:  # the failing source and those after it: untouched
                 assert titles == {f"Source {n} post {i} v1" for i in range(8)}, name
                 assert st == before[name]
-    finally:
-        store.close()
     assert (config.output_dir / "feed.atom").read_bytes() == atom_before
 
 
@@ -184,19 +176,16 @@ def test_a_process_killed_mid_refresh_leaves_each_source_whole_or_untouched(
     proc.kill()  # SIGKILL: no cleanup, no rollback by the program itself
     proc.wait(timeout=30)
     assert [line.split(b":")[0] for line in stored] == [f"s{n}".encode() for n in range(6)]
-    store = SQLiteStore(config.store_path)
-    try:
-        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db = sqlite3.connect(config.store_path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"  # the file itself
+    db.close()
+    with open_store(config) as store:
+        entries = store.latest(10**6)
         for n in range(N_SOURCES):
             name = f"s{n}"
-            titles = {
-                row[0]
-                for row in store._db.execute("SELECT title FROM copies WHERE source = ?", (name,))
-            }
+            titles = {e.title for e in entries if e.source == name}
             version = "v2" if n < 6 else "v1"
             assert titles == {f"Source {n} post {i} {version}" for i in range(8)}, name
             if n >= 6:
                 assert store.get_state(name) == before[name]
-    finally:
-        store.close()
     assert (config.output_dir / "feed.atom").read_bytes() == atom_before
