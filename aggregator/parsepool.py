@@ -7,13 +7,20 @@ the Excerpt tuples out). The pool is used when there is enough work to pay for s
 Workers are forked from the calling thread before any fetch thread exists, and only when it is
 the process's only thread (forking a process whose other threads may hold locks is unsafe);
 otherwise the refresh parses in its threads as before.
+
+Workers end with the process that started them, even when it is killed outright (SIGKILL, the
+OOM killer) and never gets to shut the pool down: see `_end_with_parent`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -37,7 +44,10 @@ def start_pool(sources: int) -> ParsePool | None:
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     executor = ProcessPoolExecutor(
-        max_workers=min(PROCESSES, cpus), mp_context=multiprocessing.get_context("fork")
+        max_workers=min(PROCESSES, cpus),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
     )
     executor.submit(int).result()  # fork every worker now, while this is the only thread
     return ParsePool(executor)
@@ -71,6 +81,44 @@ class ParsePool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_SECONDS = 0.5  # how often a worker without PR_SET_PDEATHSIG looks for its parent
+
+
+def _end_with_parent(parent: int) -> None:
+    """Worker initializer: make this worker end when `parent`, the process that forked it, ends.
+
+    On Linux the kernel sends the worker SIGKILL when its parent dies (PR_SET_PDEATHSIG). The
+    signal is tied to the thread that forked the worker: the caller of `start_pool`, the
+    process's only thread, which outlives the pool. The parent may have died between the fork
+    and this call, so its pid is checked afterwards: an orphaned process has another parent.
+    Elsewhere, a daemon thread polls the parent pid instead.
+    """
+    if _set_death_signal():
+        if os.getppid() != parent:
+            os._exit(1)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _set_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL)) == 0)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit this process as soon as `parent` is no longer its parent (it died)."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)
 
 
 def _feed_job(
