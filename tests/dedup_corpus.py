@@ -7,6 +7,9 @@ for different episodes, short posts, one topic); they must stay apart.
 
 `run_corpus` feeds every record through normalize and dedup into a real SQLite store, source
 by source, and returns the labelled outcome; `score` turns it into precision and recall.
+
+A helper module, not a test module: the corpus is large and of one piece, so it stands apart from
+tests/helpers.py; the dedup tests and bench/dedup_quality.py import it.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.refresh import refresh
 from aggregator.serve import Server
-from tests.conftest import LocalServer, write_config
-from tests.test_serve import rss
+from tests.helpers import LocalServer, rss_posts, write_config
 
 BROWSER = next(
     (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
@@ -56,7 +55,7 @@ def dump_dom(url: str, profile: Path) -> str:
 
 @pytest.fixture
 def served(tmp_path: Path, server: LocalServer) -> Iterator[Server]:
-    feed = server.serve("/feed.xml", rss(12))
+    feed = server.serve("/feed.xml", rss_posts(12))
     capture = server.serve(
         "/capture.txt",
         "LATEST UPDATES\nNotes\n2026-07-01\n今天读完了一篇关于注意力缩放的文章，记下要点。\n",

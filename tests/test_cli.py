@@ -10,17 +10,11 @@ import feedparser
 import pytest
 
 from aggregator import __version__
-from aggregator.cli import build_parser, main
-from tests.conftest import ROOT, LocalServer, write_config
+from aggregator.cli import main
+from tests.helpers import ROOT, LocalServer, command_names, write_config
 
 
-def _commands() -> list[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    return sorted(sub.choices)  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("command", _commands())
+@pytest.mark.parametrize("command", command_names())
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

@@ -11,8 +11,7 @@ import pytest
 
 from aggregator.cli import main
 from aggregator.config import load_config
-from tests.conftest import ROOT, LocalServer, write_config
-from tests.test_serve import rss
+from tests.helpers import ROOT, LocalServer, command_names, rss_posts, write_config
 
 PAGE = """<html><body>
 <article class="card"><h3><a href="/p/1">First card</a></h3><p class="sum">One.</p></article>
@@ -22,7 +21,7 @@ PAGE = """<html><body>
 
 @pytest.fixture
 def config_path(tmp_path: Path, server: LocalServer) -> Path:
-    feed = server.serve("/feed.xml", rss(4))
+    feed = server.serve("/feed.xml", rss_posts(4))
     page = server.serve("/page.html", PAGE, content_type="text/html")
     return write_config(
         tmp_path,
@@ -178,10 +177,8 @@ def test_verbose_and_quiet_are_accepted_everywhere(command: str) -> None:
 
 
 def test_readme_documents_every_command() -> None:
-    from tests.test_cli import _commands
-
     readme = (ROOT / "README.md").read_text()
-    for command in _commands():
+    for command in command_names():
         assert f"`aggregator {command}" in readme, command
     for needed in ("cron", "[Service]", "ExecStart=", "/feed.atom", "/healthz"):
         assert needed in readme

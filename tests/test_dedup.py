@@ -3,72 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator import dedup
-from aggregator.models import (
-    CandidateQuery,
-    Decision,
-    Excerpt,
-    ExcerptOptions,
-    RawItem,
-    Source,
-    SourceState,
-)
-from aggregator.normalize import normalize
+from aggregator.models import CandidateQuery
 from aggregator.sketch import band_hashes, jaccard, weight
 from aggregator.store import Store
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-LONG = (
-    "Gradient noise scale tells you how large a batch can get before extra samples stop "
-    "helping. Measure it early in training with two batch sizes, compare the gradient norms, "
-    "and you have a cheap estimate that guides the choice of batch size for the rest of the run."
-)
-LONG_ZH = (
-    "梯度噪声尺度告诉我们批大小增大到什么程度之后，额外的样本就不再有帮助。在训练早期用两个不同的批大小"
-    "分别测量梯度范数并加以比较，就能得到一个成本很低的估计，用来指导整个训练过程中批大小的选择。"
-)
-
-
-def ex(
-    source: str,
-    content: str,
-    *,
-    title: str | None = "A post",
-    guid: str | None = None,
-    link: str | None = None,
-    at: int = 0,
-    categories: tuple[str, ...] = (),
-    allow_duplicate_links: bool = False,
-) -> Excerpt:
-    src = Source(name=source, url="https://x.test/", allow_duplicate_links=allow_duplicate_links)
-    item = RawItem(
-        guid=guid,
-        title=title,
-        link=link,
-        content=content,
-        content_is_html=False,
-        categories=categories,
-    )
-    return normalize(item, source=src, now=T0 + timedelta(hours=at), options=ExcerptOptions())
-
-
-def put(store: Store, *excerpts: Excerpt, **options: object) -> Decision:
-    """Place one batch and store what dedup decided, as a refresh does."""
-    opts = dedup.DedupOptions(**options)  # type: ignore[arg-type]
-    with store.transaction():
-        decision = dedup.place(list(excerpts), store, opts)
-        store.apply(decision, SourceState(name=excerpts[0].source))
-    return decision
-
-
-def entry_of(store: Store, e: Excerpt) -> str:
-    """The entry the stored copy of `e` (by source and key) belongs to."""
-    found = store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)})))
-    return found.by_key[e.source, e.key].entry_id
+from tests.helpers import LONG, LONG_ZH, entry_of, ex, put
 
 
 def stored_keys(store: Store, source: str, link_key: str) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from aggregator.cli import main
 from aggregator.config import load_config
 from aggregator.refresh import refresh
-from tests.conftest import ROOT, LocalServer, load_snapshot, write_config
+from tests.helpers import ROOT, LocalServer, load_snapshot, write_config
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 

@@ -19,8 +19,8 @@ from aggregator import dedup
 from aggregator.models import CandidateQuery, Excerpt, ExcerptOptions, RawItem, Source, SourceState
 from aggregator.normalize import normalize
 from aggregator.store import Store
-from tests.conftest import open_test_store
 from tests.dedup_corpus import CORPUS, T0, _cut, _typo
+from tests.helpers import open_test_store
 
 _POSTS = tomllib.loads((CORPUS / "posts.toml").read_text(encoding="utf-8"))["post"]
 _CHOSEN = [_POSTS[i] for i in (0, 4, 8, 12, 17, 21)]

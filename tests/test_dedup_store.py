@@ -13,7 +13,7 @@ from aggregator import dedup
 from aggregator.models import CandidateQuery, Candidates, Excerpt, StoredEntry
 from aggregator.store.sqlite import SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
-from tests.test_dedup import LONG, LONG_ZH, T0, entry_of, ex, put
+from tests.helpers import LONG, LONG_ZH, T0, entry_of, ex, put
 
 
 def _rows(store: SQLiteStore, table: str) -> set[tuple[int, int]]:

@@ -9,7 +9,6 @@ sanitizes it): for those the normalized records, which keep only plain text, mus
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,14 +20,12 @@ from aggregator.models import ExcerptOptions, ParsedDocument, Source
 from aggregator.normalize import normalize
 from aggregator.parse.fastfeed import parse_fast
 from aggregator.parse.feed import parse_feed
+from tests.helpers import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = "https://feeds.example.test/sub/feed.xml"
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 SOURCE = Source(name="test", url=URL)
-
-sys.path.insert(0, str(ROOT / "bench"))
-from workload import generate  # noqa: E402
 
 
 def _fixtures() -> list[object]:
@@ -44,9 +41,9 @@ def _fixtures() -> list[object]:
         for path in sorted((ROOT / folder).glob("*")):
             if path.suffix in (".rss", ".atom", ".xml"):
                 cases.append(pytest.param(path.read_bytes(), URL, {}, id=f"{folder}/{path.name}"))
-    for path, body in list(generate(4, 12).items()):
-        kind = "application/rss+xml" if path.endswith(".xml") else "application/atom+xml"
-        cases.append(pytest.param(body, URL, {"content-type": kind}, id=f"workload{path}"))
+    for name, body in list(generate(4, 12).items()):
+        kind = "application/rss+xml" if name.endswith(".xml") else "application/atom+xml"
+        cases.append(pytest.param(body, URL, {"content-type": kind}, id=f"workload{name}"))
     return cases
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from aggregator import USER_AGENT
 from aggregator.refresh import refresh
-from tests.conftest import LocalServer, Response
-from tests.hostile import (
+from tests.helpers import (
     EARLIER,
+    LocalServer,
+    Response,
     assert_survived,
     by_name,
     drip,

@@ -15,7 +15,7 @@ import pytest
 
 from aggregator.errors import FetchError
 from aggregator.fetch import fetch, new_session
-from tests.conftest import LocalServer
+from tests.helpers import LocalServer
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 

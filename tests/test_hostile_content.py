@@ -10,8 +10,7 @@ from pathlib import Path
 import feedparser
 from lxml import etree
 
-from tests.conftest import LocalServer
-from tests.hostile import aware, refresh_all, seeded, snapshot, state, two_sources
+from tests.helpers import LocalServer, aware, refresh_all, seeded, snapshot, state, two_sources
 
 
 def _words(seed: str) -> str:

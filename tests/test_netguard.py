@@ -14,8 +14,7 @@ import pytest
 
 from aggregator.netguard import ip_literal, is_public_address
 from aggregator.refresh import refresh
-from tests.conftest import LocalServer
-from tests.hostile import EARLIER, by_name, fake_dns, state, titles_of, two_sources
+from tests.helpers import EARLIER, LocalServer, by_name, fake_dns, state, titles_of, two_sources
 
 
 @pytest.mark.parametrize(

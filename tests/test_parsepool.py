@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.parsepool import MIN_SOURCES
-from tests.conftest import LocalServer, Response, load_snapshot, write_config
-from tests.hostile import rss
+from tests.helpers import LocalServer, Response, load_snapshot, rss, write_config
 
 PROC = Path("/proc")
 pytestmark = pytest.mark.skipif(not (PROC / "self" / "stat").exists(), reason="needs /proc")

@@ -11,7 +11,7 @@ import pytest
 from aggregator.config import load_config
 from aggregator.refresh import refresh
 from aggregator.store import open_store
-from tests.conftest import DATA, LocalServer, load_snapshot, write_config
+from tests.helpers import DATA, LocalServer, load_snapshot, write_config
 
 SITE = DATA / "site"
 

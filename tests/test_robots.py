@@ -6,8 +6,7 @@ from pathlib import Path
 
 from aggregator.config import load_config
 from aggregator.refresh import refresh
-from tests.conftest import DATA, LocalServer, write_config
-from tests.hostile import by_name, snapshot
+from tests.helpers import DATA, LocalServer, by_name, snapshot, write_config
 
 PAGE = (DATA / "site" / "page.html").read_bytes()
 SELECT = """

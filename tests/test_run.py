@@ -22,8 +22,7 @@ from aggregator import emit
 from aggregator.config import Config, load_config
 from aggregator.schedule import Runner
 from aggregator.store.sqlite import SQLiteStore
-from tests.conftest import ROOT, LocalServer, Response, load_snapshot, write_config
-from tests.test_serve import rss
+from tests.helpers import ROOT, LocalServer, Response, load_snapshot, rss_posts, write_config
 
 DEADLINE = 20.0  # seconds a condition may take before the test fails
 
@@ -39,7 +38,7 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
 def make_config(tmp_path: Path, server: LocalServer, n_sources: int = 3, extra: str = "") -> Path:
     body = '[feed]\ntitle = "Run"\n[fetch]\ntimeout = 2\n' + extra
     for i in range(n_sources):
-        url = server.serve(f"/s{i}.xml", rss(5, prefix=f"S{i}"))
+        url = server.serve(f"/s{i}.xml", rss_posts(5, prefix=f"S{i}"))
         body += f'[[sources]]\nname = "s{i}"\nurl = "{url}"\n'
     return write_config(tmp_path, body)
 

@@ -19,20 +19,9 @@ from aggregator import emit
 from aggregator.config import load_config
 from aggregator.refresh import refresh
 from aggregator.serve import Server
-from tests.conftest import DATA, LocalServer, write_config
+from tests.helpers import DATA, LocalServer, rss_posts, write_config
 
 JSON_FEED_SCHEMA = json.loads((DATA / "jsonfeed" / "jsonfeed-1.1.schema.json").read_text())
-
-
-def rss(n: int, prefix: str = "Post", extra: str = "") -> str:
-    items = "".join(
-        f"<item><guid>{prefix}-{i}</guid><title>{prefix} {i}{extra}</title>"
-        f"<link>http://blog.test/{prefix.lower()}/{i}</link>"
-        f"<pubDate>Mon, {1 + i % 27:02d} Jun 2026 10:00:00 GMT</pubDate>"
-        f"<description>Body of {prefix.lower()} {i}, long enough to read.</description></item>"
-        for i in range(n)
-    )
-    return f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
 
 
 @pytest.fixture
@@ -40,7 +29,9 @@ def site(tmp_path: Path, server: LocalServer) -> Iterator[tuple[Server, Path]]:
     """Outputs of one refresh over two sources (one failing), served on a free port."""
     good = server.serve(
         "/good.xml",
-        rss(30, extra=" &amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt; &amp;amp; more"),
+        rss_posts(
+            30, extra=" &amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt; &amp;amp; more"
+        ),
     )
     bad = server.url("/missing.xml")
     path = write_config(
@@ -236,7 +227,7 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
 
 def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path]) -> None:
     srv, out = site
-    versions = [rss(5).encode(), rss(60, prefix="Other").encode()]
+    versions = [rss_posts(5).encode(), rss_posts(60, prefix="Other").encode()]
     allowed = [*versions, (out / emit.FEED_FILE).read_bytes()]
     stop = threading.Event()
 

@@ -18,11 +18,7 @@ from aggregator.config import load_config
 from aggregator.models import CandidateQuery, Decision, Excerpt, Merge, Placement, SourceState
 from aggregator.refresh import refresh
 from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
-from tests.conftest import ROOT, LocalServer, write_config
-from tests.test_dedup import ex
-
-sys.path.insert(0, str(ROOT / "bench"))
-from workload import generate
+from tests.helpers import ROOT, LocalServer, ex, generate, write_config
 
 _CHILD = """
 import json, sys

@@ -20,8 +20,7 @@ from aggregator.config import load_config
 from aggregator.errors import EmitError, StorageError
 from aggregator.refresh import refresh
 from aggregator.store import open_store
-from tests.conftest import ROOT, LocalServer, open_test_store, write_config
-from tests.hostile import rss, snapshot, state
+from tests.helpers import ROOT, LocalServer, open_test_store, rss, snapshot, state, write_config
 
 N_SOURCES = 24
 
@@ -154,8 +153,7 @@ def test_a_full_disk_while_writing_an_output_keeps_the_previous_one(
 def test_a_process_killed_mid_refresh_leaves_each_source_whole_or_untouched(
     tmp_path: Path, server: LocalServer
 ) -> None:
-    from tests.conftest import Response
-    from tests.hostile import drip
+    from tests.helpers import Response, drip
 
     path = _many(tmp_path, server)
     config = load_config(path)

@@ -25,7 +25,7 @@ from aggregator.models import (
 )
 from aggregator.normalize import normalize
 from aggregator.store import Store
-from tests.conftest import STORES, open_test_store
+from tests.helpers import STORES, open_test_store
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 TEXT = (

@@ -14,7 +14,7 @@ from aggregator.emit import write_if_changed
 from aggregator.errors import EmitError, StorageError
 from aggregator.models import SourceState
 from aggregator.store.sqlite import SCHEMA_VERSION, SQLiteStore
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 
 def test_new_store_is_migrated_to_the_current_version(tmp_path: Path) -> None:
