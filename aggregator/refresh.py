@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
 
-from aggregator import dedup, emit
+from aggregator import dedup, emit, sourcestate
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError, ParseError, SourceError
 from aggregator.fetch import FetchLimits, fetch, new_session
@@ -48,7 +48,6 @@ from aggregator.parse.text import parse_text
 from aggregator.parsepool import ParsePool, start_pool
 from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 from aggregator.store import Store, open_store
-from aggregator.timing import next_due_error, next_due_ok
 
 log = logging.getLogger("aggregator.refresh")
 
@@ -58,7 +57,6 @@ Clock = Callable[[], datetime]
 _STORE_LOCK = threading.Lock()
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the store, at least
 GROUP_EXCERPTS = 5_000  # stored in one transaction at most (sources already fetched)
-REDIRECTS_BEFORE_MOVE = 3
 
 
 def utcnow() -> datetime:
@@ -77,19 +75,6 @@ class _Fetched:
     error: SourceError | None = None
     duration: float = 0.0
     excerpts: tuple[Excerpt, ...] = ()  # the document's items, normalized
-
-
-def due_sources(config: Config, states: dict[str, SourceState], now: datetime) -> list[Source]:
-    """The sources whose next due time has come (or that were never fetched, or moved)."""
-    return [s for s in config.sources if is_due(s, states.get(s.name), now)]
-
-
-def is_due(source: Source, st: SourceState | None, now: datetime) -> bool:
-    """Whether `source` should be fetched at `now`, given what the store remembers of it."""
-    if st is None or st.url != source.url or st.next_due is None or st.next_due <= now:
-        # 410 Gone: not polled again until its config changes.
-        return not (st is not None and st.last_status == "gone" and st.url == source.url)
-    return False
 
 
 def refresh(
@@ -124,7 +109,7 @@ def refresh(
             elif force:
                 chosen = list(config.sources)
             else:
-                chosen = due_sources(config, states, started)
+                chosen = sourcestate.due_sources(config.sources, states, started)
             results = []
             # One "now" for every entry first seen in this run, whichever thread or process
             # normalizes it: copies seen together tie, and store order (config order) decides.
@@ -175,7 +160,7 @@ def refresh_if_due(
     source = config.source(name)
     with open_store(config) as store:
         state = store.get_state(name)
-    if not is_due(source, state, clock()):
+    if not sourcestate.is_due(source, state, clock()):
         return None
     return refresh(config, names=(name,), session=session, clock=clock, emit=emit)
 
@@ -242,9 +227,7 @@ def due_at(config: Config, name: str) -> datetime | None:
     source = config.source(name)
     with open_store(config) as store:
         state = store.get_state(name)
-    if state is None or state.url != source.url:
-        return None
-    return state.next_due
+    return sourcestate.next_due(source, state)
 
 
 def emit_outputs(config: Config) -> tuple[bool, bool]:
@@ -367,10 +350,7 @@ def _fetch_in_threads(
             s = next(remaining, None)
             if s is None:
                 return
-            state = states.get(s.name) or SourceState(name=s.name, url=s.url)
-            if state.url != s.url:
-                # The configured URL changed: forget validators, moves and "gone".
-                state = SourceState(name=s.name, url=s.url)
+            state = sourcestate.current(s, states.get(s.name))
             futures.append(
                 pool.submit(
                     _fetch_and_parse,
@@ -446,8 +426,7 @@ def _fetch_and_parse(
         if first.not_modified:
             return _Fetched(source, state, first, duration=time.monotonic() - t0)
         body_hash = hashlib.blake2b(first.body, digest_size=16).hexdigest()
-        if state.body_hash == body_hash and state.last_status in ("ok", "not-modified"):
-            # Many servers ignore validators: the same bytes are "not modified" too.
+        if sourcestate.body_unchanged(state, body_hash):
             return _Fetched(
                 source, state, first, body_hash=body_hash, duration=time.monotonic() - t0
             )
@@ -611,7 +590,7 @@ def _store_one(config: Config, store: Store, fetched: _Fetched, clock: Clock) ->
     source, state = fetched.source, fetched.state
     now = clock()
     if fetched.error is not None:
-        new_state = _failed_state(source, state, fetched.error, now)
+        new_state = sourcestate.after_failure(source, state, fetched.error, now)
         store.save_state(new_state)
         log.warning("%s", fetched.error)
         status = fetched.error.status if isinstance(fetched.error, FetchError) else None
@@ -623,7 +602,14 @@ def _store_one(config: Config, store: Store, fetched: _Fetched, clock: Clock) ->
             duration=fetched.duration,
         )
     assert fetched.result is not None
-    ok_state = _ok_state(source, state, fetched, now)
+    ok_state = sourcestate.after_success(
+        source,
+        state,
+        fetched.result,
+        document=fetched.document,
+        body_hash=fetched.body_hash,
+        now=now,
+    )
     if fetched.document is None:
         store.save_state(ok_state)
         return SourceResult(
@@ -668,73 +654,11 @@ def _normalize_all(
     ]
 
 
-def _ok_state(source: Source, state: SourceState, fetched: _Fetched, now: datetime) -> SourceState:
-    result = fetched.result
-    assert result is not None
-    etag, last_modified = state.etag, state.last_modified
-    if result.status == 200:
-        etag = result.headers.get("etag")
-        last_modified = result.headers.get("last-modified")
-    redirect_url, redirect_streak, effective = _redirects(state, result)
-    not_modified = fetched.document is None
-    ttl = state.ttl_seconds if fetched.document is None else fetched.document.ttl_seconds
-    return replace(
-        state,
-        url=source.url,
-        etag=etag,
-        last_modified=last_modified,
-        body_hash=fetched.body_hash or state.body_hash,
-        effective_url=effective,
-        last_status="not-modified" if not_modified else "ok",
-        last_fetch=now,
-        last_success=now,
-        error=None,
-        error_streak=0,
-        next_due=next_due_ok(
-            now,
-            timedelta(seconds=source.interval_seconds),
-            headers=result.headers,
-            ttl_seconds=ttl,
-        ),
-        redirect_url=redirect_url,
-        redirect_streak=redirect_streak,
-        ttl_seconds=ttl,
-    )
-
-
-def _redirects(state: SourceState, result: FetchResult) -> tuple[str | None, int, str | None]:
-    """Track permanent redirects; after several identical ones in a row, use the new URL."""
-    target = result.permanent_redirect
-    if target is None:
-        return None, 0, state.effective_url
-    streak = state.redirect_streak + 1 if target == state.redirect_url else 1
-    effective = target if streak >= REDIRECTS_BEFORE_MOVE else state.effective_url
-    return target, streak, effective
-
-
-def _failed_state(
-    source: Source, state: SourceState, error: SourceError, now: datetime
-) -> SourceState:
-    streak = state.error_streak + 1
-    gone = isinstance(error, FetchError) and error.status == 410
-    asked = error.retry_after if isinstance(error, FetchError) else None
-    return replace(
-        state,
-        url=source.url,
-        last_status="gone" if gone else "error",
-        last_fetch=now,
-        error=error.reason,
-        error_streak=streak,
-        next_due=next_due_error(now, timedelta(seconds=source.interval_seconds), streak, asked),
-    )
-
-
 __all__ = [
     "ConfigError",
     "Preview",
     "due_at",
     "emit_outputs",
-    "is_due",
     "preview",
     "refresh",
     "refresh_if_due",

@@ -20,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from aggregator import sourcestate
 from aggregator.config import Config
 from aggregator.errors import AggregatorError
 from aggregator.models import SourceResult
@@ -90,10 +91,8 @@ class Runner:
             states = {st.name: st for st in store.states()}
         now = datetime.now(UTC)
         for source in self.config.sources:
-            st = states.get(source.name)
-            first = now
-            if st is not None and st.url == source.url and st.next_due and st.next_due > now:
-                first = st.next_due
+            due = sourcestate.next_due(source, states.get(source.name))
+            first = due if due is not None and due > now else now
             interval = source.interval_seconds
             self.scheduler.add_job(
                 self._job,

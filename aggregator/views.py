@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from aggregator import sourcestate
 from aggregator.config import Config
 from aggregator.models import Entry, RefreshReport, SourceResult, SourceState
 
@@ -48,12 +49,11 @@ class RefreshProgress:
     def __init__(self, config: Config, names: Sequence[str], force: bool) -> None:
         self.total = len(set(names)) if names else len(config.sources) if force else None
         if self.total is None:
-            from aggregator.refresh import due_sources, utcnow
             from aggregator.store import open_store
 
             with open_store(config) as store:
                 states = {st.name: st for st in store.states()}
-            self.total = len(due_sources(config, states, utcnow()))
+            self.total = len(sourcestate.due_sources(config.sources, states, datetime.now(UTC)))
         self.progress = Progress(
             TextColumn("[bold]refreshing"),
             BarColumn(),
@@ -114,23 +114,22 @@ def sources_table(
         )
     table.add_column("moved to")
     for s in config.sources:
-        st = states.get(s.name)
-        if st is not None and st.url != s.url:
-            st = None  # the URL changed in the config: it starts afresh
-        status = (st.last_status if st else None) or "new"
+        st = sourcestate.current(s, states.get(s.name))  # a changed URL starts afresh
+        status = st.last_status or "new"
         style = "red" if status in ("error", "gone") else ""
         status_text = Text(status, style=style)
-        if st and st.error:
+        if st.error:
             status_text.append(f": {_cut(st.error, 60)}", style=style)
+        due = sourcestate.next_due(s, st)
         table.add_row(
             Text(s.name),
             s.kind,
-            _when(st.last_fetch if st else None),
+            _when(st.last_fetch),
             status_text,
-            str(st.error_streak if st else 0),
-            _when(st.next_due) if st and st.next_due else "now",
+            str(st.error_streak),
+            "never" if sourcestate.is_gone(s, st) else _when(due) if due else "now",
             str(counts.get(s.name, 0)),
-            Text(st.effective_url) if st and st.effective_url else Text(""),
+            Text(st.effective_url or ""),
         )
     return table
 
