@@ -8,7 +8,7 @@ matching; dates the source could not possibly mean are dropped.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
@@ -18,7 +18,14 @@ from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source
 from aggregator.textutil import clean_text, cut, first_sentence, fold, html_to_text, is_truncated
 from aggregator.urls import safe_http_url, url_forms
 
-__all__ = ["EARLIEST_DATE", "FOLDED_TEXT_LIMIT", "UNTITLED", "mint_id", "normalize"]
+__all__ = [
+    "EARLIEST_DATE",
+    "FOLDED_TEXT_LIMIT",
+    "UNTITLED",
+    "mint_id",
+    "normalize",
+    "normalize_items",
+]
 
 EARLIEST_DATE = datetime(1995, 1, 1, tzinfo=UTC)  # no feed predates this; earlier is a bug
 FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes
@@ -96,6 +103,16 @@ class _Shown:
                 )
             )
         )
+
+
+def normalize_items(
+    items: Sequence[RawItem], *, source: Source, now: datetime, options: ExcerptOptions
+) -> tuple[Excerpt, ...]:
+    """A document's items as excerpts, in document order, at most the source's max_entries."""
+    return tuple(
+        normalize(item, source=source, now=now, options=options)
+        for item in items[: source.max_entries]
+    )
 
 
 def _folded_text(text: str, placeholders: tuple[str, str]) -> str:

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from aggregator.errors import ParseError
 from aggregator.models import Excerpt, ExcerptOptions, ParsedDocument, Source
-from aggregator.normalize import normalize
+from aggregator.normalize import normalize_items
 from aggregator.parse.feed import parse_feed
 
 __all__ = ["MIN_SOURCES", "PROCESSES", "ParsePool", "start_pool"]
@@ -135,8 +135,5 @@ def _feed_job(
         )
     except ParseError as exc:  # its constructor does not survive pickling: send the reason
         return exc.reason
-    excerpts = tuple(
-        normalize(item, source=source, now=now, options=options)
-        for item in document.items[: source.max_entries]
-    )
+    excerpts = normalize_items(document.items, source=source, now=now, options=options)
     return replace(document, items=()), excerpts
