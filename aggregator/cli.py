@@ -379,8 +379,8 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from aggregator.collect import preview
     from aggregator.errors import SourceError
-    from aggregator.refresh import preview
 
     config = _load(args)
     for name in args.source:

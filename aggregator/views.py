@@ -156,7 +156,7 @@ def print_latest(entries: Sequence[Entry]) -> None:
 
 def print_preview(preview: object, show: int) -> None:
     """What `check --fetch` found for one source."""
-    from aggregator.refresh import Preview
+    from aggregator.collect import Preview
 
     assert isinstance(preview, Preview)
     out = console()

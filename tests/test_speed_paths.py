@@ -22,21 +22,22 @@ from tests.helpers import ROOT, LocalServer, ex, generate, write_config
 
 _CHILD = """
 import json, sys
-import aggregator.refresh as refresh_module
+import aggregator.collect as collect_module
 import pytest
 
 from aggregator.config import load_config
+from aggregator.refresh import refresh
 
 started = []
-real_start = refresh_module.start_pool
+real_start = collect_module.start_pool
 
 def spy(sources):
     pool = real_start(sources)
     started.append(pool is not None)
     return pool
 
-refresh_module.start_pool = spy
-report = refresh_module.refresh(load_config(sys.argv[1]), force=True)
+collect_module.start_pool = spy
+report = refresh(load_config(sys.argv[1]), force=True)
 print(json.dumps({"pool": started, "failed": [r.error for r in report.failed]}))
 """
 
@@ -171,13 +172,13 @@ def test_migrations_count_and_index_what_a_version_1_store_holds(tmp_path: Path)
 def test_a_small_look_ahead_still_refreshes_every_source_in_order(
     tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aggregator.refresh as refresh_module
+    import aggregator.collect as collect_module
 
     for path, body in generate(7, 3).items():
         server.serve(path, body)
     # One fetch thread: a look-ahead of max(1, 4 x 1) = 4 sources, fewer than the 7 here.
     config_path = _config(tmp_path, server, "window", ("[fetch]", "max_workers = 1"))
-    monkeypatch.setattr(refresh_module, "IN_FLIGHT_MIN", 1)
+    monkeypatch.setattr(collect_module, "IN_FLIGHT_MIN", 1)
     config = load_config(config_path)
     seen: list[str] = []
     report = refresh(config, force=True, on_result=lambda r: seen.append(r.source))

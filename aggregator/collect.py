@@ -1,0 +1,393 @@
+"""The collect stage: a due source becomes its excerpts, or the error that stopped it.
+
+    fetch (conditional GET) -> not modified? -> sniff -> parse -> advertised feed | pages
+        -> normalize
+
+A `Collector` holds what the sources of one run share: the HTTP session, the fetch limits, the
+per-host limiter, the robots.txt cache, the address guard and, while `collect_many` runs, the
+parse pool. It stores nothing: the refresh use case decides what the results become.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from urllib.parse import urlsplit
+
+import requests
+
+from aggregator import sourcestate
+from aggregator.config import Config, FetchSettings
+from aggregator.errors import FetchError, ParseError, SourceError
+from aggregator.fetch import FetchLimits, fetch, new_session
+from aggregator.models import (
+    Excerpt,
+    ExcerptOptions,
+    FetchResult,
+    ParsedDocument,
+    RawItem,
+    Source,
+    SourceKind,
+    SourceState,
+)
+from aggregator.netguard import NetGuard
+from aggregator.normalize import normalize_items
+from aggregator.parse.feed import needs_isolation, parse_feed
+from aggregator.parse.page import find_next_pages, parse_page
+from aggregator.parse.sniff import sniff
+from aggregator.parse.text import parse_text
+from aggregator.parsepool import ParsePool, start_pool
+from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
+
+__all__ = ["IN_FLIGHT_MIN", "Collected", "Collector", "HostLimiter", "Preview", "preview"]
+
+log = logging.getLogger("aggregator.collect")
+
+IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the one being stored, at least
+
+# Requests one source makes after its first: (URL) -> response, robots.txt checked.
+Get = Callable[[str], FetchResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What collecting one source gave: its excerpts, or why there are none."""
+
+    source: Source
+    state: SourceState  # the state before this refresh (fresh when the configured URL changed)
+    result: FetchResult | None = None  # the first response; None after an error
+    document: ParsedDocument | None = None  # what was read; None when not modified or failed
+    body_hash: str | None = None  # hash of the first response's body (a 200)
+    error: SourceError | None = None  # why nothing was read
+    duration: float = 0.0  # seconds spent collecting
+    excerpts: tuple[Excerpt, ...] = ()  # the document's items, normalized, in document order
+
+
+class HostLimiter:
+    """At most `limit` requests in flight to one host."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._sems: dict[str, threading.Semaphore] = {}
+
+    @contextmanager
+    def hold(self, url: str) -> Iterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            sem = self._sems.setdefault(host, threading.Semaphore(self._limit))
+        with sem:
+            yield
+
+
+class Collector:
+    """Collects sources for one run; `now` is the first-seen time of every excerpt it makes."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        excerpt: ExcerptOptions,
+        session: requests.Session,
+        *,
+        now: datetime,
+        guard: NetGuard | None = None,
+    ) -> None:
+        self._settings = settings
+        self._excerpt = excerpt
+        self._session = session
+        self._now = now
+        self._guard = guard or NetGuard(allow_private=settings.allow_private)
+        self._limits = FetchLimits(timeout=settings.timeout, max_bytes=settings.max_bytes)
+        self._robots_limits = replace(
+            self._limits, max_bytes=min(settings.max_bytes, MAX_ROBOTS_BYTES)
+        )
+        self._hosts = HostLimiter(settings.per_host)
+        self._robots = RobotsCache()
+        self._pool: ParsePool | None = None  # set while collect_many runs
+
+    # --- many sources ----------------------------------------------------------------------
+
+    def collect_many(
+        self,
+        sources: Sequence[Source],
+        states: Mapping[str, SourceState],
+        group_excerpts: int,
+    ) -> Iterator[list[Collected]]:
+        """Collect every source in a thread pool; yield the results in the order of `sources`,
+        those ready together in one list of about `group_excerpts` excerpts at most."""
+        if not sources:
+            return
+        self._pool = start_pool(len(sources))  # before the fetch threads: it forks
+        try:
+            yield from self._in_threads(sources, states, group_excerpts)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = None
+
+    def _in_threads(
+        self,
+        sources: Sequence[Source],
+        states: Mapping[str, SourceState],
+        group_excerpts: int,
+    ) -> Iterator[list[Collected]]:
+        workers = min(self._settings.max_workers, len(sources))
+        # At most `window` sources are fetched or parsed ahead of the one being stored, so that
+        # memory stays bounded however many sources there are.
+        window = max(IN_FLIGHT_MIN, 4 * workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+            futures: deque[Future[Collected]] = deque()
+            remaining = iter(sources)
+
+            def submit_next() -> None:
+                s = next(remaining, None)
+                if s is not None:
+                    futures.append(pool.submit(self.collect, s, states.get(s.name)))
+
+            for _ in range(window):
+                submit_next()
+            while futures:
+                ready = [futures.popleft().result()]
+                # With it, whatever else has finished in order, up to a bounded amount of work.
+                size = len(ready[0].excerpts)
+                while futures and futures[0].done() and size < group_excerpts:
+                    ready.append(futures.popleft().result())
+                    size += len(ready[-1].excerpts)
+                yield ready
+                # Only now, with the group stored, do sources take its places in the window:
+                # fetched or parsed documents in memory stay within `window`.
+                for _ in ready:
+                    submit_next()
+
+    # --- one source ------------------------------------------------------------------------
+
+    def collect(self, source: Source, state: SourceState | None = None) -> Collected:
+        """Fetch, read and normalize one source. A SourceError is its result, not raised."""
+        state = sourcestate.current(source, state)
+        started = time.monotonic()
+        try:
+            collected = self._collect(source, state)
+        except SourceError as exc:
+            collected = Collected(source, state, error=exc)
+        except Exception as exc:  # a bug; keep the traceback in the log, spare the other sources
+            log.exception("%s: unexpected error", source.name)
+            err = SourceError(source.name, f"internal error: {type(exc).__name__}: {exc}")
+            collected = Collected(source, state, error=err)
+        return replace(collected, duration=time.monotonic() - started)
+
+    def _collect(self, source: Source, state: SourceState) -> Collected:
+        first = self._get(source, state, state.effective_url or source.url, conditional=True)
+        if first.not_modified:
+            return Collected(source, state, first)
+        body_hash = hashlib.blake2b(first.body, digest_size=16).hexdigest()
+        if sourcestate.body_unchanged(state, body_hash):
+            return Collected(source, state, first, body_hash=body_hash)
+        if not first.body.strip():
+            raise ParseError(source.name, "empty response body")
+        kind = source.kind if source.kind != "auto" else sniff(first.body, first.content_type)
+        if kind == "feed" and self._pool is not None and not needs_isolation(first.body):
+            document, excerpts = self._pool.feed(
+                source,
+                first.body,
+                url=first.final_url,
+                headers=dict(first.headers),
+                now=self._now,
+                options=self._excerpt,
+            )
+            # Parsed: the bytes need not wait for the store.
+            first = replace(first, body=b"")
+        else:
+            document = self._read(source, kind, first, partial(self._get, source, state))
+            # Normalized here, in the fetch thread: per-entry work stays off the store thread,
+            # and a failure in it is this source's error, not the run's.
+            excerpts = normalize_items(
+                document.items, source=source, now=self._now, options=self._excerpt
+            )
+        return Collected(source, state, first, document, body_hash, excerpts=excerpts)
+
+    def _get(
+        self, source: Source, state: SourceState, url: str, conditional: bool = False
+    ) -> FetchResult:
+        """One request for `source`, once its site's robots.txt allows it (if it honours it)."""
+        if source.honours_robots and not self._robots.allowed(
+            url,
+            partial(self._request, source, state, conditional=False, limits=self._robots_limits),
+        ):
+            raise FetchError(
+                source.name, f"robots.txt disallows {url} (set robots = false to fetch)"
+            )
+        return self._request(source, state, url, conditional=conditional, limits=self._limits)
+
+    def _request(
+        self,
+        source: Source,
+        state: SourceState,
+        url: str,
+        *,
+        conditional: bool,
+        limits: FetchLimits,
+    ) -> FetchResult:
+        with self._hosts.hold(url):
+            return fetch(
+                source.name,
+                url,
+                session=self._session,
+                state=state,
+                limits=limits,
+                conditional=conditional,
+                guard=self._guard,
+                origin=source.url,
+            )
+
+    def _read(
+        self, source: Source, kind: SourceKind, first: FetchResult, get: Get
+    ) -> ParsedDocument:
+        """The document in the first response, by its kind: a feed, a text capture, or a page
+        (whose advertised feed is read instead when it has no entries, or whose further pages
+        are followed)."""
+        if kind == "feed":
+            return self._feed(source, first)
+        if kind == "text":
+            return parse_text(
+                first.body,
+                url=first.final_url,
+                headers=first.headers,
+                source=source.name,
+                header_lines=source.header_lines,
+                max_items=source.max_entries,
+            )
+        document = parse_page(
+            first.body,
+            url=first.final_url,
+            headers=first.headers,
+            source=source.name,
+            select=source.select,
+            max_items=source.max_entries,
+        )
+        if document.feed_url and not document.items:
+            # The page advertises a feed and has no selectors: read the feed instead.
+            return self._feed(source, get(document.feed_url))
+        if source.select is None or not source.select.next:
+            return document
+        return _follow_pages(source, first, document, get)
+
+    def _feed(self, source: Source, response: FetchResult) -> ParsedDocument:
+        return parse_feed(
+            response.body,
+            url=response.final_url,
+            headers=response.headers,
+            source=source.name,
+            max_items=source.max_entries,
+            time_limit=self._settings.parse_timeout,
+        )
+
+
+def _follow_pages(
+    source: Source, first: FetchResult, document: ParsedDocument, get: Get
+) -> ParsedDocument:
+    """The first page's items and those of the pages its `next` links lead to, each page read
+    once, up to `max_pages` pages and the source's max_entries."""
+    assert source.select is not None
+    items: list[RawItem] = list(document.items)
+    warnings = list(document.warnings)
+    visited = {first.final_url, first.url}
+    pending = list(
+        find_next_pages(
+            first.body,
+            url=first.final_url,
+            headers=first.headers,
+            select=source.select,
+        )
+    )
+    pages = 1
+    while pending and pages < source.select.max_pages and len(items) < source.max_entries:
+        url = pending.pop(0)
+        if url in visited:
+            continue
+        visited.add(url)
+        try:
+            res = get(url)
+            doc = parse_page(
+                res.body,
+                url=res.final_url,
+                headers=res.headers,
+                source=source.name,
+                select=source.select,
+                max_items=source.max_entries - len(items),
+                position_start=len(items),
+            )
+        except SourceError as exc:
+            # A later page failing keeps what the first pages gave.
+            warnings.append(f"page {url}: {exc.reason}")
+            continue
+        pages += 1
+        items.extend(doc.items)
+        pending.extend(
+            u
+            for u in find_next_pages(
+                res.body,
+                url=res.final_url,
+                headers=res.headers,
+                select=source.select,
+            )
+            if u not in visited
+        )
+    return replace(document, items=tuple(items), warnings=tuple(warnings))
+
+
+# --- preview -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What one source would give right now, fetched and read but not stored."""
+
+    source: Source
+    excerpts: tuple[Excerpt, ...]  # in document order
+    kind: str  # what the body turned out to be
+    status: int  # HTTP status of the first response (200 for files)
+    final_url: str  # after redirects
+    warnings: tuple[str, ...] = ()
+
+
+def preview(
+    config: Config,
+    name: str,
+    *,
+    session: requests.Session | None = None,
+    now: datetime | None = None,
+) -> Preview:
+    """Fetch, parse and normalize one source unconditionally, storing nothing.
+
+    For tuning page selectors; raises the source's SourceError when it cannot be read. `now` is
+    the excerpts' first-seen time (default: the current time).
+    """
+    source = config.source(name)
+    own_session = session is None
+    session = session or new_session()
+    now = now or datetime.now(UTC)
+    try:
+        collected = Collector(config.fetch, config.excerpt, session, now=now).collect(source)
+    finally:
+        if own_session:
+            session.close()
+    if collected.error is not None:
+        raise collected.error
+    assert collected.result is not None and collected.document is not None
+    return Preview(
+        source=source,
+        excerpts=collected.excerpts,
+        kind=collected.document.kind,
+        status=collected.result.status,
+        final_url=collected.result.final_url,
+        warnings=collected.document.warnings,
+    )
