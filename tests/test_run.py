@@ -20,7 +20,9 @@ import pytest
 
 from aggregator import emit
 from aggregator.config import Config, load_config
+from aggregator.refresh import refresh
 from aggregator.schedule import Runner
+from aggregator.store import open_store
 from aggregator.store.sqlite import SQLiteStore
 from tests.helpers import ROOT, LocalServer, Response, load_snapshot, rss_posts, write_config
 
@@ -245,3 +247,23 @@ def test_a_tick_for_a_source_not_due_waits_for_its_due_time(
     finally:
         runner.stop()
     assert len(server.hits("/s0.xml")) == 1
+
+
+def test_a_restart_fetches_at_once_a_source_whose_url_changed(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    path = make_config(tmp_path, server, n_sources=2)
+    refresh(load_config(path))
+    with open_store(load_config(path)) as store:
+        due = {st.name: st.next_due for st in store.states()}
+    moved = server.serve("/s1-moved.xml", rss_posts(5, prefix="S1"))
+    path.write_text(path.read_text().replace(server.url("/s1.xml"), moved))
+    config = load_config(path)
+    runner = Runner(config, serve=False, debounce=0.05).start()
+    try:
+        jobs = {j.name: j.next_run_time for j in runner.scheduler.get_jobs()}
+        assert jobs["s0"] == due["s0"]  # its stored due time, an hour away
+        wait_for(lambda: server.hits("/s1-moved.xml"), "the moved source fetched now")
+    finally:
+        runner.stop()
+    assert len(server.hits("/s0.xml")) == 1 and len(server.hits("/s1.xml")) == 1
