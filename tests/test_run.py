@@ -61,11 +61,10 @@ def test_runner_fetches_each_source_once_and_restart_honours_next_due(
     runner = Runner(config, port=0, debounce=0.05).start()
     try:
         assert runner.server is not None
+        health = runner.server.url + "healthz"
         wait_for(lambda: len(feed_titles(config)) == 15, "all entries in feed.atom")
         wait_for(
-            lambda: json.loads(
-                urllib.request.urlopen(runner.server.url + "healthz", timeout=5).read()
-            )["errors"],
+            lambda: json.loads(urllib.request.urlopen(health, timeout=5).read())["errors"],
             "the failing source in /healthz",
         )
     finally:
