@@ -126,27 +126,16 @@ class Collector:
         those ready together in one list of about `group_excerpts` excerpts at most."""
         if not sources:
             return
-        self._pool = start_pool(len(sources))  # before the fetch threads: it forks
-        try:
-            yield from self._in_threads(sources, states, group_excerpts)
-        finally:
-            if self._pool is not None:
-                self._pool.close()
-            self._pool = None
-
-    def _in_threads(
-        self,
-        sources: Sequence[Source],
-        states: Mapping[str, SourceState],
-        group_excerpts: int,
-    ) -> Iterator[list[Collected]]:
         workers = min(self._settings.max_workers, len(sources))
         # At most `window` sources are fetched or parsed ahead of the one being stored, so that
         # memory stays bounded however many sources there are.
         window = max(IN_FLIGHT_MIN, 4 * workers)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            futures: deque[Future[Collected]] = deque()
-            remaining = iter(sources)
+        futures: deque[Future[Collected]] = deque()
+        remaining = iter(sources)
+        with (
+            self._parse_pool(len(sources)),
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+        ):
 
             def submit_next() -> None:
                 s = next(remaining, None)
@@ -167,6 +156,20 @@ class Collector:
                 # fetched or parsed documents in memory stay within `window`.
                 for _ in ready:
                     submit_next()
+
+    @contextmanager
+    def _parse_pool(self, sources: int) -> Iterator[None]:
+        """Feeds are parsed in worker processes while this lasts, if `sources` pay for them.
+
+        Entered before any fetch thread exists: the pool forks its workers as it starts.
+        """
+        self._pool = start_pool(sources)
+        try:
+            yield
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = None
 
     # --- one source ------------------------------------------------------------------------
 

@@ -263,30 +263,13 @@ def test_collect_many_yields_in_the_order_given(collector: Collector, server: Lo
 def test_preview_reads_a_source_without_a_store(tmp_path: Path, server: LocalServer) -> None:
     _pages(server)
     server.serve("/gone.xml", b"", "text/plain", 410)
-    config = load_config(
-        write_config(
-            tmp_path,
-            f"""
-[feed]
-title = "x"
-[store]
-path = "agg.db"
-[[sources]]
-name = "gamma"
-url = "{server.url("/page.html")}"
-kind = "page"
-[sources.select]
-entry = ".post-card"
-title = "h3"
-next = ".pagination a"
-[[sources]]
-name = "gone"
-url = "{server.url("/gone.xml")}"
-""",
-        )
-    )
+    page, gone = server.url("/page.html"), server.url("/gone.xml")
+    select = '[sources.select]\nentry = ".post-card"\ntitle = "h3"\nnext = ".pagination a"\n'
+    body = '[feed]\ntitle = "x"\n[store]\npath = "agg.db"\n[[sources]]\nname = "gamma"\n'
+    body += f'url = "{page}"\nkind = "page"\n{select}[[sources]]\nname = "gone"\nurl = "{gone}"\n'
+    config = load_config(write_config(tmp_path, body))
     shown = preview(config, "gamma", now=NOW)
-    assert (shown.kind, shown.status, shown.final_url) == ("page", 200, server.url("/page.html"))
+    assert (shown.kind, shown.status, shown.final_url) == ("page", 200, page)
     assert len(shown.excerpts) == 4 and shown.warnings == ()
     assert {e.first_seen for e in shown.excerpts} == {NOW}
     with pytest.raises(FetchError, match="HTTP 410"):

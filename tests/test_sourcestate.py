@@ -291,24 +291,15 @@ def test_jitter_stays_within_a_tenth_below_the_delay() -> None:
 
 
 def test_the_sources_table_shows_the_policy_s_due_times(tmp_path: Path) -> None:
-    config = load_config(
-        write_config(
-            tmp_path,
-            f"""
-[feed]
-title = "x"
-[[sources]]
-name = "blog"
-url = "{SOURCE.url}"
-[[sources]]
-name = "moved"
-url = "https://moved.test/new.xml"
-[[sources]]
-name = "gone"
-url = "https://gone.test/feed.xml"
-""",
-        )
+    urls = {
+        "blog": SOURCE.url,
+        "moved": "https://moved.test/new.xml",
+        "gone": "https://gone.test/feed.xml",
+    }
+    body = '[feed]\ntitle = "x"\n' + "".join(
+        f'[[sources]]\nname = "{name}"\nurl = "{url}"\n' for name, url in urls.items()
     )
+    config = load_config(write_config(tmp_path, body))
     by_name = {s.name: s for s in config.sources}
     gone = sourcestate.after_failure(
         by_name["gone"],
