@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,36 +27,45 @@ from workload import generate, serving
 
 from aggregator.config import load_config
 from aggregator.refresh import refresh
-from aggregator.store.sqlite import SQLiteStore
+from aggregator.store.sqlite import SQLiteStore, _packed, fingerprint_key
 
 _TEXT = "seeded entry text " * 20
 
 
 def seed(path: Path, stored: int) -> float:
+    """Fill a new store with `stored` entries of one copy each, directly through SQL, with
+    what the store writes for them: the copy is its entry's representative and keeps its
+    candidate-index hashes (copies.sketch), and each source's entries are counted."""
     t0 = time.perf_counter()
     rnd = random.Random(1)
-    store = SQLiteStore(path)
-    db = store._db
+    SQLiteStore(path).close()  # the schema
+    db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN IMMEDIATE")
     batch = 50_000
     for start in range(0, stored, batch):
         rows = range(start, min(start + batch, stored))
+        # The candidate index: about 12 prefix-key and LSH-band rows per copy, as dedup gives
+        # them (random hashes, here), and its fingerprint's row, already moved into `sketches`.
+        sketches = {i: [rnd.getrandbits(64) - 2**63 for _ in range(12)] for i in rows}
+        fingerprints = {i: hashlib.md5(str(i).encode()).hexdigest() for i in rows}
         db.executemany(
-            "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, backfill) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0)",
+            "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, backfill, "
+            "representative) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
             (
-                (f"urn:seed:{i}", "2020-01-01T00:00:00.000000+00:00", d, d, d, i + 1)
+                (f"urn:seed:{i}", "2020-01-01T00:00:00.000000+00:00", d, d, d, i + 1, i + 1)
                 for i in rows
                 for d in [f"2021-{1 + i % 12:02d}-{1 + i % 28:02d}T00:00:00.000000+00:00"]
             ),
         )
         db.executemany(
-            "INSERT INTO copies (source, key, entry_id, rule, title, link, link_key, published, "
-            "updated, first_seen, authors, categories, excerpt, truncated, fingerprint, "
-            "content_hash, position, text) VALUES (?, ?, ?, 'new', ?, ?, ?, NULL, NULL, "
-            "'2020-01-01T00:00:00.000000+00:00', '[]', '[]', ?, 0, ?, ?, 0, ?)",
+            "INSERT INTO copies (rowid, source, key, entry_id, rule, title, link, link_key, "
+            "published, updated, first_seen, authors, categories, excerpt, truncated, "
+            "fingerprint, content_hash, position, text, sketch) VALUES (?, ?, ?, ?, 'new', ?, "
+            "?, ?, NULL, NULL, '2020-01-01T00:00:00.000000+00:00', '[]', '[]', ?, 0, ?, ?, 0, "
+            "?, ?)",
             (
                 (
+                    i + 1,
                     f"seed{i % 500}",
                     f"guid:seed-{i}",
                     f"urn:seed:{i}",
@@ -62,22 +73,24 @@ def seed(path: Path, stored: int) -> float:
                     f"https://seed{i % 500}.example.org/p/{i}",
                     f"https://seed{i % 500}.example.org/p/{i}",
                     _TEXT,
-                    hashlib.md5(str(i).encode()).hexdigest(),
+                    fingerprints[i],
                     hashlib.md5(b"h" + str(i).encode()).hexdigest(),
                     _TEXT,
+                    _packed(sketches[i]),
                 )
                 for i in rows
             ),
         )
-        # The candidate index: about 12 prefix-key and LSH-band rows per copy, as dedup
-        # stores them (random hashes, here), already moved into `sketches`.
-        rowids = [r for (r,) in db.execute("SELECT rowid FROM copies WHERE rowid > ?", (start,))]
         db.executemany(
             "INSERT OR IGNORE INTO sketches (hash, copy) VALUES (?, ?)",
-            sorted((rnd.getrandbits(64) - 2**63, r) for r in rowids for _ in range(12)),
+            sorted(
+                (h, i + 1) for i in rows for h in (*sketches[i], fingerprint_key(fingerprints[i]))
+            ),
         )
+    counts = Counter(f"seed{i % 500}" for i in range(stored))
+    db.executemany("INSERT INTO source_counts (source, entries) VALUES (?, ?)", counts.items())
     db.execute("COMMIT")
-    store.close()
+    db.close()
     return time.perf_counter() - t0
 
 

@@ -8,18 +8,19 @@ another point) and prints, each with records per second:
 
 1. all tiers in memory: dedup.place with every tier against bench/memindex.py's in-memory
    candidate index (the store's look-ups without SQLite), split into dedup's placing (its
-   look-ups included) and the index's upkeep; then the peak resident memory so far. The
-   placements are checked against those of part 4, through the store: they must be the same;
+   look-ups included) and the index's upkeep; then the peak resident memory so far. What
+   dedup decided (each copy's rule and final entry, the merges, each touched entry's
+   representative) is checked against part 4, through the store: it must be the same;
 2. hashing: blake2b of every folded text once (the floor for any exact matching);
 3. exact tiers in memory: dedup.place with near-duplicates off against a dict index, and
    that index's writes (a stand-in for the store's); then again with that index frozen from
    the garbage collector (see main). Each is split into dedup's own work, the index's
    look-ups (its answers to dedup's queries) and the index's writes;
 4. all tiers through the SQLite store: place + apply in batches of 1,000 (one source per
-   batch), 20 batches per transaction, the path a refresh takes, with the candidate index
-   (prefix keys and LSH bands) kept in the store, split into dedup's placing (with its
-   look-ups in the store), the store's writes and the commits; then the peak resident
-   memory of the process;
+   batch), GROUP_EXCERPTS records per transaction, the path a refresh takes, with the
+   candidate index (prefix keys and LSH bands) kept in the store, split into dedup's placing
+   (with its look-ups in the store), the store's writes and the commits; then the peak
+   resident memory of the process;
 5. incremental: ten refreshes of 1,000 new records each against the store just built, and
    against an empty store; once as generated (some repeat stored records) and once with no
    repeats. The mean of the ten, the first and the slowest, and in how many of them the
@@ -43,19 +44,28 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
 from aggregator import dedup
 from aggregator.ids import mint_id
-from aggregator.models import Excerpt, SourceState
-from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
-from aggregator.store import Candidates, StoredCopy
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    CopyRank,
+    Decision,
+    Excerpt,
+    SourceState,
+    StoredCopy,
+    StoredEntry,
+)
+from aggregator.refresh import GROUP_EXCERPTS
 from aggregator.store.sqlite import SQLiteStore
 from bench.memindex import MemoryCandidateIndex
 
@@ -150,8 +160,11 @@ def groups(start: int, stop: int, unique: bool = False) -> Iterator[list[list[Ex
         yield group
 
 
-# A stored copy as MemoryIndex keeps it: StoredCopy's fields, in order, as a plain tuple.
+# A stored copy as MemoryIndex keeps it, a plain tuple: StoredCopy's fields in order, with the
+# copy's fingerprint where StoredCopy has its text (the exact tiers never read a stored text).
 Row = tuple[int, str, str, str, str, str | None, bool, str, str]
+# A copy as its entry ranks it: CopyRank's fields, in order.
+Rank = tuple[str, str, bool, int, datetime, int]
 
 
 class MemoryIndex:
@@ -160,9 +173,9 @@ class MemoryIndex:
     about three times as slow to write a copy as these dicts.
 
     Like the store, it holds plain values (tuples, which the garbage collector stops tracking)
-    and makes a StoredCopy only for a copy that a look-up returns. The exact tiers never read
-    a stored copy's text: it is kept empty. Links are indexed as the store indexes them, each
-    link with the copies that have it, oldest first.
+    and makes a StoredCopy or StoredEntry only for what a look-up returns. Links and
+    fingerprints are indexed as the store indexes them, each with the copies that have it,
+    oldest first.
     """
 
     def __init__(self) -> None:
@@ -172,99 +185,147 @@ class MemoryIndex:
         self.more_by_fp: dict[str, list[Row]] = {}
         self.by_link: dict[str, Row] = {}
         self.more_by_link: dict[str, list[Row]] = {}
+        # entry id -> its first_seen, its creation order, and its copies
+        self.by_entry: dict[str, tuple[datetime, int, tuple[Rank, ...]]] = {}
+        self.moved: dict[str, str] = {}  # entry folded into another -> that one
+        self.rewritten: dict[int, Row] = {}  # rowid -> the copy as last rewritten (rare)
         self.n = 0
-        self.lookup_seconds = 0.0  # spent answering candidates(): the index's share of placing
+        self.lookup_seconds = 0.0  # spent answering dedup's look-ups: the index's share
 
-    def candidates(
-        self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-        hashes: Collection[int],
-        *,
-        limit: int,
-    ) -> Candidates:
+    def _entry(self, entry_id: str) -> str:
+        while entry_id in self.moved:
+            entry_id = self.moved[entry_id]
+        return entry_id
+
+    def _stored(self, row: Row) -> StoredCopy:
+        entry_id = self._entry(row[3]) if self.moved else row[3]
+        return StoredCopy(row[0], row[1], row[2], entry_id, row[4], row[5], row[6], "", row[8])
+
+    # --- the candidate view ---------------------------------------------------------------
+
+    def candidates(self, query: CandidateQuery) -> Candidates:
         t = time.perf_counter()
-        found = self._candidates(source, keys, links, fingerprints)
+        found = self._candidates(query)
         self.lookup_seconds += time.perf_counter() - t
         return found
 
-    def _candidates(
-        self,
-        source: str,
-        keys: Collection[str],
-        links: Collection[str],
-        fingerprints: Collection[str],
-    ) -> Candidates:
-        mine = self.by_key.get(source, {})
+    def _candidates(self, query: CandidateQuery) -> Candidates:
+        stored = self._stored
+        by_key: dict[tuple[str, str], StoredCopy] = {}
+        for source, key in query.keys:
+            row = self.by_key.get(source, {}).get(key)
+            if row is not None:
+                by_key[source, key] = stored(row)
         by_fp, more_by_fp = self.by_fp, self.more_by_fp
         by_link, more_by_link = self.by_link, self.more_by_link
         return Candidates(
-            {k: StoredCopy(*mine[k]) for k in mine.keys() & keys},
+            by_key,
             {
-                k: [StoredCopy(*by_link[k])]
-                if k not in more_by_link
-                else [StoredCopy(*r) for r in (by_link[k], *more_by_link[k])]
-                for k in by_link.keys() & links
+                k: (stored(by_link[k]), *map(stored, more_by_link.get(k, ())))
+                for k in by_link.keys() & query.links
             },
             {
-                f: [StoredCopy(*by_fp[f])]
-                if f not in more_by_fp
-                else [StoredCopy(*r) for r in (by_fp[f], *more_by_fp[f])]
-                for f in by_fp.keys() & fingerprints
+                f: (stored(by_fp[f]), *map(stored, more_by_fp.get(f, ())))
+                for f in by_fp.keys() & query.fingerprints
             },
             {},
         )
 
-    def copy_by_key(self, source: str, key: str) -> StoredCopy | None:
-        row = self.by_key.get(source, {}).get(key)
-        return StoredCopy(*row) if row is not None else None
+    def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
+        t = time.perf_counter()
+        found = {}
+        for entry_id in ids:
+            entry = self.by_entry.get(entry_id)
+            if entry is not None:
+                first_seen, seq, ranks = entry
+                copies = tuple(CopyRank(*r) for r in sorted(ranks, key=itemgetter(4, 5)))
+                found[entry_id] = StoredEntry(entry_id, first_seen, seq, copies)
+        self.lookup_seconds += time.perf_counter() - t
+        return found
 
-    def copies_by_link(self, link: str) -> Sequence[StoredCopy]:
-        first = self.by_link.get(link)
-        if first is None:
-            return []
-        return [StoredCopy(*row) for row in (first, *self.more_by_link.get(link, ()))]
+    # --- writing a batch ------------------------------------------------------------------
 
-    def copies_by_fingerprint(self, fingerprint: str) -> Sequence[StoredCopy]:
-        first = self.by_fp.get(fingerprint)
-        if first is None:
-            return []
-        return [StoredCopy(*row) for row in (first, *self.more_by_fp.get(fingerprint, ()))]
-
-    def copies_by_sketch(self, hashes: Sequence[int], *, limit: int) -> Sequence[StoredCopy]:
-        return ()
-
-    def apply(self, placements: Iterable[dedup.Placement]) -> None:
-        """Store each placed copy, as the store's apply does (the index part of it)."""
-        by_fp, by_link = self.by_fp, self.by_link
+    def apply(self, decision: Decision) -> None:
+        """Store a batch's decision, as the store's apply does (the index part of it): new
+        copies and the entries they create, rewritten copies, merged entries."""
+        by_fp, by_link, entries = self.by_fp, self.by_link, self.by_entry
         n = self.n
         source: str | None = None
         keys: dict[str, Row] = {}
-        for p in placements:
+        for p in decision.placements:
             e = p.excerpt
+            if p.existing is not None:
+                if p.rewrites:
+                    self._rewrite(p.existing, e)
+                continue  # else: seen again unchanged, nothing to write
             if e.source != source:  # a batch is one source's
                 source = e.source
                 keys = self.by_key.setdefault(source, {})
             n += 1
-            row = (
-                n,
-                e.source,
-                e.key,
-                p.entry_id,
-                e.content_hash,
-                e.link_key,
-                e.truncated,
-                "",
-                e.title,
-            )
+            row = (n, e.source, e.key, p.entry_id, e.content_hash, e.link_key, e.truncated,
+                   e.fingerprint, e.title)  # fmt: skip
             keys[e.key] = row
             if by_fp.setdefault(e.fingerprint, row) is not row:  # a text stored before
                 self.more_by_fp.setdefault(e.fingerprint, []).append(row)
             if e.link_key and by_link.setdefault(e.link_key, row) is not row:
                 self.more_by_link.setdefault(e.link_key, []).append(row)
+            rank = (e.source, e.key, e.truncated, len(e.excerpt), e.first_seen, n)
+            entry = entries.get(p.entry_id)
+            if entry is None:
+                # Its first copy creates it; the creation order is that copy's row (the store
+                # orders a batch's new entries by position, and the bench's are all at 0).
+                entries[p.entry_id] = (e.first_seen, n, (rank,))
+            else:
+                entries[p.entry_id] = (entry[0], entry[1], (*entry[2], rank))
         self.n = n
+        for m in decision.merges:
+            self.moved[m.entry_id] = m.into
+            first_seen, seq, ranks = entries[m.into]
+            entries[m.into] = (first_seen, seq, (*ranks, *entries.pop(m.entry_id)[2]))
+
+    def _rewrite(self, old: StoredCopy, e: Excerpt) -> None:
+        """A stored copy's new content or key, in its row (the same rowid, entry and first
+        sight): found under its new key, link and fingerprint, no longer under the old ones."""
+        mine = self.by_key[old.source]
+        # The row as it is now: an earlier copy of the same batch may have rewritten it already.
+        was = self.rewritten.get(old.rowid) or mine[old.key]
+        del mine[was[2]]
+        row = (was[0], was[1], e.key, was[3], e.content_hash, e.link_key, e.truncated,
+               e.fingerprint, e.title)  # fmt: skip
+        mine[e.key] = self.rewritten[old.rowid] = row
+        _drop(self.by_fp, self.more_by_fp, was[7], was)
+        _insert(self.by_fp, self.more_by_fp, e.fingerprint, row)
+        if was[5]:
+            _drop(self.by_link, self.more_by_link, was[5], was)
+        if e.link_key:
+            _insert(self.by_link, self.more_by_link, e.link_key, row)
+        first_seen, seq, ranks = self.by_entry[old.entry_id]
+        self.by_entry[old.entry_id] = (first_seen, seq, tuple(
+            (e.source, e.key, e.truncated, len(e.excerpt), r[4], r[5]) if r[5] == row[0] else r
+            for r in ranks
+        ))  # fmt: skip
+
+
+def _drop(first: dict[str, Row], more: dict[str, list[Row]], value: str, row: Row) -> None:
+    """Take a copy out of a value's copies."""
+    rest = more.get(value)
+    if first[value] is row:
+        if rest:
+            first[value] = rest.pop(0)
+        else:
+            del first[value]
+    elif rest is not None:
+        rest.remove(row)
+    if rest == []:
+        del more[value]
+
+
+def _insert(first: dict[str, Row], more: dict[str, list[Row]], value: str, row: Row) -> None:
+    """Put a copy among a value's copies by its rowid (a rewritten copy keeps its old one)."""
+    rows = sorted((*((first[value],) if value in first else ()), *more.get(value, ()), row))
+    first[value] = rows[0]
+    if len(rows) > 1:
+        more[value] = rows[1:]
 
 
 def _recent_rows(store: SQLiteStore) -> int:
@@ -280,30 +341,37 @@ def rate(n: int, seconds: float) -> str:
     return f"{n / seconds:>10,.0f} records/s ({seconds:.2f} s for {n:,})"
 
 
-def digest(placements: Iterable[dedup.Placement], into: blake2b) -> None:
-    """Feed what dedup decided for each copy (rule, entry, merges) into a hash."""
-    into.update(repr([(p.rule, p.entry_id, p.merges) for p in placements]).encode())
+def digest(decision: Decision, into: blake2b) -> None:
+    """Feed what dedup decided into a hash: each copy's rule and final entry, the entries
+    merged, and the copy that represents each entry the batch touched."""
+    placed = [(p.rule, p.entry_id) for p in decision.placements]
+    into.update(repr((placed, decision.merges, sorted(decision.representatives.items()))).encode())
+
+
+def merged(decision: Decision) -> int:
+    """The copies placed into an entry by a rule that matched another copy."""
+    return sum(1 for p in decision.placements if p.rule not in ("new", "same"))
 
 
 def all_in_memory(n: int) -> tuple[dict[str, float], int, str]:
     """All tiers against the in-memory index: the time by part, the copies merged, and a
     digest of the placements."""
     parts = {"place": 0.0, "index": 0.0}
-    merged = 0
+    copies_merged = 0
     index = MemoryCandidateIndex()
     decided = blake2b()
     for group in groups(0, n):
         for batch in group:
             t = time.perf_counter()
-            result = dedup.place(batch, index)
+            decision = dedup.place(batch, index)
             t1 = time.perf_counter()
-            index.apply(result.placements)
+            index.apply(decision)
             t2 = time.perf_counter()
             parts["place"] += t1 - t
             parts["index"] += t2 - t1
-            merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
-            digest(result.placements, decided)
-    return parts, merged, decided.hexdigest()
+            copies_merged += merged(decision)
+            digest(decision, decided)
+    return parts, copies_merged, decided.hexdigest()
 
 
 def through_store(
@@ -315,23 +383,22 @@ def through_store(
     Returns the time spent, the copies merged, and the time by part: dedup's placing (with
     its candidate look-ups in the store), the store's writes, and the commits."""
     parts = {"place": 0.0, "write": 0.0, "commit": 0.0}
-    merged = 0
+    copies_merged = 0
     for group in groups(start, stop, unique):
-        with store.exclusive():
+        with store.transaction():
             for batch in group:
                 t = time.perf_counter()
-                result = dedup.place(batch, store)
+                decision = dedup.place(batch, store)
                 t1 = time.perf_counter()
-                source = batch[0].source
-                store.apply(source, result.placements, SourceState(name=source))
+                store.apply(decision, SourceState(name=batch[0].source))
                 t2 = time.perf_counter()
                 parts["place"] += t1 - t
                 parts["write"] += t2 - t1
-                merged += sum(1 for p in result.placements if p.rule not in ("new", "same"))
+                copies_merged += merged(decision)
                 if decided is not None:
-                    digest(result.placements, decided)
+                    digest(decision, decided)
         parts["commit"] += time.perf_counter() - t2
-    return sum(parts.values()), merged, parts
+    return sum(parts.values()), copies_merged, parts
 
 
 def main() -> None:
@@ -371,16 +438,16 @@ def main() -> None:
                     blake2b(e.text.encode(), digest_size=16).digest()
                 t_hash += time.perf_counter() - t
             t = time.perf_counter()
-            result = dedup.place(items, index, options=exact_opts, sketches=False)
+            decision = dedup.place(items, index, exact_opts, sketches=False)
             t1 = time.perf_counter()
-            index.apply(result.placements)
+            index.apply(decision)
             t2 = time.perf_counter()
             t_exact[frozen] += t2 - t
             t_writes[frozen] += t2 - t1
             if frozen:
                 gc.freeze()
         t_lookups[frozen] = index.lookup_seconds
-        del index, result
+        del index, decision
         gc.unfreeze()
         gc.collect()
     t = time.perf_counter()
@@ -408,8 +475,8 @@ def main() -> None:
         path = args.store or Path(tmp) / "bench.db"
         store = SQLiteStore(path)
         decided = blake2b()
-        spent, merged, parts = through_store(store, 0, n, decided=decided)
-        print(f"all tiers, SQLite store:       {rate(n, spent)}; {merged:,} copies merged")
+        spent, copies_merged, parts = through_store(store, 0, n, decided=decided)
+        print(f"all tiers, SQLite store:       {rate(n, spent)}; {copies_merged:,} copies merged")
         same = decided.hexdigest() == decided_in_memory
         print(f"  placements the same as in memory: {'yes' if same else 'NO'}")
         print(
@@ -459,5 +526,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with fewer_collections():  # the collector set as a refresh sets it
-        main()
+    main()

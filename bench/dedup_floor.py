@@ -11,7 +11,8 @@ alone and without any of dedup's decisions (no matching, merging, rewriting or c
    its prefix key and its folded title: what the prefix and similar tiers look up;
 3. confirm: the exact 4-gram Jaccard similarity (sketch.jaccard) of one pair of texts for
    each near-duplicate (10% of the records): what keeps a band collision from being a merge;
-4. place: one Placement record per copy (the contract between dedup and the store);
+4. place: one Placement record per copy and one Decision per batch, naming each new entry's
+   representative copy (the contract between dedup and the store);
 5. write: each copy's row (the store's columns), an entry row and its ~13 candidate-index
    rows (sketch hashes and fingerprint) appended with executemany to tables without any
    index, a commit every GROUP_EXCERPTS records: the cheapest way to put them in SQLite;
@@ -39,9 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
-from aggregator.refresh import fewer_collections
+from aggregator.models import Decision, Placement
 from aggregator.sketch import band_hashes, jaccard, prefix_key
-from aggregator.store import Placement
 from aggregator.store.sqlite import (
     _CONTENT_COLUMNS,
     _INSERT_COPY,
@@ -66,12 +66,17 @@ def main() -> None:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
             db.execute(f"PRAGMA {pragma}")
         # The store's columns, and not one index: appending rows is the cheapest write.
-        columns = ", ".join(("source", "key", "entry_id", "rule", "score", "guid", "first_seen"))
+        columns = ", ".join(
+            ("source", "key", "entry_id", "rule", "score", "guid", "first_seen", "sketch")
+        )
         db.execute(
             f"CREATE TABLE copies (rowid INTEGER PRIMARY KEY, {columns}, "
             f"{', '.join(_CONTENT_COLUMNS)})"
         )
-        db.execute("CREATE TABLE entries (id, first_seen, published, updated, sort_date, seq)")
+        db.execute(
+            "CREATE TABLE entries "
+            "(id, first_seen, published, updated, sort_date, seq, representative)"
+        )
         db.execute("CREATE TABLE sketches (hash INTEGER NOT NULL, copy INTEGER NOT NULL)")
         wanted: list[str] = []  # each batch's sketch hashes, looked up at the end
         rowid = 0
@@ -91,21 +96,27 @@ def main() -> None:
                     short = batch[i].text
                     jaccard(short, batch[i - 1].text[: len(short)])
                 t3 = time.perf_counter()
-                placed = [
-                    Placement(e, e.id, "new", None, None, s)
-                    for e, s in zip(batch, sketches, strict=True)
-                ]
+                decision = Decision(
+                    placements=tuple(
+                        Placement(e, e.id, "new", None, None, s)
+                        for e, s in zip(batch, sketches, strict=True)
+                    ),
+                    representatives={e.id: (e.source, e.key) for e in batch},
+                    new=len(batch),
+                )
                 t4 = time.perf_counter()
-                copies, entries, index_rows = [], [], []
-                for p in placed:
+                copies: list[tuple[object, ...]] = []
+                entries: list[tuple[object, ...]] = []
+                index_rows: list[tuple[int, int]] = []
+                for p in decision.placements:
                     e = p.excerpt
                     rowid += 1
                     seen = iso(e.first_seen)  # as the store writes dates
                     copies.append(_copy_row(rowid, p, seen))
-                    entries.append((p.entry_id, seen, None, seen, seen, rowid))
+                    entries.append((p.entry_id, seen, None, seen, seen, rowid, rowid))
                     index_rows.extend((h, rowid) for h in p.sketch)
                     index_rows.append((fingerprint_key(e.fingerprint), rowid))
-                db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", entries)
+                db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
                 db.executemany(_INSERT_COPY, copies)
                 db.executemany("INSERT INTO sketches VALUES (?, ?)", index_rows)
                 t5 = time.perf_counter()
@@ -140,5 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with fewer_collections():
-        main()
+    main()

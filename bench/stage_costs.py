@@ -28,7 +28,6 @@ from aggregator import dedup
 from aggregator.models import ExcerptOptions, Source, SourceState
 from aggregator.normalize import FOLDED_TEXT_LIMIT, normalize
 from aggregator.parse.feed import parse_feed
-from aggregator.refresh import fewer_collections
 from aggregator.store.sqlite import SQLiteStore
 from aggregator.textutil import fold, html_to_text
 
@@ -82,20 +81,20 @@ def main() -> None:
         store = SQLiteStore(Path(tmp) / "aggregator.db")
         try:
             # As a refresh stores them: GROUP sources per transaction, each in a savepoint.
+            # The outer transaction's begin and commit count as "store commit".
             for start in range(0, len(batches), GROUP):
                 t = time.process_time()
-                store._db.execute("BEGIN IMMEDIATE")  # as store.exclusive(), timed apart
-                timed("store commit", t)
-                for source, excerpts in batches[start : start + GROUP]:
+                with store.transaction():
+                    timed("store commit", t)
+                    for source, excerpts in batches[start : start + GROUP]:
+                        t = time.process_time()
+                        with store.transaction():
+                            decision = dedup.place(excerpts, store)
+                            t = timed("dedup place", t)
+                            state = SourceState(name=source.name)
+                            store.apply(decision, state, backfill=True)
+                        timed("store apply", t)
                     t = time.process_time()
-                    with store.exclusive():
-                        batch = dedup.place(excerpts, store)
-                        t = timed("dedup place", t)
-                        state = SourceState(name=source.name)
-                        store.apply(source.name, batch.placements, state, backfill=True)
-                    timed("store apply", t)
-                t = time.process_time()
-                store._db.execute("COMMIT")
                 timed("store commit", t)
         finally:
             store.close()
@@ -105,5 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with fewer_collections():  # the collector set as a refresh sets it
-        main()
+    main()
