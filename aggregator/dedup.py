@@ -331,7 +331,7 @@ def _place_one(
         matches.extend(_unambiguous(e, fuzzy, misses, opts))
     if not matches:
         return Placement(e, e.id, "new", sketch=probe.sketch), ()
-    return _from_matches(e, probe, matches, batch_keys)
+    return _from_matches(e, probe, matches, batch_keys, local.rewritten)
 
 
 def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateView) -> Decision:
@@ -525,6 +525,7 @@ def _from_matches(
     probe: _Probe,
     matches: list[tuple[StoredCopy, str, float | None]],
     batch_keys: frozenset[tuple[str, str]],
+    rewritten: set[int],
 ) -> tuple[Placement, tuple[_Link, ...]]:
     # The most certain match decides the placement; every other stored entry matched is
     # linked by this copy, and merged with it (see _resolve).
@@ -540,13 +541,15 @@ def _from_matches(
     # A match within the same source is the same copy under a new key (guid churn, a changed
     # link), unless the stored copy's own key is still in this fetch: then both stay, as two
     # copies of one entry. Across sources it is another copy of the same entry. Copies of
-    # this batch (negative rowids) are not stored yet: never an update. A prefix or similar
-    # match never overwrites a stored copy either: it joins the entry as a copy of its own,
-    # so that a wrong guess could cost a merge, never a text.
+    # this batch (negative rowids) are not stored yet: never an update, and a stored copy that
+    # an earlier item of the batch took over is not taken again. A prefix or similar match
+    # never overwrites a stored copy either: it joins the entry as a copy of its own, so that
+    # a wrong guess could cost a merge, never a text.
     rekey = (
         hit.rowid > 0
         and hit.source == e.source
         and (hit.source, hit.key) not in batch_keys
+        and hit.rowid not in rewritten
         and rule in ("link", "text")
     )
     placement = Placement(
@@ -627,10 +630,10 @@ class _LocalIndex:
 
     def __init__(self) -> None:
         # Every placement of the batch, in order. The look-ups below give positions in it of
-        # the copies added to them: those that share a value with another copy of the batch
-        # (see _place_all). Most excerpts are never matched by a later one of the batch:
-        # their StoredCopy is made when a look-up first returns them, not when they are added.
+        # the copies added to them. Most excerpts are never matched by a later one of the
+        # batch: their StoredCopy is made when a look-up first returns them, not when added.
         self.placed: list[Placement] = []
+        self.rewritten: set[int] = set()  # stored copies a placement of the batch rewrites
         self._copies: dict[int, StoredCopy] = {}
         self.links: dict[str, list[int]] = {}
         self.fingerprints: dict[str, list[int]] = {}
@@ -639,6 +642,8 @@ class _LocalIndex:
     def add(self, p: Placement, sketch: tuple[int, ...], opts: DedupOptions) -> None:
         i = len(self.placed)
         self.placed.append(p)
+        if p.existing is not None:
+            self.rewritten.add(p.existing.rowid)
         e = p.excerpt
         if e.link_key and not opts.allow_duplicate_links:
             self.links.setdefault(e.link_key, []).append(i)

@@ -166,6 +166,20 @@ def test_guid_churn_keeps_the_id(store: Store) -> None:
     assert stored_keys(store, "f", first.link_key or "") == ["guid:v2"]
 
 
+def test_two_items_never_take_over_one_stored_copy(store: Store) -> None:
+    first = ex("f", LONG, guid="v1", link="https://f.test/1")
+    put(store, first)
+    # Both come back under new guids with the stored copy's link: the first takes the stored
+    # copy over, the second is kept as a copy of its own in the same entry.
+    a = ex("f", LONG, guid="v2", link="https://f.test/1", at=1)
+    b = ex("f", LONG_ZH, guid="v3", link="https://f.test/1", at=1)
+    result = put(store, a, b)
+    assert [p.existing is not None for p in result.placements] == [True, False]
+    assert (result.updated, result.joined) == (1, 1)
+    assert sorted(stored_keys(store, "f", first.link_key or "")) == ["guid:v2", "guid:v3"]
+    assert {entry_of(store, e) for e in (a, b)} == {first.id}
+
+
 def test_clusters_lists_merged_entries_and_filters_by_source(store: Store) -> None:
     put(store, ex("a", LONG, guid="1"))
     put(store, ex("b", LONG[:120] + "...", guid="2"))
