@@ -1,4 +1,7 @@
-"""Tests for aggregator.parse.page: decoding, selectors, links, dates, discovery, paging."""
+"""Tests for aggregator.parse.page: selectors, links, dates, discovery, paging.
+
+The decoder it shares with the text parser is tested in test_parse_decode.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, SelectRules
 from aggregator.parse.page import (
     absolute_link,
-    decode_html,
     find_next_pages,
     parse_date,
     parse_page,
@@ -99,83 +101,6 @@ def _check_item(item: Any, want: dict[str, Any]) -> None:
         assert fragment in item.content
     for fragment in want.get("content_excludes", []):
         assert fragment not in item.content
-
-
-# --------------------------------------------------------------------------- decode_html
-
-
-GBK_HTML = "<html><head><title>中文标题</title></head><body>正文</body></html>"
-
-
-def test_header_charset_beats_a_wrong_meta() -> None:
-    body = ('<meta charset="utf-8">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html; charset=gbk"})
-
-
-def test_meta_charset_used_when_the_header_has_none() -> None:
-    body = ('<meta charset="gb2312">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html"})
-
-
-def test_meta_http_equiv_charset() -> None:
-    body = (
-        '<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">' + "日本語"
-    ).encode("shift_jis")
-    assert decode_html(body, {}).endswith("日本語")
-
-
-def test_a_header_that_lies_falls_back_to_the_meta() -> None:
-    # Declared UTF-8 by the server, really GBK as the page says: strict UTF-8 fails first.
-    body = ('<meta charset="gbk">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html; charset=utf-8"})
-
-
-def test_bom_beats_header_and_meta() -> None:
-    body = b"\xef\xbb\xbf" + '<meta charset="iso-8859-1">café'.encode()
-    text = decode_html(body, {"content-type": "text/html; charset=windows-1251"})
-    assert text.endswith("café")
-    assert not text.startswith("\ufeff")
-
-
-def test_utf16_bom() -> None:
-    body = "\ufeff<p>naïve</p>".encode("utf-16-le")
-    assert decode_html(body, {}) == "<p>naïve</p>"
-
-
-def test_latin1_label_on_utf8_bytes_is_read_as_utf8() -> None:
-    body = "<p>Ünïcödé – “quotes”</p>".encode()
-    assert decode_html(body, {"content-type": "text/html; charset=ISO-8859-1"}) == body.decode()
-
-
-def test_latin1_label_on_real_latin1_uses_windows_1252() -> None:
-    body = "<p>café “smart”</p>".encode("cp1252")
-    assert decode_html(body, {"content-type": "text/html; charset=iso-8859-1"}) == (
-        "<p>café “smart”</p>"
-    )
-
-
-def test_unknown_charset_label_is_ignored() -> None:
-    body = '<meta charset="x-no-such-charset"><p>ok ✓</p>'.encode()
-    assert decode_html(body, {}).endswith("<p>ok ✓</p>")
-
-
-def test_undeclared_gbk_is_detected_not_read_as_latin1() -> None:
-    body = "<p>随机森林的特征重要性有两种常见的计算方法，各有优缺点。</p>".encode("gbk")
-    assert "随机森林" in decode_html(body, {})
-
-
-def test_invalid_bytes_are_replaced_not_fatal() -> None:
-    body = b'<meta charset="utf-8"><p>ok \xff\xfe bad</p>'
-    text = decode_html(body, {})
-    assert "ok" in text and "bad" in text and "\ufffd" in text
-
-
-def test_meta_charset_is_read_from_the_first_2kb_only() -> None:
-    # A late (wrong) <meta> is not honoured: the UTF-8 body is read as UTF-8.
-    late = b"<!--" + b"x" * 3000 + b'--><meta charset="gb18030">' + "中文".encode()
-    assert decode_html(late, {}).endswith("中文")
-    early = b'<meta charset="gbk"><!--' + b"x" * 1500 + b"-->" + "中文".encode("gbk")
-    assert decode_html(early, {}).endswith("中文")
 
 
 # --------------------------------------------------------------------------- links

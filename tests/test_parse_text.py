@@ -12,7 +12,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, Source
-from aggregator.parse.text import classify_line, decode_text, parse_text
+from aggregator.parse.text import classify_line, parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "text"
@@ -183,22 +183,6 @@ def test_document_link_only_for_web_urls() -> None:
 )
 def test_classify_line(line: str, kind: str) -> None:
     assert classify_line(line, frozenset({"latest updates"})) == kind
-
-
-def test_decode_text_prefers_utf8_over_a_latin1_header() -> None:
-    body = "摘要 résumé".encode()
-    assert decode_text(body, {"content-type": "text/plain; charset=ISO-8859-1"}) == "摘要 résumé"
-
-
-def test_decode_text_uses_the_header_when_not_utf8() -> None:
-    body = "Заметки о сборке".encode("cp1251")
-    assert decode_text(body, {"content-type": "text/plain; charset=windows-1251"}) == (
-        "Заметки о сборке"
-    )
-
-
-def test_decode_text_strips_bom() -> None:
-    assert decode_text(b"\xef\xbb\xbfabc") == "abc"
 
 
 # --------------------------------------------------------------------------- examples

@@ -44,6 +44,7 @@ from feedparser.urls import _urljoin
 from lxml import etree
 
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.decode import charset_param, xml_encoding
 
 __all__ = ["parse_fast"]
 
@@ -84,8 +85,6 @@ _ATOM_REPEATABLE = frozenset(ATOM + n for n in ("link", "author", "contributor",
 _XML_TYPES = frozenset(
     {"application/xml", "application/rss+xml", "application/atom+xml", "text/xml"}
 )
-_XML_DECL = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
-_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _UTF8 = frozenset({"utf-8", "utf8"})
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
@@ -148,16 +147,16 @@ def _plain_utf8(body: bytes, headers: Mapping[str, str]) -> bool:
     media = content_type.split(";")[0].strip().lower()
     if media not in _XML_TYPES:
         return False
-    served = _CHARSET.search(content_type)
-    if served is not None and served.group(1).lower() not in _UTF8:
+    served = charset_param(content_type)
+    if served is not None and served.lower() not in _UTF8:
         return False
     if media.startswith("text/") and served is None:
         return False
     head = body.removeprefix(b"\xef\xbb\xbf")
     if not head.lstrip().startswith(b"<"):
         return False  # UTF-16/32, EBCDIC, or garbage before the root
-    declared = _XML_DECL.match(head)
-    return declared is None or declared.group(1).decode().lower() in _UTF8
+    declared = xml_encoding(head[:1024].decode("latin-1"))
+    return declared is None or declared.lower() in _UTF8
 
 
 # --- values as feedparser leaves them -----------------------------------------------------

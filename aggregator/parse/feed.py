@@ -49,6 +49,7 @@ import feedparser
 from aggregator import sandbox
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.decode import charset_param, xml_encoding
 from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
 
 __all__ = ["DEFAULT_MAX_ITEMS", "parse_feed"]
@@ -61,8 +62,6 @@ _PROLOG_WINDOW = 64 * 1024  # no honest feed has a longer prolog
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
 # A scheme, however spelled: `javascript:`, `java\tscript&#58;`, `data&colon;`.
 _OTHER_SCHEME = re.compile(r"[\x00-\x20]*([a-z][a-z0-9+.\-\t\r\n]*)\s*:", re.IGNORECASE)
-_XML_ENCODING = re.compile(r"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
-_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _SY_PERIOD_SECONDS = {
     "hourly": 3600,
     "daily": 86400,
@@ -192,12 +191,11 @@ def _inspection_views(window: bytes, content_type: str) -> list[str]:
     feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<".
     """
     views = [peek_text(window)]
-    labels = [_CHARSET.search(content_type), _XML_ENCODING.search(views[0][:1024])]
-    for match in labels:
-        if match is None:
+    for label in (charset_param(content_type), xml_encoding(views[0])):
+        if label is None:
             continue
         try:
-            view = window.decode(match.group(1), errors="replace")
+            view = window.decode(label, errors="replace")
         except (LookupError, UnicodeError):  # unknown, or not a text encoding
             continue
         if view not in views:

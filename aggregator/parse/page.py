@@ -2,11 +2,12 @@
 
 Public functions:
 
-- `decode_html(body, headers)`: bytes to text (BOM, header charset, <meta>, detection).
 - `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
 - `parse_date(value)`: the tolerant date parser, shared with the text parser.
 - `absolute_link(href, base)`: resolve a link, keeping only http(s).
+
+The body is decoded by parse/decode.py, as in the text parser.
 
 Pagination is driven by the caller, which fetches; this module never does I/O:
 
@@ -35,7 +36,6 @@ paths, so a saved home page and its saved page 2 can be read together.
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -45,15 +45,14 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import charset_normalizer
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem, SelectRules
+from aggregator.parse.decode import decode
 
 __all__ = [
     "absolute_link",
-    "decode_html",
     "find_next_pages",
     "parse_date",
     "parse_page",
@@ -63,117 +62,6 @@ NO_RULES_MESSAGE = (
     "HTML page has no feed and no [sources.select] rules; "
     "add [sources.select] with at least `entry`"
 )
-
-# --------------------------------------------------------------------------- decoding
-
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-# Labels that browsers (WHATWG Encoding) read as a wider codec; the narrow Python codec
-# would turn the extra characters into replacement marks.
-_CHARSET_ALIASES = {
-    "iso-8859-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "us-ascii": "cp1252",
-    "ascii": "cp1252",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "sjis": "cp932",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "euc-kr": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "big5": "big5hkscs",
-}
-
-_META_PRESCAN_BYTES = 2048
-_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([a-z0-9_.:-]+)", re.IGNORECASE)
-_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([^\"';,\s]+)", re.IGNORECASE)
-
-
-def decode_html(body: bytes, headers: Mapping[str, str]) -> str:
-    """Decode an HTML body: BOM, then Content-Type charset, then <meta> in the first 2 KB,
-    then detection. Invalid bytes become U+FFFD; this never raises on bad input."""
-    for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom) :].decode(encoding, errors="replace")
-    declared = [
-        enc
-        for enc in (
-            _codec(_header_charset(headers), body),
-            _codec(_meta_charset(body[:_META_PRESCAN_BYTES]), body, from_meta=True),
-        )
-        if enc
-    ]
-    for encoding in declared:
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    if declared:  # wrong in places, but still the best guess: keep it, replace bad bytes
-        return body.decode(declared[0], errors="replace")
-    return _detect_and_decode(body)
-
-
-def _header_value(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name)
-    if value is None:  # the contract says lower-cased names; tolerate others
-        value = next((v for k, v in headers.items() if k.lower() == name), "")
-    return value or ""
-
-
-def _header_charset(headers: Mapping[str, str]) -> str | None:
-    match = _HEADER_CHARSET.search(_header_value(headers, "content-type"))
-    return match.group(1) if match else None
-
-
-def _meta_charset(head: bytes) -> str | None:
-    match = _META_CHARSET.search(head)
-    return match.group(1).decode("ascii", errors="ignore") if match else None
-
-
-def _codec(label: str | None, body: bytes, *, from_meta: bool = False) -> str | None:
-    """The Python codec for a declared charset label, or None when unknown."""
-    if not label:
-        return None
-    name = label.strip().strip("\"'").lower()
-    if from_meta and name.startswith("utf-16"):
-        return "utf-8"  # a <meta> readable as ASCII cannot be UTF-16 (WHATWG rule)
-    name = _CHARSET_ALIASES.get(name, name)
-    try:
-        codec = codecs.lookup(name).name
-    except LookupError:
-        return None
-    # Servers often default to ISO-8859-1; valid non-ASCII UTF-8 is almost never real latin-1.
-    if codec == "cp1252" and not body.isascii() and _is_utf8(body):
-        return "utf-8"
-    return codec
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _detect_and_decode(body: bytes) -> str:
-    if _is_utf8(body):
-        return body.decode("utf-8")
-    best = charset_normalizer.from_bytes(body).best()
-    if best is not None:
-        return str(best)
-    return body.decode("utf-8", errors="replace")
-
 
 # --------------------------------------------------------------------------- dates
 
@@ -377,7 +265,7 @@ class _Page:
 
 
 def _load(body: bytes, headers: Mapping[str, str], url: str) -> _Page:
-    tree = LexborHTMLParser(decode_html(body, headers))
+    tree = LexborHTMLParser(decode(body, headers))
     return _Page(tree=tree, url=url, link_base=_link_base(tree, url))
 
 

@@ -10,18 +10,16 @@ A label or date with no excerpt after it (end of the capture, or a pager next) i
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import charset_normalizer
-
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.decode import decode
 
-__all__ = ["classify_line", "decode_text", "parse_text"]
+__all__ = ["classify_line", "parse_text"]
 
 NO_ENTRIES_MESSAGE = "no entries found in the text capture"
 
@@ -50,39 +48,6 @@ class _Pending:
 
     labels: tuple[str, ...] = ()
     published: datetime | None = None
-
-
-def decode_text(body: bytes, headers: Mapping[str, str] | None = None) -> str:
-    """UTF-8 (BOM aware); then the Content-Type charset; then detection.
-
-    Strict UTF-8 is tried before the header because servers often label text files
-    ISO-8859-1 by default, and valid non-ASCII UTF-8 is almost never anything else.
-    """
-    for bom, encoding in (
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if body.startswith(bom):
-            return body[len(bom) :].decode(encoding, errors="replace")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    declared = _header_charset(headers or {})
-    if declared:
-        try:
-            return body.decode(declared, errors="replace")
-        except LookupError:
-            pass
-    best = charset_normalizer.from_bytes(body).best()
-    return str(best) if best is not None else body.decode("utf-8", errors="replace")
-
-
-def _header_charset(headers: Mapping[str, str]) -> str | None:
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    match = re.search(r"charset\s*=\s*[\"']?([^\"';,\s]+)", content_type or "", re.IGNORECASE)
-    return match.group(1) if match else None
 
 
 def classify_line(line: str, headers: frozenset[str]) -> str:
@@ -137,7 +102,7 @@ def parse_text(
     Items carry the line as plain text content; title, link and guid are None (the
     normalizer derives a title). Raises ParseError when no excerpt is found.
     """
-    text = decode_text(body, headers)
+    text = decode(body, headers)
     if "\x00" in text:
         raise ParseError(source, "the body is binary, not a text capture")
     headers_folded = frozenset(h.strip().casefold() for h in header_lines if h.strip())
