@@ -1,6 +1,7 @@
 """Tests for aggregator.parse.page: selectors, links, dates, discovery, paging.
 
-The decoder it shares with the text parser is tested in test_parse_decode.py.
+The decoder and the date parser it shares with the text parser are tested in
+test_parse_decode.py and test_parse_dates.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from aggregator.models import ParsedDocument, SelectRules
 from aggregator.parse.page import (
     absolute_link,
     find_next_pages,
-    parse_date,
     parse_page,
 )
 
@@ -200,55 +200,6 @@ def test_entry_that_is_itself_a_link() -> None:
 
 
 # --------------------------------------------------------------------------- dates
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-01-11", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("2026-01-11T08:30", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
-        ("2026-01-11T08:30:15Z", datetime(2026, 1, 11, 8, 30, 15, tzinfo=UTC)),
-        ("2026-01-11T08:30:00+08:00", datetime(2026, 1, 11, 0, 30, tzinfo=UTC)),
-        ("2026-01-11 08:30:00 -0500", datetime(2026, 1, 11, 13, 30, tzinfo=UTC)),
-        ("2026-01-11T08:30:00.123Z", datetime(2026, 1, 11, 8, 30, 0, 123000, tzinfo=UTC)),
-        ("2026/01/11", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("2026/1/9 7:05", datetime(2026, 1, 9, 7, 5, tzinfo=UTC)),
-        ("2026年1月11日", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Jan 11, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("January 11th, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sept. 3, 2025", datetime(2025, 9, 3, tzinfo=UTC)),
-        ("11 January 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sunday, 11 Jan 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Jan 11, 2026 3:05 PM", datetime(2026, 1, 11, 15, 5, tzinfo=UTC)),
-        ("  Jan\n 11,   2026 ", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sun, 11 Jan 2026 08:30:00 GMT", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
-        ("Sun, 11 Jan 2026 08:30:00 +0100", datetime(2026, 1, 11, 7, 30, tzinfo=UTC)),
-    ],
-)
-def test_parse_date_formats(text: str, expected: datetime) -> None:
-    result = parse_date(text)
-    assert result == expected
-    assert result is not None and result.utcoffset() is not None
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        None,
-        "",
-        "yesterday",
-        "2026-13-01",
-        "2026-02-30",
-        "11 Foo 2026",
-        "Jan 32, 2026",
-        "1800-01-01",
-        "12:30",
-        "2026",
-        "x" * 200,
-    ],
-)
-def test_parse_date_rejects(text: str | None) -> None:
-    assert parse_date(text) is None
 
 
 def test_missing_dates_keep_document_order() -> None:

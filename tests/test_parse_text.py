@@ -148,6 +148,27 @@ def test_unicode_line_separators_do_not_split_an_entry() -> None:
     assert [i.content for i in _parse(line).items] == [line]
 
 
+@pytest.mark.parametrize(
+    ("line", "published"),
+    [
+        ("2026-01-11", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("2026年1月11日", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("Jan 11, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("11 January 2026", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("2026-01-11 08:30", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
+        ("2026-02-30", None),  # a date line, but no such day: it dates nothing
+    ],
+)
+def test_date_lines_in_every_shape_the_date_parser_reads(
+    line: str, published: datetime | None
+) -> None:
+    doc = _parse("\n".join(["Python", line, _long("one"), _long("two")]))
+    assert [(i.categories, i.published) for i in doc.items] == [
+        (("Python",), published),
+        ((), None),
+    ]
+
+
 def test_document_link_only_for_web_urls() -> None:
     assert _parse(_long("a")).link is None
     doc = parse_text(

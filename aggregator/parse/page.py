@@ -4,10 +4,10 @@ Public functions:
 
 - `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
-- `parse_date(value)`: the tolerant date parser, shared with the text parser.
 - `absolute_link(href, base)`: resolve a link, keeping only http(s).
 
-The body is decoded by parse/decode.py, as in the text parser.
+The body is decoded by parse/decode.py and dates are read by parse/dates.py, as in the text
+parser.
 
 Pagination is driven by the caller, which fetches; this module never does I/O:
 
@@ -40,8 +40,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -49,12 +48,12 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem, SelectRules
+from aggregator.parse.dates import parse_date
 from aggregator.parse.decode import decode
 
 __all__ = [
     "absolute_link",
     "find_next_pages",
-    "parse_date",
     "parse_page",
 ]
 
@@ -62,134 +61,6 @@ NO_RULES_MESSAGE = (
     "HTML page has no feed and no [sources.select] rules; "
     "add [sources.select] with at least `entry`"
 )
-
-# --------------------------------------------------------------------------- dates
-
-_ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}"  # date
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"  # optional time
-    r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?$"  # optional zone
-)
-_YMD = re.compile(
-    r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
-)
-_WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
-_TIME = r"(?:,?\s+(?:at\s+)?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([ap]\.?m\.?)?)?"
-_MONTH_FIRST = re.compile(
-    rf"^{_WEEKDAY}([a-z]{{3,9}})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}}){_TIME}$",
-    re.IGNORECASE,
-)
-_DAY_FIRST = re.compile(
-    rf"^{_WEEKDAY}(\d{{1,2}})(?:st|nd|rd|th)?\s+([a-z]{{3,9}})\.?,?\s+(\d{{4}}){_TIME}$",
-    re.IGNORECASE,
-)
-_MONTHS = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
-_MIN_YEAR, _MAX_YEAR = 1970, 2200
-
-
-def parse_date(value: str | None) -> datetime | None:
-    """Parse a date as pages write it; aware UTC, naive read as UTC, None when unreadable.
-
-    Accepts ISO 8601 (`2026-01-11`, `2026-01-11T08:30:00+08:00`, `...Z`), `2026/01/11`,
-    `2026.1.11`, `2026年1月11日`, `Jan 11, 2026`, `11 January 2026` (optionally with a
-    weekday and a time) and RFC 822 (`Sun, 11 Jan 2026 08:30:00 GMT`).
-    """
-    if not value:
-        return None
-    text = " ".join(value.split())
-    if not text or len(text) > 80:
-        return None
-    for reader in (_read_iso, _read_ymd, _read_month_name, _read_rfc822):
-        try:
-            result = reader(text)
-        except (ValueError, OverflowError, TypeError, IndexError):
-            result = None
-        if result is not None:
-            return _as_utc(result)
-    return None
-
-
-def _as_utc(value: datetime) -> datetime | None:
-    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _read_iso(text: str) -> datetime | None:
-    text = text.upper()
-    if not _ISO.match(text):
-        return None
-    text = re.sub(r"\s+(?=[Z+-])", "", text).replace(",", ".")
-    return datetime.fromisoformat(text)
-
-
-def _read_ymd(text: str) -> datetime | None:
-    match = _YMD.match(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
-    return datetime(year, month, day, hour, minute, second)
-
-
-def _read_month_name(text: str) -> datetime | None:
-    match = _MONTH_FIRST.match(text)
-    if match:
-        month_name, day, year, *clock = match.groups()
-    else:
-        match = _DAY_FIRST.match(text)
-        if not match:
-            return None
-        day, month_name, year, *clock = match.groups()
-    month = _month_number(month_name)
-    if month is None:
-        return None
-    hour, minute, second = _clock(*clock)
-    return datetime(int(year), month, int(day), hour, minute, second)
-
-
-def _month_number(name: str) -> int | None:
-    name = name.lower()
-    for number, full in enumerate(_MONTHS, start=1):
-        if full.startswith(name):
-            return number
-    return None
-
-
-def _clock(
-    hour: str | None, minute: str | None, second: str | None, ampm: str | None
-) -> tuple[int, int, int]:
-    if hour is None:
-        return 0, 0, 0
-    h = int(hour)
-    if ampm:
-        if h > 12:
-            raise ValueError("12-hour clock out of range")
-        pm = ampm.lower().startswith("p")
-        h = (h % 12) + (12 if pm else 0)
-    return h, int(minute or 0), int(second or 0)
-
-
-def _read_rfc822(text: str) -> datetime | None:
-    if not re.search(r"\d{1,2}:\d{2}", text):
-        return None  # parsedate without a clock guesses too much
-    return parsedate_to_datetime(text)
-
 
 # --------------------------------------------------------------------------- links
 

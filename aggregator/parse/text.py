@@ -6,6 +6,8 @@ belong to the next excerpt only; a pager line (`1 2`) may close the list.
 
 Every line that is not blank, a header, a pager, a date or such a label is one entry.
 A label or date with no excerpt after it (end of the capture, or a pager next) is dropped.
+A date line is one written in any shape parse/dates.py reads (`2026-01-11`, `2026年1月11日`,
+`Jan 11, 2026`, ...), even an impossible one (`2026-02-30`), which then dates nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.dates import is_date, parse_date
 from aggregator.parse.decode import decode
 
 __all__ = ["classify_line", "parse_text"]
@@ -27,7 +30,6 @@ NO_ENTRIES_MESSAGE = "no entries found in the text capture"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _EDGE_CHARS = " \t\u3000\u00a0\ufeff\u200b"  # whitespace and invisible marks around lines
 
-_DATE = re.compile(r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?$")
 # fmt: off
 _PAGER_WORDS = frozenset({
     "next", "prev", "previous", "older", "newer", "first", "last",
@@ -61,7 +63,7 @@ def classify_line(line: str, headers: frozenset[str]) -> str:
         return "header"
     if _is_pager(line):
         return "pager"
-    if _DATE.match(line):
+    if is_date(line):
         return "date"
     if (
         len(line) <= _MAX_LABEL_CHARS
@@ -75,17 +77,6 @@ def classify_line(line: str, headers: frozenset[str]) -> str:
 def _is_pager(line: str) -> bool:
     # `1 2 3`, `1 2 ... 9 Next`, `« Prev 3 4`, `下一页`: page numbers and pager words only.
     return all(token.isdigit() or token in _PAGER_WORDS for token in line.casefold().split())
-
-
-def _date_of(line: str) -> datetime | None:
-    match = _DATE.match(line)
-    if not match:
-        return None
-    year, month, day = (int(group) for group in match.groups())
-    try:
-        return datetime(year, month, day, tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def parse_text(
@@ -118,7 +109,7 @@ def parse_text(
         if kind == "pager":
             pending = _Pending()  # a label before a pager belongs to nothing
         elif kind == "date":
-            pending = _Pending(pending.labels, _date_of(line))
+            pending = _Pending(pending.labels, parse_date(line))
         elif kind == "label" and entry_follows[index]:
             pending = _Pending((*pending.labels, line), pending.published)
         elif kind == "label":
