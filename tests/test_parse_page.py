@@ -1,7 +1,7 @@
 """Tests for aggregator.parse.page: selectors, links, dates, discovery, paging.
 
-The decoder and the date parser it shares with the text parser are tested in
-test_parse_decode.py and test_parse_dates.py.
+The decoder, the date parser and the link gate it shares with the other parsers are tested
+in test_parse_decode.py, test_parse_dates.py and test_urls.py.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, SelectRules
-from aggregator.parse.page import (
-    absolute_link,
-    find_next_pages,
-    parse_page,
-)
+from aggregator.parse.page import find_next_pages, parse_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "pages"
@@ -104,44 +100,6 @@ def _check_item(item: Any, want: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- links
-
-
-@pytest.mark.parametrize(
-    "href",
-    [
-        "javascript:alert(1)",
-        "JaVaScRiPt:alert(1)",
-        "java\tscript:alert(1)",
-        "java\nscript:alert(1)",
-        "  javascript:alert(1)",
-        "\x01javascript:alert(1)",
-        "data:text/html,<script>alert(1)</script>",
-        "vbscript:msgbox(1)",
-        "file:///etc/passwd",
-        "mailto:someone@example.com",
-        "#top",
-        "",
-        None,
-        "http://[::1",
-    ],
-)
-def test_unsafe_or_useless_links_are_dropped(href: str | None) -> None:
-    assert absolute_link(href, "https://site.example.com/blog/") is None
-
-
-@pytest.mark.parametrize(
-    ("href", "expected"),
-    [
-        ("post.html", "https://site.example.com/blog/post.html"),
-        ("../about/", "https://site.example.com/about/"),
-        ("/root.html", "https://site.example.com/root.html"),
-        ("//cdn.example.net/x", "https://cdn.example.net/x"),
-        (" post.html\n", "https://site.example.com/blog/post.html"),
-        ("http://other.example.org/a?b=1", "http://other.example.org/a?b=1"),
-    ],
-)
-def test_links_are_made_absolute(href: str, expected: str) -> None:
-    assert absolute_link(href, "https://site.example.com/blog/") == expected
 
 
 def test_relative_links_on_a_local_page_without_canonical_are_dropped(tmp_path: Path) -> None:

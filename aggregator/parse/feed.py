@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import calendar
 import codecs
-import html
 import io
 import json
 import re
@@ -42,7 +41,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, urljoin
+from urllib.parse import urljoin
 
 import feedparser
 
@@ -51,6 +50,7 @@ from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.decode import charset_param, xml_encoding
 from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
+from aggregator.urls import safe_http_url
 
 __all__ = ["DEFAULT_MAX_ITEMS", "parse_feed"]
 
@@ -60,8 +60,6 @@ JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
 
 _PROLOG_WINDOW = 64 * 1024  # no honest feed has a longer prolog
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
-# A scheme, however spelled: `javascript:`, `java\tscript&#58;`, `data&colon;`.
-_OTHER_SCHEME = re.compile(r"[\x00-\x20]*([a-z][a-z0-9+.\-\t\r\n]*)\s*:", re.IGNORECASE)
 _SY_PERIOD_SECONDS = {
     "hourly": 3600,
     "daily": 86400,
@@ -475,21 +473,8 @@ def _text(value: object) -> str | None:
 
 
 def _absolute(link: object, base: str) -> str | None:
-    """The link resolved against `base`, or None when it is not http(s) however spelled.
-
-    feedparser resolves `<link>` itself, so `javascript&#58;x` arrives as the "relative path"
-    `<base folder>/javascript:x`; a resolved link whose tail names another scheme is dropped.
-    """
-    text = _text(link)
-    if not text:
-        return None
-    resolved = urljoin(base, text)
-    folder = base.split("?", 1)[0].split("#", 1)[0].rpartition("/")[0] + "/"
-    for candidate in (text, resolved[len(folder) :] if resolved.startswith(folder) else ""):
-        match = _OTHER_SCHEME.match(html.unescape(unquote(candidate)))
-        if match and match.group(1).lower() not in ("http", "https"):
-            return None
-    return resolved
+    """The link resolved against `base` by the link gate every parser shares."""
+    return safe_http_url(_text(link), base)
 
 
 def _from_struct(value: object) -> datetime | None:

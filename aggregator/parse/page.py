@@ -4,10 +4,9 @@ Public functions:
 
 - `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
-- `absolute_link(href, base)`: resolve a link, keeping only http(s).
 
-The body is decoded by parse/decode.py and dates are read by parse/dates.py, as in the text
-parser.
+The body is decoded by parse/decode.py, dates are read by parse/dates.py and every link goes
+through `urls.safe_http_url`, as in the other parsers.
 
 Pagination is driven by the caller, which fetches; this module never does I/O:
 
@@ -28,16 +27,16 @@ Pagination is driven by the caller, which fetches; this module never does I/O:
 entry selector matches nothing raises ParseError like the first; the caller may keep the
 items it already has and turn that into a warning.
 
-Links of entries are http(s) only. A local page (an absolute file path as `url`) has no
-web address of its own, so its entry links resolve against its `<base href>` or, failing
-that, its `<link rel="canonical">` / `og:url`; its pager links resolve to sibling local
-paths, so a saved home page and its saved page 2 can be read together.
+Links of entries are http(s) only, and a bare `#fragment` link is no entry's link: it points
+back into the page. A local page (an absolute file path as `url`) has no web address of its
+own, so its entry links resolve against its `<base href>` or, failing that, its
+`<link rel="canonical">` / `og:url`; its pager links resolve to sibling local paths, so a
+saved home page and its saved page 2 can be read together.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,12 +49,9 @@ from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem, SelectRules
 from aggregator.parse.dates import parse_date
 from aggregator.parse.decode import decode
+from aggregator.urls import clean_reference, safe_http_url
 
-__all__ = [
-    "absolute_link",
-    "find_next_pages",
-    "parse_page",
-]
+__all__ = ["find_next_pages", "parse_page"]
 
 NO_RULES_MESSAGE = (
     "HTML page has no feed and no [sources.select] rules; "
@@ -63,41 +59,6 @@ NO_RULES_MESSAGE = (
 )
 
 # --------------------------------------------------------------------------- links
-
-_URL_TAB_NEWLINE = re.compile(r"[\t\n\r]")
-_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
-_WEB_SCHEMES = frozenset({"http", "https"})
-
-
-def absolute_link(href: str | None, base: str) -> str | None:
-    """`href` resolved against `base`, or None unless it is an http(s) URL with a host.
-
-    Browsers drop tabs and newlines anywhere in a URL and C0/space at its ends, so
-    `java\\tscript:` is `javascript:`; cleaning first makes the scheme check see that.
-    Entities are already decoded by the HTML parser. Fragment-only links are dropped:
-    they point back at the page, not at an entry.
-    """
-    cleaned = _clean_href(href)
-    if cleaned is None:
-        return None
-    try:
-        joined = urljoin(base, cleaned)
-        parts = urlsplit(joined)
-        host = parts.hostname
-    except ValueError:  # e.g. a broken IPv6 literal
-        return None
-    if parts.scheme.lower() not in _WEB_SCHEMES or not host:
-        return None
-    return joined
-
-
-def _clean_href(href: str | None) -> str | None:
-    if not href:
-        return None
-    cleaned = _URL_TAB_NEWLINE.sub("", href).strip(_C0_AND_SPACE)
-    if not cleaned or cleaned.startswith("#"):
-        return None
-    return cleaned
 
 
 def _is_web_url(url: str) -> bool:
@@ -108,14 +69,19 @@ def _local_path(url: str) -> str:
     return unquote(urlsplit(url).path) if url.lower().startswith("file:") else url
 
 
+def _link(href: str | None, base: str) -> str | None:
+    """An entry's or pager's link: http(s), and not a bare `#fragment` back into the page."""
+    return safe_http_url(href, base, same_document=False)
+
+
 def _local_link(href: str | None, page_path: str) -> str | None:
     """A pager link of a local page: an http(s) URL, or a sibling absolute file path."""
-    cleaned = _clean_href(href)
-    if cleaned is None:
-        return None
-    remote = absolute_link(cleaned, page_path)
+    remote = _link(href, page_path)
     if remote is not None:
         return remote
+    cleaned = clean_reference(href or "")
+    if not cleaned or cleaned.startswith("#"):
+        return None
     try:
         parts = urlsplit(urljoin(page_path, cleaned))
     except ValueError:
@@ -143,7 +109,7 @@ def _load(body: bytes, headers: Mapping[str, str], url: str) -> _Page:
 def _link_base(tree: LexborHTMLParser, url: str) -> str:
     base_node = tree.css_first("base[href]")
     if base_node is not None:
-        base = absolute_link(base_node.attributes.get("href"), url)
+        base = _link(base_node.attributes.get("href"), url)
         if base is not None:
             return base
     if not _is_web_url(url):
@@ -152,7 +118,7 @@ def _link_base(tree: LexborHTMLParser, url: str) -> str:
             ('meta[property="og:url"]', "content"),
         ):
             node = tree.css_first(selector)
-            canonical = absolute_link(node.attributes.get(attr), url) if node else None
+            canonical = _link(node.attributes.get(attr), url) if node else None
             if canonical is not None:
                 return canonical
     return url
@@ -226,7 +192,7 @@ def parse_page(
         raise ParseError(source, "the page is empty")
     page = _load(body, headers, url)
     title = _document_title(page.tree)
-    doc_link = url if _is_web_url(url) else None
+    doc_link = safe_http_url(url)
     if select is None:
         return _discover(page, source=source, title=title, link=doc_link, max_items=max_items)
     items, warnings = _select_items(page, select, source, max_items, position_start)
@@ -262,7 +228,7 @@ def find_next_pages(
 def _pager_link(node: LexborNode, page: _Page) -> str | None:
     href = _href_of(node)
     if _is_web_url(page.url):
-        return absolute_link(href, page.link_base)
+        return _link(href, page.link_base)
     return _local_link(href, _local_path(page.url))
 
 
@@ -355,13 +321,13 @@ def _entry_link(
         matches = _css(block, select.link, "link", source)
         _hit(hits, "link", matches[0] if matches else None)
         if matches:  # the rule found the link: never guess another one behind its back
-            return next(filter(None, (absolute_link(_href_of(n), base) for n in matches)), None)
+            return next(filter(None, (_link(_href_of(n), base) for n in matches)), None)
     # Default: the heading's link, else the block's own href, else the first safe <a href>.
     heading = block.css_first("h1, h2, h3, h4, h5, h6")
     candidates = [heading] if heading is not None else []
     candidates += [block, *block.css("a[href]")]
     for node in candidates:
-        link = absolute_link(_href_of(node), base)
+        link = _link(_href_of(node), base)
         if link is not None:
             return link
     return None
@@ -451,11 +417,11 @@ def _advertised_feed(page: _Page) -> str | None:
         kind = (attrs.get("type") or "").split(";")[0].strip().lower()
         if "alternate" not in rel or kind not in _FEED_TYPES:
             continue
-        url = absolute_link(attrs.get("href"), page.link_base)
+        url = _link(attrs.get("href"), page.link_base)
         if url is not None:
             feeds.append(url)
     main = [u for u in feeds if "comment" not in urlsplit(u).path.lower()]
-    return (main or feeds or [None])[0]
+    return next(iter(main or feeds), None)
 
 
 _ARTICLE_TYPES = frozenset(
@@ -513,7 +479,7 @@ def _jsonld_item(obj: dict[str, Any], base: str, position: int) -> RawItem | Non
     page_ref = obj.get("mainEntityOfPage")
     if isinstance(page_ref, dict):
         page_ref = page_ref.get("@id")
-    link = absolute_link(_jsonld_str(obj.get("url")) or _jsonld_str(page_ref), base)
+    link = _link(_jsonld_str(obj.get("url")) or _jsonld_str(page_ref), base)
     if not title and not link:
         return None
     content = next(

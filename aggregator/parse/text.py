@@ -21,6 +21,7 @@ from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import is_date, parse_date
 from aggregator.parse.decode import decode
+from aggregator.urls import safe_http_url
 
 __all__ = ["classify_line", "parse_text"]
 
@@ -125,7 +126,7 @@ def parse_text(
     return ParsedDocument(
         kind="text",
         items=tuple(items),
-        link=url if url.startswith(("http://", "https://")) else None,
+        link=safe_http_url(url),
         warnings=tuple(warnings),
     )
 
