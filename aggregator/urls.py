@@ -14,10 +14,7 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-try:  # IDNA 2008 / UTS #46; always present (requests depends on it), else the stdlib codec
-    import idna as _idna
-except ImportError:  # pragma: no cover
-    _idna = None
+import idna  # IDNA 2008 / UTS #46; the stdlib codec only knows IDNA 2003
 
 __all__ = [
     "FEED_REFERRER_VALUES",
@@ -263,11 +260,10 @@ def _canonical_host(host: str) -> str:
 
 
 def _to_ascii(host: str) -> str:
-    if _idna is not None:
-        try:
-            return _idna.encode(host, uts46=True).decode("ascii")
-        except (_idna.IDNAError, UnicodeError, ValueError):
-            pass
+    try:
+        return str(idna.encode(host, uts46=True).decode("ascii"))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        pass
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:

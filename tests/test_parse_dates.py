@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from aggregator.parse.dates import is_date, parse_date
+from aggregator.parse.dates import (
+    from_struct_time,
+    is_date,
+    parse_date,
+    parse_rfc3339,
+)
 from aggregator.parse.text import classify_line
 
 
@@ -111,6 +117,33 @@ def test_is_date(text: str | None, shaped: bool) -> None:
 )
 def test_the_text_parser_reads_every_shape_as_a_date_line(line: str) -> None:
     assert classify_line(line, frozenset()) == "date"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-11T08:30:00+08:00", datetime(2026, 1, 11, 0, 30, tzinfo=UTC)),
+        ("2026-01-11T08:30:00Z", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
+        ("2026-01-11T08:30:00", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),  # naive: UTC
+        ("Sun, 11 Jan 2026 08:30:00 +0100", datetime(2026, 1, 11, 7, 30, tzinfo=UTC)),
+        ("next week", None),
+        ("", None),
+        (20260111, None),
+        (None, None),
+    ],
+)
+def test_parse_rfc3339(value: object, expected: datetime | None) -> None:
+    result = parse_rfc3339(value)
+    assert result == expected
+    assert result is None or result.tzinfo == UTC
+
+
+def test_from_struct_time() -> None:
+    moment = datetime(2026, 1, 11, 8, 30, tzinfo=UTC)
+    assert from_struct_time(moment.utctimetuple()) == moment
+    assert from_struct_time(time.gmtime(0)) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert from_struct_time((2026, 1, 11, 8, 30, 0, 6, 11, 0)) is None  # not a struct_time
+    assert from_struct_time(None) is None
 
 
 def test_aware_results_are_utc_whatever_the_offset() -> None:

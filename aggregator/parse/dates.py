@@ -1,16 +1,19 @@
 """Dates as the parsers find them, made aware UTC datetimes.
 
 `parse_date` reads the free-text dates of pages and text captures (and of JSON-LD);
-`is_date` tells whether a line is written as such a date at all.
+`is_date` tells whether a line is written as such a date at all; `parse_rfc3339` reads JSON
+Feed dates; `from_struct_time` turns feedparser's parsed dates into datetimes.
 """
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["as_utc", "is_date", "parse_date"]
+__all__ = ["as_utc", "from_struct_time", "is_date", "parse_date", "parse_rfc3339"]
 
 _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}"  # date
@@ -168,3 +171,28 @@ def _read_rfc822(text: str) -> datetime | None:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None  # email.utils cannot tell "not a date" from "no such date"
+
+
+def parse_rfc3339(value: object) -> datetime | None:
+    """A JSON Feed date (RFC 3339); RFC 822, which some generators write there, too."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    return as_utc(moment)
+
+
+def from_struct_time(value: object) -> datetime | None:
+    """feedparser's *_parsed values are UTC struct_times."""
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
