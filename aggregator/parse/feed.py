@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+from feedparser.encodings import RE_XML_PI_ENCODING
 
 from aggregator import sandbox
 from aggregator.errors import ParseError
@@ -178,10 +179,18 @@ def _inspection_views(window: bytes, content_type: str) -> list[str]:
 
     The byte-pattern view covers ASCII-compatible encodings, UTF-16/32 and EBCDIC. A charset
     declared in the Content-Type or the XML declaration gets its own view as well, because
-    feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<".
+    feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<". So does
+    the encoding pseudo-attribute of any processing instruction that opens the document
+    (`<?foo encoding="utf-7"?>`): feedparser reads that one too, with its own pattern.
     """
     views = [peek_text(window)]
-    for label in (charset_param(content_type), xml_encoding(views[0])):
+    opening = RE_XML_PI_ENCODING.match(views[0].encode("utf-8", errors="replace"))
+    labels = (
+        charset_param(content_type),
+        xml_encoding(views[0]),
+        opening.group(1).decode("ascii", errors="replace") if opening else None,
+    )
+    for label in labels:
         if label is None:
             continue
         try:
