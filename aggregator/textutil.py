@@ -241,7 +241,7 @@ def _walk(
             return
 
 
-def _special_placeholder(node: LexborNode, tag: str, code: str, formula: str) -> str | None:
+def _special_placeholder(node: LexborNode, tag: str | None, code: str, formula: str) -> str | None:
     """What stands for an element: a placeholder, "" when it is dropped, None when it is an
     ordinary element whose content is read."""
     if tag not in _SPECIAL_TAGS:
@@ -259,7 +259,7 @@ def _special_placeholder(node: LexborNode, tag: str, code: str, formula: str) ->
 
 def _has_formula_class(node: LexborNode) -> bool:
     classes = node.attributes.get("class")
-    return bool(classes) and not FORMULA_CLASSES.isdisjoint(classes.split())
+    return classes is not None and not FORMULA_CLASSES.isdisjoint(classes.split())
 
 
 def _following(node: LexborNode) -> int:

@@ -1,20 +1,20 @@
 """URL helpers shared by the stages: keep only safe http(s) links, clean them, compare them.
 
-`safe_http_url` decides whether a link may be shown at all; `clean_url` is the form kept and
-displayed; `canonical_url` is the form used to tell whether two links point at the same post.
+`safe_http_url` is the one link gate: every parser passes each link it finds through it, and
+the normalize stage once more, so a link may be shown at all only if it says yes.
+`clean_url` is the form kept and displayed; `canonical_url` is the form used to tell whether
+two links point at the same post.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-try:  # IDNA 2008 / UTS #46; always present (requests depends on it), else the stdlib codec
-    import idna as _idna
-except ImportError:  # pragma: no cover
-    _idna = None
+import idna  # IDNA 2008 / UTS #46; the stdlib codec only knows IDNA 2003
 
 __all__ = [
     "FEED_REFERRER_VALUES",
@@ -22,6 +22,7 @@ __all__ = [
     "TRACKING_PREFIXES",
     "VALUE_TRACKING_PARAMS",
     "canonical_url",
+    "clean_reference",
     "clean_url",
     "safe_http_url",
     "url_forms",
@@ -81,33 +82,78 @@ _INVISIBLE = re.compile(
 )
 _UNSAFE_CHARS = re.compile(r'[ "<>`]')
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+# A scheme as a careless reader might still take it: spaces around it, before the colon.
+_LOOSE_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.\-]*)\s*:")
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 
 
-def safe_http_url(href: str | None, base: str | None = None) -> str | None:
+def safe_http_url(
+    href: str | None, base: str | None = None, *, same_document: bool = True
+) -> str | None:
     """Resolve `href` against `base`; return an absolute http(s) URL, or None.
 
-    Anything whose scheme is not http or https is refused, however it is spelled
-    (entities, mixed case, embedded controls, leading spaces).
+    Anything whose scheme is not http or https is refused, however it is spelled (entities,
+    mixed case, embedded controls, leading spaces), and so is a link in which a scheme only
+    shows once entities, invisible characters or percent-escapes are decoded, whether it is
+    still relative (`javascript%3Ax`) or some earlier step already resolved it against
+    `base` as if it were a path (`<base folder>/javascript&#58;x`, as feedparser does).
+    Without a usable `base`, a scheme-relative `//host/x` is read as https and any other
+    relative link is refused. `same_document=False` also refuses a bare `#fragment`, which
+    points back into the base document itself.
     """
     if not href:
         return None
-    cleaned = _INVISIBLE.sub("", _decode_entities(href)).strip()
-    if not cleaned:
+    cleaned = clean_reference(href)
+    if not cleaned or (not same_document and cleaned.startswith("#")):
         return None
     match = _SCHEME.match(cleaned)
     if match and match.group(1).lower() not in _HTTP_SCHEMES:
         return None
-    if base:
-        safe_base = safe_http_url(base)
-        if safe_base is not None:
-            try:
-                cleaned = urljoin(safe_base, cleaned)
-            except ValueError:  # e.g. an unclosed IPv6 bracket
-                return None
+    written = href.strip()
+    if _hides_scheme(written):
+        return None
+    usable = _usable_base(base) if base else None
+    if usable is not None:
+        safe_base, folder = usable
+        if written.startswith(folder) and _hides_scheme(written[len(folder) :]):
+            return None  # resolved as if the reference were a path under the base's folder
+        try:
+            cleaned = urljoin(safe_base, cleaned)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            return None
     if cleaned.startswith("//"):
         cleaned = "https:" + cleaned  # scheme-relative without a base: assume https
     return _checked_absolute(_UNSAFE_CHARS.sub(_percent_encode, cleaned))
+
+
+def clean_reference(href: str) -> str:
+    """`href` as a browser reads it: entities decoded, invisible characters gone, stripped."""
+    return _INVISIBLE.sub("", _decode_entities(href)).strip()
+
+
+def _hides_scheme(reference: str) -> bool:
+    """Whether a scheme other than http(s) shows only once `reference` is decoded.
+
+    A scheme written plainly is not hidden: it is judged by the caller (refused, or, at the
+    start of a path under the base, `Talk:Page`, kept).
+    """
+    if ":" not in reference and "&" not in reference and "%" not in reference:
+        return False  # no colon, and nothing that could decode to one
+    if _SCHEME.match(reference):
+        return False
+    decoded = unquote(clean_reference(reference))
+    match = _LOOSE_SCHEME.match(decoded)
+    return match is not None and match.group(1).lower() not in _HTTP_SCHEMES
+
+
+@lru_cache(maxsize=64)
+def _usable_base(base: str) -> tuple[str, str] | None:
+    """The safe form of `base` and its folder (up to the last "/" of its path), or None."""
+    safe_base = safe_http_url(base)
+    if safe_base is None:
+        return None
+    parts = urlsplit(safe_base)
+    return safe_base, f"{parts.scheme}://{parts.netloc}{parts.path.rpartition('/')[0]}/"
 
 
 def clean_url(url: str) -> str:
@@ -214,11 +260,10 @@ def _canonical_host(host: str) -> str:
 
 
 def _to_ascii(host: str) -> str:
-    if _idna is not None:
-        try:
-            return _idna.encode(host, uts46=True).decode("ascii")
-        except (_idna.IDNAError, UnicodeError, ValueError):
-            pass
+    try:
+        return str(idna.encode(host, uts46=True).decode("ascii"))
+    except (idna.IDNAError, UnicodeError, ValueError):
+        pass
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:

@@ -8,6 +8,7 @@ sanitizes it): for those the normalized records, which keep only plain text, mus
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -192,3 +193,22 @@ def test_feedparser_quirks_are_matched(name: str) -> None:
 )
 def test_fast_path_declines_what_it_cannot_vouch_for(body: bytes, headers: dict[str, str]) -> None:
     assert parse_fast(body, url=URL, headers=headers, max_items=500) is None
+
+
+def _imports(path: Path) -> list[ast.ImportFrom]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+
+
+def test_the_fast_path_never_imports_the_feed_parser_back() -> None:
+    modules = {node.module for node in _imports(ROOT / "aggregator" / "parse" / "fastfeed.py")}
+    assert "aggregator.parse.feed" not in modules
+    assert "aggregator.parse.fields" in modules  # what both readers share lives there
+
+
+def test_no_parser_imports_private_names_of_the_package() -> None:
+    for path in sorted((ROOT / "aggregator" / "parse").glob("*.py")):
+        for node in _imports(path):
+            if (node.module or "").startswith("aggregator"):
+                private = [alias.name for alias in node.names if alias.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"

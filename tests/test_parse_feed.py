@@ -221,6 +221,19 @@ def test_xxe_in_utf7_declared_by_the_server_is_refused() -> None:
         _parse(body, {"content-type": "application/rss+xml; charset=utf-7"})
 
 
+@pytest.mark.parametrize("opening", ['<?foo encoding="utf-7"?>', "<?x encoding='UTF-7' ?>"])
+def test_xxe_in_utf7_named_by_an_opening_processing_instruction_is_refused(opening: str) -> None:
+    # feedparser takes the encoding of whatever processing instruction opens the document.
+    body = opening.encode() + (
+        b'<!DOCTYPE rss [+ADw-!ENTITY e "EXPANDED">]>'
+        b'+ADw-rss version="2.0">+ADw-channel>+ADw-title>&e;+ADw-/title>'
+        b"+ADw-item>+ADw-title>&e;+ADw-/title>+ADw-/item>+ADw-/channel>+ADw-/rss>"
+    )
+    assert b"<!ENTITY" not in body
+    with pytest.raises(ParseError, match="declares entities"):
+        _parse(body, {"content-type": "application/rss+xml"})
+
+
 def test_billion_laughs_is_refused_quickly() -> None:
     entities = ['<!ENTITY lol0 "lol">'] + [
         f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)

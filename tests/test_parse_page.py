@@ -1,4 +1,8 @@
-"""Tests for aggregator.parse.page: decoding, selectors, links, dates, discovery, paging."""
+"""Tests for aggregator.parse.page: selectors, links, dates, discovery, paging.
+
+The decoder, the date parser and the link gate it shares with the other parsers are tested
+in test_parse_decode.py, test_parse_dates.py and test_urls.py.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, SelectRules
-from aggregator.parse.page import (
-    absolute_link,
-    decode_html,
-    find_next_pages,
-    parse_date,
-    parse_page,
-)
+from aggregator.parse.page import find_next_pages, parse_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "pages"
@@ -101,122 +99,7 @@ def _check_item(item: Any, want: dict[str, Any]) -> None:
         assert fragment not in item.content
 
 
-# --------------------------------------------------------------------------- decode_html
-
-
-GBK_HTML = "<html><head><title>中文标题</title></head><body>正文</body></html>"
-
-
-def test_header_charset_beats_a_wrong_meta() -> None:
-    body = ('<meta charset="utf-8">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html; charset=gbk"})
-
-
-def test_meta_charset_used_when_the_header_has_none() -> None:
-    body = ('<meta charset="gb2312">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html"})
-
-
-def test_meta_http_equiv_charset() -> None:
-    body = (
-        '<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">' + "日本語"
-    ).encode("shift_jis")
-    assert decode_html(body, {}).endswith("日本語")
-
-
-def test_a_header_that_lies_falls_back_to_the_meta() -> None:
-    # Declared UTF-8 by the server, really GBK as the page says: strict UTF-8 fails first.
-    body = ('<meta charset="gbk">' + GBK_HTML).encode("gbk")
-    assert "中文标题" in decode_html(body, {"content-type": "text/html; charset=utf-8"})
-
-
-def test_bom_beats_header_and_meta() -> None:
-    body = b"\xef\xbb\xbf" + '<meta charset="iso-8859-1">café'.encode()
-    text = decode_html(body, {"content-type": "text/html; charset=windows-1251"})
-    assert text.endswith("café")
-    assert not text.startswith("\ufeff")
-
-
-def test_utf16_bom() -> None:
-    body = "\ufeff<p>naïve</p>".encode("utf-16-le")
-    assert decode_html(body, {}) == "<p>naïve</p>"
-
-
-def test_latin1_label_on_utf8_bytes_is_read_as_utf8() -> None:
-    body = "<p>Ünïcödé – “quotes”</p>".encode()
-    assert decode_html(body, {"content-type": "text/html; charset=ISO-8859-1"}) == body.decode()
-
-
-def test_latin1_label_on_real_latin1_uses_windows_1252() -> None:
-    body = "<p>café “smart”</p>".encode("cp1252")
-    assert decode_html(body, {"content-type": "text/html; charset=iso-8859-1"}) == (
-        "<p>café “smart”</p>"
-    )
-
-
-def test_unknown_charset_label_is_ignored() -> None:
-    body = '<meta charset="x-no-such-charset"><p>ok ✓</p>'.encode()
-    assert decode_html(body, {}).endswith("<p>ok ✓</p>")
-
-
-def test_undeclared_gbk_is_detected_not_read_as_latin1() -> None:
-    body = "<p>随机森林的特征重要性有两种常见的计算方法，各有优缺点。</p>".encode("gbk")
-    assert "随机森林" in decode_html(body, {})
-
-
-def test_invalid_bytes_are_replaced_not_fatal() -> None:
-    body = b'<meta charset="utf-8"><p>ok \xff\xfe bad</p>'
-    text = decode_html(body, {})
-    assert "ok" in text and "bad" in text and "\ufffd" in text
-
-
-def test_meta_charset_is_read_from_the_first_2kb_only() -> None:
-    # A late (wrong) <meta> is not honoured: the UTF-8 body is read as UTF-8.
-    late = b"<!--" + b"x" * 3000 + b'--><meta charset="gb18030">' + "中文".encode()
-    assert decode_html(late, {}).endswith("中文")
-    early = b'<meta charset="gbk"><!--' + b"x" * 1500 + b"-->" + "中文".encode("gbk")
-    assert decode_html(early, {}).endswith("中文")
-
-
 # --------------------------------------------------------------------------- links
-
-
-@pytest.mark.parametrize(
-    "href",
-    [
-        "javascript:alert(1)",
-        "JaVaScRiPt:alert(1)",
-        "java\tscript:alert(1)",
-        "java\nscript:alert(1)",
-        "  javascript:alert(1)",
-        "\x01javascript:alert(1)",
-        "data:text/html,<script>alert(1)</script>",
-        "vbscript:msgbox(1)",
-        "file:///etc/passwd",
-        "mailto:someone@example.com",
-        "#top",
-        "",
-        None,
-        "http://[::1",
-    ],
-)
-def test_unsafe_or_useless_links_are_dropped(href: str | None) -> None:
-    assert absolute_link(href, "https://site.example.com/blog/") is None
-
-
-@pytest.mark.parametrize(
-    ("href", "expected"),
-    [
-        ("post.html", "https://site.example.com/blog/post.html"),
-        ("../about/", "https://site.example.com/about/"),
-        ("/root.html", "https://site.example.com/root.html"),
-        ("//cdn.example.net/x", "https://cdn.example.net/x"),
-        (" post.html\n", "https://site.example.com/blog/post.html"),
-        ("http://other.example.org/a?b=1", "http://other.example.org/a?b=1"),
-    ],
-)
-def test_links_are_made_absolute(href: str, expected: str) -> None:
-    assert absolute_link(href, "https://site.example.com/blog/") == expected
 
 
 def test_relative_links_on_a_local_page_without_canonical_are_dropped(tmp_path: Path) -> None:
@@ -275,55 +158,6 @@ def test_entry_that_is_itself_a_link() -> None:
 
 
 # --------------------------------------------------------------------------- dates
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-01-11", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("2026-01-11T08:30", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
-        ("2026-01-11T08:30:15Z", datetime(2026, 1, 11, 8, 30, 15, tzinfo=UTC)),
-        ("2026-01-11T08:30:00+08:00", datetime(2026, 1, 11, 0, 30, tzinfo=UTC)),
-        ("2026-01-11 08:30:00 -0500", datetime(2026, 1, 11, 13, 30, tzinfo=UTC)),
-        ("2026-01-11T08:30:00.123Z", datetime(2026, 1, 11, 8, 30, 0, 123000, tzinfo=UTC)),
-        ("2026/01/11", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("2026/1/9 7:05", datetime(2026, 1, 9, 7, 5, tzinfo=UTC)),
-        ("2026年1月11日", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Jan 11, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("January 11th, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sept. 3, 2025", datetime(2025, 9, 3, tzinfo=UTC)),
-        ("11 January 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sunday, 11 Jan 2026", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Jan 11, 2026 3:05 PM", datetime(2026, 1, 11, 15, 5, tzinfo=UTC)),
-        ("  Jan\n 11,   2026 ", datetime(2026, 1, 11, tzinfo=UTC)),
-        ("Sun, 11 Jan 2026 08:30:00 GMT", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
-        ("Sun, 11 Jan 2026 08:30:00 +0100", datetime(2026, 1, 11, 7, 30, tzinfo=UTC)),
-    ],
-)
-def test_parse_date_formats(text: str, expected: datetime) -> None:
-    result = parse_date(text)
-    assert result == expected
-    assert result is not None and result.utcoffset() is not None
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        None,
-        "",
-        "yesterday",
-        "2026-13-01",
-        "2026-02-30",
-        "11 Foo 2026",
-        "Jan 32, 2026",
-        "1800-01-01",
-        "12:30",
-        "2026",
-        "x" * 200,
-    ],
-)
-def test_parse_date_rejects(text: str | None) -> None:
-    assert parse_date(text) is None
 
 
 def test_missing_dates_keep_document_order() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, Source
-from aggregator.parse.text import classify_line, decode_text, parse_text
+from aggregator.parse.text import classify_line, parse_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "text"
@@ -148,6 +148,27 @@ def test_unicode_line_separators_do_not_split_an_entry() -> None:
     assert [i.content for i in _parse(line).items] == [line]
 
 
+@pytest.mark.parametrize(
+    ("line", "published"),
+    [
+        ("2026-01-11", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("2026年1月11日", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("Jan 11, 2026", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("11 January 2026", datetime(2026, 1, 11, tzinfo=UTC)),
+        ("2026-01-11 08:30", datetime(2026, 1, 11, 8, 30, tzinfo=UTC)),
+        ("2026-02-30", None),  # a date line, but no such day: it dates nothing
+    ],
+)
+def test_date_lines_in_every_shape_the_date_parser_reads(
+    line: str, published: datetime | None
+) -> None:
+    doc = _parse("\n".join(["Python", line, _long("one"), _long("two")]))
+    assert [(i.categories, i.published) for i in doc.items] == [
+        (("Python",), published),
+        ((), None),
+    ]
+
+
 def test_document_link_only_for_web_urls() -> None:
     assert _parse(_long("a")).link is None
     doc = parse_text(
@@ -183,22 +204,6 @@ def test_document_link_only_for_web_urls() -> None:
 )
 def test_classify_line(line: str, kind: str) -> None:
     assert classify_line(line, frozenset({"latest updates"})) == kind
-
-
-def test_decode_text_prefers_utf8_over_a_latin1_header() -> None:
-    body = "摘要 résumé".encode()
-    assert decode_text(body, {"content-type": "text/plain; charset=ISO-8859-1"}) == "摘要 résumé"
-
-
-def test_decode_text_uses_the_header_when_not_utf8() -> None:
-    body = "Заметки о сборке".encode("cp1251")
-    assert decode_text(body, {"content-type": "text/plain; charset=windows-1251"}) == (
-        "Заметки о сборке"
-    )
-
-
-def test_decode_text_strips_bom() -> None:
-    assert decode_text(b"\xef\xbb\xbfabc") == "abc"
 
 
 # --------------------------------------------------------------------------- examples

@@ -1,4 +1,4 @@
-"""safe_http_url, clean_url and canonical_url."""
+"""safe_http_url (the link gate every parser calls), clean_url and canonical_url."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from aggregator.urls import canonical_url, clean_url, safe_http_url
 
 BASE = "https://blog.example/posts/index.html"
+PAGE = "https://site.example.com/blog/"
 
 UNSAFE = [
     "javascript:alert(1)",
@@ -69,6 +70,112 @@ def test_unsafe_schemes_are_dropped_with_or_without_base(href: str) -> None:
 )
 def test_safe_http_url(href: str | None, base: str | None, expected: str | None) -> None:
     assert safe_http_url(href, base) == expected
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "  javascript:alert(1)",
+        "\x01javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "mailto:someone@example.com",
+        "#top",
+        "",
+        None,
+        "http://[::1",
+    ],
+)
+def test_unsafe_or_useless_page_links_are_dropped(href: str | None) -> None:
+    assert safe_http_url(href, PAGE, same_document=False) is None
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("post.html", "https://site.example.com/blog/post.html"),
+        ("../about/", "https://site.example.com/about/"),
+        ("/root.html", "https://site.example.com/root.html"),
+        ("//cdn.example.net/x", "https://cdn.example.net/x"),
+        (" post.html\n", "https://site.example.com/blog/post.html"),
+        ("http://other.example.org/a?b=1", "http://other.example.org/a?b=1"),
+    ],
+)
+def test_page_links_are_made_absolute(href: str, expected: str) -> None:
+    assert safe_http_url(href, PAGE, same_document=False) == expected
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://blog.example/posts/javascript&#58;alert(1)",
+        "https://blog.example/posts/javascript&colon;alert(1)",
+        "https://blog.example/posts/javascript%3Aalert(1)",
+        "https://blog.example/posts/java\u200bscript:alert(1)",
+        "https://blog.example/posts/%20data%3Atext/html,x",
+        "javascript%3Aalert(1)",
+        "vbscript%3amsgbox(1)",
+    ],
+)
+def test_a_scheme_hidden_from_an_earlier_resolution_is_refused(href: str) -> None:
+    # feedparser resolves `javascript&#58;x` as if it were a path under the feed's folder.
+    assert safe_http_url(href, BASE) is None
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://blog.example/posts/Talk:Page",  # a plain colon in a path hides nothing
+        "https://blog.example/elsewhere/javascript&#58;x",  # not under the base's folder
+        "https://blog.example/posts/a/b%3Ac",
+    ],
+)
+def test_links_under_the_base_that_hide_no_scheme_are_kept(href: str) -> None:
+    assert safe_http_url(href, BASE) is not None
+
+
+def test_the_base_folder_of_a_bare_host() -> None:
+    assert safe_http_url("https://blog.example/javascript&#58;x", "https://blog.example") is None
+    assert safe_http_url("https://blog.example:8080/a", "https://blog.example") == (
+        "https://blog.example:8080/a"
+    )
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("\t https://example.com/a \n", "https://example.com/a"),
+        ("https://exa\nmple.com/a", "https://example.com/a"),
+        ("\u3000https://example.com/a", "https://example.com/a"),
+        ("https://example.com/a\u00a0b", "https://example.com/a\u00a0b"),
+    ],
+)
+def test_whitespace(href: str, expected: str) -> None:
+    assert safe_http_url(href) == expected
+
+
+def test_credentials_are_kept_by_the_gate_and_dropped_by_clean_url() -> None:
+    link = safe_http_url("https://good.example@evil.example/p")
+    assert link == "https://good.example@evil.example/p"
+    assert clean_url(link) == "https://evil.example/p"
+
+
+def test_unicode_hosts_pass_the_gate_and_are_made_idna_by_clean_url() -> None:
+    link = safe_http_url("/路径", "https://例子.测试/a")
+    assert link == "https://例子.测试/路径"
+    assert clean_url(link) == "https://xn--fsqu00a.xn--0zwm56d/路径"
+
+
+def test_fragment_only_references() -> None:
+    assert safe_http_url("#top", BASE) == BASE + "#top"
+    assert safe_http_url("#top", BASE, same_document=False) is None
+    assert safe_http_url(" \t#top", BASE, same_document=False) is None
+    assert safe_http_url("a#top", BASE, same_document=False) == "https://blog.example/posts/a#top"
 
 
 @pytest.mark.parametrize(

@@ -30,12 +30,11 @@ text the normalize stage extracts from it is the same.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import re
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from feedparser.datetimes import _parse_date
@@ -44,6 +43,10 @@ from feedparser.urls import _urljoin
 from lxml import etree
 
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.dates import from_struct_time
+from aggregator.parse.decode import charset_param, xml_encoding
+from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
+from aggregator.urls import safe_http_url
 
 __all__ = ["parse_fast"]
 
@@ -84,8 +87,6 @@ _ATOM_REPEATABLE = frozenset(ATOM + n for n in ("link", "author", "contributor",
 _XML_TYPES = frozenset(
     {"application/xml", "application/rss+xml", "application/atom+xml", "text/xml"}
 )
-_XML_DECL = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
-_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _UTF8 = frozenset({"utf-8", "utf8"})
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
@@ -148,16 +149,16 @@ def _plain_utf8(body: bytes, headers: Mapping[str, str]) -> bool:
     media = content_type.split(";")[0].strip().lower()
     if media not in _XML_TYPES:
         return False
-    served = _CHARSET.search(content_type)
-    if served is not None and served.group(1).lower() not in _UTF8:
+    served = charset_param(content_type)
+    if served is not None and served.lower() not in _UTF8:
         return False
     if media.startswith("text/") and served is None:
         return False
     head = body.removeprefix(b"\xef\xbb\xbf")
     if not head.lstrip().startswith(b"<"):
         return False  # UTF-16/32, EBCDIC, or garbage before the root
-    declared = _XML_DECL.match(head)
-    return declared is None or declared.group(1).decode().lower() in _UTF8
+    declared = xml_encoding(head[:1024].decode("latin-1"))
+    return declared is None or declared.lower() in _UTF8
 
 
 # --- values as feedparser leaves them -----------------------------------------------------
@@ -189,10 +190,13 @@ def _date(el: Any) -> datetime | None:
         if text:
             raise _Unsure  # let feedparser have its say on strange dates
         return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
+    return from_struct_time(parsed)
+
+
+def _join(base: str, uri: str) -> str:
+    """feedparser's own way of resolving a link against the document URL."""
+    joined: str = _urljoin(base, uri)
+    return joined
 
 
 def _link_fix(link: str) -> str:
@@ -244,7 +248,7 @@ def _rss(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
         elif tag == "title":
             title = _value(child)
         elif tag == "link":
-            link = _link_fix(_urljoin(base, _value(child)))
+            link = _link_fix(_join(base, _value(child)))
         elif tag == "ttl":
             ttl = _value(child)
         elif tag == SY + "updatePeriod":
@@ -277,14 +281,14 @@ def _rss_item(item: Any, base: str, position: int) -> RawItem:
         if tag == "title":
             title = _value(child)
         elif tag == "link":
-            link = _link_fix(_urljoin(base, _value(child)))
+            link = _link_fix(_join(base, _value(child)))
         elif tag == "guid":
             is_link = child.get("isPermaLink", "true") == "true"
             if child.get("ispermalink") is not None:
                 raise _Unsure
             guid = _value(child)
             if is_link:
-                guid = _urljoin(base, guid)
+                guid = _join(base, guid)
                 guid_link = guid
         elif tag == "description":
             summary = (_value(child), "text/html")
@@ -363,7 +367,7 @@ def _alternate(el: Any, base: str) -> str | None:
     rel = el.get("rel", "alternate")
     kind = el.get("type", "text/html")
     if rel == "alternate" and kind in ("text/html", "application/xhtml+xml"):
-        return _urljoin(base, href.strip())
+        return _join(base, href.strip())
     if rel == "alternate" and kind in ("html", "xhtml", "text"):
         raise _Unsure
     return None
@@ -398,7 +402,7 @@ def _atom_entry(entry: Any, base: str, position: int, inherited: tuple[str, ...]
             raise _Unsure
         seen.add(tag)
         if tag == ATOM + "id":
-            guid = _urljoin(base, _value(child))
+            guid = _join(base, _value(child))
             id_link = guid
         elif tag == ATOM + "title":
             title, _ = _text_construct(child)
@@ -455,8 +459,6 @@ def _item(
     categories: list[str],
     position: int,
 ) -> RawItem:
-    from aggregator.parse.feed import _absolute, _text, _unique
-
     candidates = list(contents)
     if summary is not None and summary[0]:
         candidates.append(summary)
@@ -467,15 +469,15 @@ def _item(
         value, kind = max(candidates, key=lambda candidate: len(candidate[0]))
         content, is_html = value, kind != "text/plain"
     return RawItem(
-        guid=_text(guid),
-        title=_text(title),
-        link=_absolute(link, base),
+        guid=text_or_none(guid),
+        title=text_or_none(title),
+        link=safe_http_url(link, base),
         content=content,
         content_is_html=is_html,
         published=published,
         updated=updated,
-        authors=_unique(authors),
-        categories=_unique(categories),
+        authors=unique_names(authors),
+        categories=unique_names(categories),
         position=position,
     )
 
@@ -489,13 +491,10 @@ def _document(
     period: str | None,
     frequency: str | None,
 ) -> ParsedDocument:
-    from aggregator.parse.feed import _absolute, _text, _ttl_seconds
-
-    feed = {"ttl": ttl, "sy_updateperiod": period, "sy_updatefrequency": frequency}
     return ParsedDocument(
         kind="feed",
         items=tuple(items),
-        title=_text(title),
-        link=_absolute(link, base),
-        ttl_seconds=_ttl_seconds({k: v for k, v in feed.items() if v is not None}),
+        title=text_or_none(title),
+        link=safe_http_url(link, base),
+        ttl_seconds=ttl_seconds(ttl, period, frequency),
     )

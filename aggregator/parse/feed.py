@@ -29,27 +29,27 @@ items that are not objects are skipped with a warning.
 
 from __future__ import annotations
 
-import calendar
 import codecs
-import html
 import io
 import json
 import re
-import time
 import xml.sax
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, urljoin
+from urllib.parse import urljoin
 
 import feedparser
+from feedparser.encodings import RE_XML_PI_ENCODING
 
 from aggregator import sandbox
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.dates import from_struct_time, parse_rfc3339
+from aggregator.parse.decode import charset_param, xml_encoding
+from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
 from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
+from aggregator.urls import safe_http_url
 
 __all__ = ["DEFAULT_MAX_ITEMS", "parse_feed"]
 
@@ -59,17 +59,6 @@ JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
 
 _PROLOG_WINDOW = 64 * 1024  # no honest feed has a longer prolog
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.IGNORECASE)
-# A scheme, however spelled: `javascript:`, `java\tscript&#58;`, `data&colon;`.
-_OTHER_SCHEME = re.compile(r"[\x00-\x20]*([a-z][a-z0-9+.\-\t\r\n]*)\s*:", re.IGNORECASE)
-_XML_ENCODING = re.compile(r"""<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)""")
-_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
-_SY_PERIOD_SECONDS = {
-    "hourly": 3600,
-    "daily": 86400,
-    "weekly": 7 * 86400,
-    "monthly": 30 * 86400,
-    "yearly": 365 * 86400,
-}
 # Well-formedness trouble: feedparser then re-reads the document with its lenient parser.
 _NOT_WELL_FORMED = (xml.sax.SAXException, feedparser.UndeclaredNamespace)
 
@@ -109,6 +98,7 @@ def parse_feed(
         )
     _refuse_entity_declarations(body, content_type, source)
     if fast:
+        # Imported here, not at the top: lxml is loaded only once a body is to be parsed.
         from aggregator.parse.fastfeed import parse_fast
 
         found = parse_fast(body, url=url, headers=lowered, max_items=max_items)
@@ -158,9 +148,9 @@ def _parse_xml_isolated(
         ) from None
     except sandbox.ChildFailed as exc:
         raise ParseError(source, f"the parser failed: {exc.kind}: {exc.payload[0]}") from None
-    if status != "ok":
-        raise ParseError(source, str(value))
-    return value  # type: ignore[no-any-return]
+    if status == "ok" and isinstance(value, ParsedDocument):
+        return value
+    raise ParseError(source, str(value))
 
 
 # --- security check ---------------------------------------------------------------------
@@ -189,15 +179,22 @@ def _inspection_views(window: bytes, content_type: str) -> list[str]:
 
     The byte-pattern view covers ASCII-compatible encodings, UTF-16/32 and EBCDIC. A charset
     declared in the Content-Type or the XML declaration gets its own view as well, because
-    feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<".
+    feedparser honours it and some (UTF-7, say) can spell "<" without the byte "<". So does
+    the encoding pseudo-attribute of any processing instruction that opens the document
+    (`<?foo encoding="utf-7"?>`): feedparser reads that one too, with its own pattern.
     """
     views = [peek_text(window)]
-    labels = [_CHARSET.search(content_type), _XML_ENCODING.search(views[0][:1024])]
-    for match in labels:
-        if match is None:
+    opening = RE_XML_PI_ENCODING.match(views[0].encode("utf-8", errors="replace"))
+    labels = (
+        charset_param(content_type),
+        xml_encoding(views[0]),
+        opening.group(1).decode("ascii", errors="replace") if opening else None,
+    )
+    for label in labels:
+        if label is None:
             continue
         try:
-            view = window.decode(match.group(1), errors="replace")
+            view = window.decode(label, errors="replace")
         except (LookupError, UnicodeError):  # unknown, or not a text encoding
             continue
         if view not in views:
@@ -206,6 +203,28 @@ def _inspection_views(window: bytes, content_type: str) -> list[str]:
 
 
 # --- XML feeds through feedparser ----------------------------------------------------------
+
+# feedparser's result is a tree of FeedParserDict (a dict subclass), lists, strings and
+# struct_times, untyped. It is read only through the accessors below, which check each value's
+# type, and with dict.get, never FeedParserDict.get: that one maps missing keys to others
+# (updated → published, description → summary/subtitle), which would blur what the source said.
+_Node = Mapping[str, object]
+
+
+def _field(node: _Node, key: str) -> object:
+    return dict.get(node, key) if isinstance(node, dict) else node.get(key)
+
+
+def _string(node: _Node, key: str) -> str:
+    value = _field(node, key)
+    return value if isinstance(value, str) else ""
+
+
+def _nodes(node: _Node, key: str) -> list[_Node]:
+    value = _field(node, key)
+    if not isinstance(value, list):
+        return []
+    return [child for child in value if isinstance(child, Mapping)]
 
 
 def _parse_xml_feed(
@@ -217,18 +236,20 @@ def _parse_xml_feed(
     # falls back to ISO-8859-1; as XML it follows the XML rules (declaration, else UTF-8).
     response_headers.setdefault("content-type", "application/xml")
     # A BytesIO, never the bytes themselves: feedparser would try a bytes value as a path.
-    parsed = feedparser.parse(
+    parsed: _Node = feedparser.parse(
         io.BytesIO(body),
         response_headers=response_headers,
         resolve_relative_uris=True,
         sanitize_html=True,
     )
-    version = str(parsed.get("version") or "")
+    version = _string(parsed, "version")
     if not version:  # feedparser found no RSS/Atom root: never "a feed with no entries"
         description = _describe(body, headers.get("content-type", ""))
         raise ParseError(source, f"not a feed ({description})")
-    feed: Mapping[str, Any] = parsed.get("feed") or {}
-    entries: list[Any] = list(parsed.get("entries") or [])
+    feed = _field(parsed, "feed")
+    if not isinstance(feed, Mapping):
+        feed = {}
+    entries = _nodes(parsed, "entries")
     inherited = _author_names(feed) if version.startswith("atom") else ()  # RFC 4287 4.2.1
     items = [
         _entry_item(entry, position, url, inherited)
@@ -244,9 +265,11 @@ def _parse_xml_feed(
     return ParsedDocument(
         kind="feed",
         items=kept,
-        title=_text(dict.get(feed, "title")),
-        link=_absolute(dict.get(feed, "link"), url),
-        ttl_seconds=_ttl_seconds(feed),
+        title=text_or_none(_field(feed, "title")),
+        link=safe_http_url(text_or_none(_field(feed, "link")), url),
+        ttl_seconds=ttl_seconds(
+            _field(feed, "ttl"), _field(feed, "sy_updateperiod"), _field(feed, "sy_updatefrequency")
+        ),
         warnings=tuple(warnings),
     )
 
@@ -262,11 +285,11 @@ def _finish_fast(document: ParsedDocument, count: int, *, max_items: int) -> Par
     return replace(document, items=kept, warnings=tuple(warnings))
 
 
-def _bozo_warnings(parsed: Mapping[str, Any], *, has_entries: bool, source: str) -> list[str]:
+def _bozo_warnings(parsed: _Node, *, has_entries: bool, source: str) -> list[str]:
     """Apply the bozo policy (module docstring): warnings to keep, or ParseError."""
-    if not parsed.get("bozo"):
+    if not _field(parsed, "bozo"):
         return []
-    problem = parsed.get("bozo_exception")
+    problem = _field(parsed, "bozo_exception")
     detail = str(problem) or type(problem).__name__
     if isinstance(problem, feedparser.NonXMLContentType):
         return [f"content type: {detail}"]
@@ -296,23 +319,19 @@ def _describe(body: bytes, content_type: str) -> str:
     return "looks like plain text"
 
 
-def _entry_item(
-    entry: Mapping[str, Any], position: int, base: str, inherited: tuple[str, ...]
-) -> RawItem:
-    # dict.get throughout: FeedParserDict.get maps missing keys to others (updated →
-    # published, description → summary/subtitle), which would blur what the source said.
+def _entry_item(entry: _Node, position: int, base: str, inherited: tuple[str, ...]) -> RawItem:
     content, is_html = _entry_content(entry)
     return RawItem(
-        guid=_text(dict.get(entry, "id")),
-        title=_text(dict.get(entry, "title")),
-        link=_absolute(dict.get(entry, "link"), base),
+        guid=text_or_none(_field(entry, "id")),
+        title=text_or_none(_field(entry, "title")),
+        link=safe_http_url(text_or_none(_field(entry, "link")), base),
         content=content,
         content_is_html=is_html,
-        published=_from_struct(dict.get(entry, "published_parsed")),
-        updated=_from_struct(dict.get(entry, "updated_parsed")),
+        published=from_struct_time(_field(entry, "published_parsed")),
+        updated=from_struct_time(_field(entry, "updated_parsed")),
         authors=_author_names(entry) or inherited,
-        categories=_unique(
-            tag.get("term") or tag.get("label") for tag in dict.get(entry, "tags") or ()
+        categories=unique_names(
+            _field(tag, "term") or _field(tag, "label") for tag in _nodes(entry, "tags")
         ),
         position=position,
     )
@@ -322,16 +341,16 @@ def _is_blank(item: RawItem) -> bool:
     return not (item.guid or item.title or item.link or item.content.strip())
 
 
-def _entry_content(entry: Mapping[str, Any]) -> tuple[str, bool]:
+def _entry_content(entry: _Node) -> tuple[str, bool]:
     """The longest of content[*] and summary, and whether it is HTML."""
-    candidates: list[tuple[str, str]] = [
-        (part.get("value") or "", part.get("type") or "")
-        for part in dict.get(entry, "content") or ()
+    candidates = [
+        (_string(part, "value"), _string(part, "type")) for part in _nodes(entry, "content")
     ]
-    summary = dict.get(entry, "summary")
+    summary = _string(entry, "summary")
     if summary:
-        detail = dict.get(entry, "summary_detail") or {}
-        candidates.append((summary, detail.get("type") or ""))
+        detail = _field(entry, "summary_detail")
+        kind = _string(detail, "type") if isinstance(detail, Mapping) else ""
+        candidates.append((summary, kind))
     if not candidates:
         return "", True
     # max() keeps the first of equal lengths, so full content wins a tie with the summary.
@@ -339,24 +358,12 @@ def _entry_content(entry: Mapping[str, Any]) -> tuple[str, bool]:
     return value, kind != "text/plain"
 
 
-def _author_names(node: Mapping[str, Any]) -> tuple[str, ...]:
-    authors = dict.get(node, "authors") or ()
-    names = _unique(author.get("name") or author.get("email") for author in authors)
+def _author_names(node: _Node) -> tuple[str, ...]:
+    authors = _nodes(node, "authors")
+    names = unique_names(_field(author, "name") or _field(author, "email") for author in authors)
     if not names:
-        names = _unique([dict.get(node, "author")])
+        names = unique_names([_field(node, "author")])
     return names
-
-
-def _ttl_seconds(feed: Mapping[str, Any]) -> int | None:
-    """RSS <ttl> (minutes), else sy:updatePeriod / sy:updateFrequency."""
-    minutes = _positive_int(dict.get(feed, "ttl"))
-    if minutes is not None:
-        return minutes * 60
-    period = _SY_PERIOD_SECONDS.get(str(dict.get(feed, "sy_updateperiod") or "").strip().lower())
-    if period is None:
-        return None
-    frequency = _positive_int(dict.get(feed, "sy_updatefrequency")) or 1
-    return max(period // frequency, 1)
 
 
 # --- JSON Feed ------------------------------------------------------------------------------
@@ -395,8 +402,8 @@ def _parse_json_feed(
     return ParsedDocument(
         kind="feed",
         items=tuple(items),
-        title=_text(document.get("title")),
-        link=_absolute(document.get("home_page_url"), url),
+        title=text_or_none(document.get("title")),
+        link=safe_http_url(text_or_none(document.get("home_page_url")), url),
         warnings=tuple(warnings),
     )
 
@@ -404,7 +411,7 @@ def _parse_json_feed(
 def _json_base(document: Mapping[str, Any], url: str) -> str:
     """Relative item URLs resolve against home_page_url, else feed_url, else the URL."""
     for key in ("home_page_url", "feed_url"):
-        value = _text(document.get(key))
+        value = text_or_none(document.get(key))
         if value:
             return urljoin(url, value)
     return url
@@ -419,15 +426,17 @@ def _json_item(
         identifier = str(identifier)  # the spec says readers coerce ids to strings
     tags = entry.get("tags")
     return RawItem(
-        guid=_text(identifier),
-        title=_text(entry.get("title")),
-        link=_absolute(_text(entry.get("url")) or _text(entry.get("external_url")), base),
+        guid=text_or_none(identifier),
+        title=text_or_none(entry.get("title")),
+        link=safe_http_url(
+            text_or_none(entry.get("url")) or text_or_none(entry.get("external_url")), base
+        ),
         content=content,
         content_is_html=is_html,
-        published=_from_rfc3339(entry.get("date_published")),
-        updated=_from_rfc3339(entry.get("date_modified")),
+        published=parse_rfc3339(entry.get("date_published")),
+        updated=parse_rfc3339(entry.get("date_modified")),
         authors=_json_authors(entry) or inherited,
-        categories=_unique(tags if isinstance(tags, list) else ()),
+        categories=unique_names(tags if isinstance(tags, list) else ()),
         position=position,
     )
 
@@ -446,81 +455,4 @@ def _json_authors(node: Mapping[str, Any]) -> tuple[str, ...]:
     authors = node.get("authors")
     if not isinstance(authors, list):
         authors = [node.get("author")]
-    return _unique(author.get("name") for author in authors if isinstance(author, dict))
-
-
-def _from_rfc3339(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:  # some generators write RFC 822 dates here
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # no offset: read as UTC, never as local time
-    return moment.astimezone(UTC)
-
-
-# --- shared helpers -------------------------------------------------------------------------
-
-
-def _text(value: object) -> str | None:
-    """A stripped non-empty string, or None."""
-    if not isinstance(value, str):
-        return None
-    stripped = value.strip()
-    return stripped or None
-
-
-def _absolute(link: object, base: str) -> str | None:
-    """The link resolved against `base`, or None when it is not http(s) however spelled.
-
-    feedparser resolves `<link>` itself, so `javascript&#58;x` arrives as the "relative path"
-    `<base folder>/javascript:x`; a resolved link whose tail names another scheme is dropped.
-    """
-    text = _text(link)
-    if not text:
-        return None
-    resolved = urljoin(base, text)
-    folder = base.split("?", 1)[0].split("#", 1)[0].rpartition("/")[0] + "/"
-    for candidate in (text, resolved[len(folder) :] if resolved.startswith(folder) else ""):
-        match = _OTHER_SCHEME.match(html.unescape(unquote(candidate)))
-        if match and match.group(1).lower() not in ("http", "https"):
-            return None
-    return resolved
-
-
-def _from_struct(value: object) -> datetime | None:
-    """feedparser's *_parsed values are UTC struct_times."""
-    if not isinstance(value, time.struct_time):
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def _positive_int(value: object) -> int | None:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        return None
-    return number if number > 0 else None
-
-
-def _unique(values: Iterable[object]) -> tuple[str, ...]:
-    """Strip, collapse inner whitespace, drop empties and case-insensitive repeats."""
-    seen: set[str] = set()
-    kept: list[str] = []
-    for value in values:
-        if not isinstance(value, str):
-            continue
-        text = " ".join(value.split())
-        if text and text.casefold() not in seen:
-            seen.add(text.casefold())
-            kept.append(text)
-    return tuple(kept)
+    return unique_names(author.get("name") for author in authors if isinstance(author, dict))

@@ -2,11 +2,11 @@
 
 Public functions:
 
-- `decode_html(body, headers)`: bytes to text (BOM, header charset, <meta>, detection).
 - `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
-- `parse_date(value)`: the tolerant date parser, shared with the text parser.
-- `absolute_link(href, base)`: resolve a link, keeping only http(s).
+
+The body is decoded by parse/decode.py, dates are read by parse/dates.py and every link goes
+through `urls.safe_http_url`, as in the other parsers.
 
 Pagination is driven by the caller, which fetches; this module never does I/O:
 
@@ -27,318 +27,38 @@ Pagination is driven by the caller, which fetches; this module never does I/O:
 entry selector matches nothing raises ParseError like the first; the caller may keep the
 items it already has and turn that into a warning.
 
-Links of entries are http(s) only. A local page (an absolute file path as `url`) has no
-web address of its own, so its entry links resolve against its `<base href>` or, failing
-that, its `<link rel="canonical">` / `og:url`; its pager links resolve to sibling local
-paths, so a saved home page and its saved page 2 can be read together.
+Links of entries are http(s) only, and a bare `#fragment` link is no entry's link: it points
+back into the page. A local page (an absolute file path as `url`) has no web address of its
+own, so its entry links resolve against its `<base href>` or, failing that, its
+`<link rel="canonical">` / `og:url`; its pager links resolve to sibling local paths, so a
+saved home page and its saved page 2 can be read together.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import charset_normalizer
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem, SelectRules
+from aggregator.parse.dates import parse_date
+from aggregator.parse.decode import decode
+from aggregator.urls import clean_reference, safe_http_url
 
-__all__ = [
-    "absolute_link",
-    "decode_html",
-    "find_next_pages",
-    "parse_date",
-    "parse_page",
-]
+__all__ = ["find_next_pages", "parse_page"]
 
 NO_RULES_MESSAGE = (
     "HTML page has no feed and no [sources.select] rules; "
     "add [sources.select] with at least `entry`"
 )
 
-# --------------------------------------------------------------------------- decoding
-
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-# Labels that browsers (WHATWG Encoding) read as a wider codec; the narrow Python codec
-# would turn the extra characters into replacement marks.
-_CHARSET_ALIASES = {
-    "iso-8859-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "us-ascii": "cp1252",
-    "ascii": "cp1252",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "sjis": "cp932",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "euc-kr": "cp949",
-    "ks_c_5601-1987": "cp949",
-    "big5": "big5hkscs",
-}
-
-_META_PRESCAN_BYTES = 2048
-_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([a-z0-9_.:-]+)", re.IGNORECASE)
-_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([^\"';,\s]+)", re.IGNORECASE)
-
-
-def decode_html(body: bytes, headers: Mapping[str, str]) -> str:
-    """Decode an HTML body: BOM, then Content-Type charset, then <meta> in the first 2 KB,
-    then detection. Invalid bytes become U+FFFD; this never raises on bad input."""
-    for bom, encoding in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom) :].decode(encoding, errors="replace")
-    declared = [
-        enc
-        for enc in (
-            _codec(_header_charset(headers), body),
-            _codec(_meta_charset(body[:_META_PRESCAN_BYTES]), body, from_meta=True),
-        )
-        if enc
-    ]
-    for encoding in declared:
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    if declared:  # wrong in places, but still the best guess: keep it, replace bad bytes
-        return body.decode(declared[0], errors="replace")
-    return _detect_and_decode(body)
-
-
-def _header_value(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name)
-    if value is None:  # the contract says lower-cased names; tolerate others
-        value = next((v for k, v in headers.items() if k.lower() == name), "")
-    return value or ""
-
-
-def _header_charset(headers: Mapping[str, str]) -> str | None:
-    match = _HEADER_CHARSET.search(_header_value(headers, "content-type"))
-    return match.group(1) if match else None
-
-
-def _meta_charset(head: bytes) -> str | None:
-    match = _META_CHARSET.search(head)
-    return match.group(1).decode("ascii", errors="ignore") if match else None
-
-
-def _codec(label: str | None, body: bytes, *, from_meta: bool = False) -> str | None:
-    """The Python codec for a declared charset label, or None when unknown."""
-    if not label:
-        return None
-    name = label.strip().strip("\"'").lower()
-    if from_meta and name.startswith("utf-16"):
-        return "utf-8"  # a <meta> readable as ASCII cannot be UTF-16 (WHATWG rule)
-    name = _CHARSET_ALIASES.get(name, name)
-    try:
-        codec = codecs.lookup(name).name
-    except LookupError:
-        return None
-    # Servers often default to ISO-8859-1; valid non-ASCII UTF-8 is almost never real latin-1.
-    if codec == "cp1252" and not body.isascii() and _is_utf8(body):
-        return "utf-8"
-    return codec
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _detect_and_decode(body: bytes) -> str:
-    if _is_utf8(body):
-        return body.decode("utf-8")
-    best = charset_normalizer.from_bytes(body).best()
-    if best is not None:
-        return str(best)
-    return body.decode("utf-8", errors="replace")
-
-
-# --------------------------------------------------------------------------- dates
-
-_ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}"  # date
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"  # optional time
-    r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)?$"  # optional zone
-)
-_YMD = re.compile(
-    r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
-)
-_WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
-_TIME = r"(?:,?\s+(?:at\s+)?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([ap]\.?m\.?)?)?"
-_MONTH_FIRST = re.compile(
-    rf"^{_WEEKDAY}([a-z]{{3,9}})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}}){_TIME}$",
-    re.IGNORECASE,
-)
-_DAY_FIRST = re.compile(
-    rf"^{_WEEKDAY}(\d{{1,2}})(?:st|nd|rd|th)?\s+([a-z]{{3,9}})\.?,?\s+(\d{{4}}){_TIME}$",
-    re.IGNORECASE,
-)
-_MONTHS = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
-_MIN_YEAR, _MAX_YEAR = 1970, 2200
-
-
-def parse_date(value: str | None) -> datetime | None:
-    """Parse a date as pages write it; aware UTC, naive read as UTC, None when unreadable.
-
-    Accepts ISO 8601 (`2026-01-11`, `2026-01-11T08:30:00+08:00`, `...Z`), `2026/01/11`,
-    `2026.1.11`, `2026年1月11日`, `Jan 11, 2026`, `11 January 2026` (optionally with a
-    weekday and a time) and RFC 822 (`Sun, 11 Jan 2026 08:30:00 GMT`).
-    """
-    if not value:
-        return None
-    text = " ".join(value.split())
-    if not text or len(text) > 80:
-        return None
-    for reader in (_read_iso, _read_ymd, _read_month_name, _read_rfc822):
-        try:
-            result = reader(text)
-        except (ValueError, OverflowError, TypeError, IndexError):
-            result = None
-        if result is not None:
-            return _as_utc(result)
-    return None
-
-
-def _as_utc(value: datetime) -> datetime | None:
-    if not _MIN_YEAR <= value.year <= _MAX_YEAR:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _read_iso(text: str) -> datetime | None:
-    text = text.upper()
-    if not _ISO.match(text):
-        return None
-    text = re.sub(r"\s+(?=[Z+-])", "", text).replace(",", ".")
-    return datetime.fromisoformat(text)
-
-
-def _read_ymd(text: str) -> datetime | None:
-    match = _YMD.match(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
-    return datetime(year, month, day, hour, minute, second)
-
-
-def _read_month_name(text: str) -> datetime | None:
-    match = _MONTH_FIRST.match(text)
-    if match:
-        month_name, day, year, *clock = match.groups()
-    else:
-        match = _DAY_FIRST.match(text)
-        if not match:
-            return None
-        day, month_name, year, *clock = match.groups()
-    month = _month_number(month_name)
-    if month is None:
-        return None
-    hour, minute, second = _clock(*clock)
-    return datetime(int(year), month, int(day), hour, minute, second)
-
-
-def _month_number(name: str) -> int | None:
-    name = name.lower()
-    for number, full in enumerate(_MONTHS, start=1):
-        if full.startswith(name):
-            return number
-    return None
-
-
-def _clock(
-    hour: str | None, minute: str | None, second: str | None, ampm: str | None
-) -> tuple[int, int, int]:
-    if hour is None:
-        return 0, 0, 0
-    h = int(hour)
-    if ampm:
-        if h > 12:
-            raise ValueError("12-hour clock out of range")
-        pm = ampm.lower().startswith("p")
-        h = (h % 12) + (12 if pm else 0)
-    return h, int(minute or 0), int(second or 0)
-
-
-def _read_rfc822(text: str) -> datetime | None:
-    if not re.search(r"\d{1,2}:\d{2}", text):
-        return None  # parsedate without a clock guesses too much
-    return parsedate_to_datetime(text)
-
-
 # --------------------------------------------------------------------------- links
-
-_URL_TAB_NEWLINE = re.compile(r"[\t\n\r]")
-_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
-_WEB_SCHEMES = frozenset({"http", "https"})
-
-
-def absolute_link(href: str | None, base: str) -> str | None:
-    """`href` resolved against `base`, or None unless it is an http(s) URL with a host.
-
-    Browsers drop tabs and newlines anywhere in a URL and C0/space at its ends, so
-    `java\\tscript:` is `javascript:`; cleaning first makes the scheme check see that.
-    Entities are already decoded by the HTML parser. Fragment-only links are dropped:
-    they point back at the page, not at an entry.
-    """
-    cleaned = _clean_href(href)
-    if cleaned is None:
-        return None
-    try:
-        joined = urljoin(base, cleaned)
-        parts = urlsplit(joined)
-        host = parts.hostname
-    except ValueError:  # e.g. a broken IPv6 literal
-        return None
-    if parts.scheme.lower() not in _WEB_SCHEMES or not host:
-        return None
-    return joined
-
-
-def _clean_href(href: str | None) -> str | None:
-    if not href:
-        return None
-    cleaned = _URL_TAB_NEWLINE.sub("", href).strip(_C0_AND_SPACE)
-    if not cleaned or cleaned.startswith("#"):
-        return None
-    return cleaned
 
 
 def _is_web_url(url: str) -> bool:
@@ -349,14 +69,19 @@ def _local_path(url: str) -> str:
     return unquote(urlsplit(url).path) if url.lower().startswith("file:") else url
 
 
+def _link(href: str | None, base: str) -> str | None:
+    """An entry's or pager's link: http(s), and not a bare `#fragment` back into the page."""
+    return safe_http_url(href, base, same_document=False)
+
+
 def _local_link(href: str | None, page_path: str) -> str | None:
     """A pager link of a local page: an http(s) URL, or a sibling absolute file path."""
-    cleaned = _clean_href(href)
-    if cleaned is None:
-        return None
-    remote = absolute_link(cleaned, page_path)
+    remote = _link(href, page_path)
     if remote is not None:
         return remote
+    cleaned = clean_reference(href or "")
+    if not cleaned or cleaned.startswith("#"):
+        return None
     try:
         parts = urlsplit(urljoin(page_path, cleaned))
     except ValueError:
@@ -377,14 +102,14 @@ class _Page:
 
 
 def _load(body: bytes, headers: Mapping[str, str], url: str) -> _Page:
-    tree = LexborHTMLParser(decode_html(body, headers))
+    tree = LexborHTMLParser(decode(body, headers))
     return _Page(tree=tree, url=url, link_base=_link_base(tree, url))
 
 
 def _link_base(tree: LexborHTMLParser, url: str) -> str:
     base_node = tree.css_first("base[href]")
     if base_node is not None:
-        base = absolute_link(base_node.attributes.get("href"), url)
+        base = _link(base_node.attributes.get("href"), url)
         if base is not None:
             return base
     if not _is_web_url(url):
@@ -393,7 +118,7 @@ def _link_base(tree: LexborHTMLParser, url: str) -> str:
             ('meta[property="og:url"]', "content"),
         ):
             node = tree.css_first(selector)
-            canonical = absolute_link(node.attributes.get(attr), url) if node else None
+            canonical = _link(node.attributes.get(attr), url) if node else None
             if canonical is not None:
                 return canonical
     return url
@@ -467,7 +192,7 @@ def parse_page(
         raise ParseError(source, "the page is empty")
     page = _load(body, headers, url)
     title = _document_title(page.tree)
-    doc_link = url if _is_web_url(url) else None
+    doc_link = safe_http_url(url)
     if select is None:
         return _discover(page, source=source, title=title, link=doc_link, max_items=max_items)
     items, warnings = _select_items(page, select, source, max_items, position_start)
@@ -503,7 +228,7 @@ def find_next_pages(
 def _pager_link(node: LexborNode, page: _Page) -> str | None:
     href = _href_of(node)
     if _is_web_url(page.url):
-        return absolute_link(href, page.link_base)
+        return _link(href, page.link_base)
     return _local_link(href, _local_path(page.url))
 
 
@@ -596,13 +321,13 @@ def _entry_link(
         matches = _css(block, select.link, "link", source)
         _hit(hits, "link", matches[0] if matches else None)
         if matches:  # the rule found the link: never guess another one behind its back
-            return next(filter(None, (absolute_link(_href_of(n), base) for n in matches)), None)
+            return next(filter(None, (_link(_href_of(n), base) for n in matches)), None)
     # Default: the heading's link, else the block's own href, else the first safe <a href>.
     heading = block.css_first("h1, h2, h3, h4, h5, h6")
     candidates = [heading] if heading is not None else []
     candidates += [block, *block.css("a[href]")]
     for node in candidates:
-        link = absolute_link(_href_of(node), base)
+        link = _link(_href_of(node), base)
         if link is not None:
             return link
     return None
@@ -692,11 +417,11 @@ def _advertised_feed(page: _Page) -> str | None:
         kind = (attrs.get("type") or "").split(";")[0].strip().lower()
         if "alternate" not in rel or kind not in _FEED_TYPES:
             continue
-        url = absolute_link(attrs.get("href"), page.link_base)
+        url = _link(attrs.get("href"), page.link_base)
         if url is not None:
             feeds.append(url)
     main = [u for u in feeds if "comment" not in urlsplit(u).path.lower()]
-    return (main or feeds or [None])[0]
+    return next(iter(main or feeds), None)
 
 
 _ARTICLE_TYPES = frozenset(
@@ -754,7 +479,7 @@ def _jsonld_item(obj: dict[str, Any], base: str, position: int) -> RawItem | Non
     page_ref = obj.get("mainEntityOfPage")
     if isinstance(page_ref, dict):
         page_ref = page_ref.get("@id")
-    link = absolute_link(_jsonld_str(obj.get("url")) or _jsonld_str(page_ref), base)
+    link = _link(_jsonld_str(obj.get("url")) or _jsonld_str(page_ref), base)
     if not title and not link:
         return None
     content = next(

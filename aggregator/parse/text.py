@@ -6,22 +6,24 @@ belong to the next excerpt only; a pager line (`1 2`) may close the list.
 
 Every line that is not blank, a header, a pager, a date or such a label is one entry.
 A label or date with no excerpt after it (end of the capture, or a pager next) is dropped.
+A date line is one written in any shape parse/dates.py reads (`2026-01-11`, `2026年1月11日`,
+`Jan 11, 2026`, ...), even an impossible one (`2026-02-30`), which then dates nothing.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-import charset_normalizer
+from datetime import datetime
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
+from aggregator.parse.dates import is_date, parse_date
+from aggregator.parse.decode import decode
+from aggregator.urls import safe_http_url
 
-__all__ = ["classify_line", "decode_text", "parse_text"]
+__all__ = ["classify_line", "parse_text"]
 
 NO_ENTRIES_MESSAGE = "no entries found in the text capture"
 
@@ -29,7 +31,6 @@ NO_ENTRIES_MESSAGE = "no entries found in the text capture"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _EDGE_CHARS = " \t\u3000\u00a0\ufeff\u200b"  # whitespace and invisible marks around lines
 
-_DATE = re.compile(r"^(\d{4})\s*(?:[-/.]|年)\s*(\d{1,2})\s*(?:[-/.]|月)\s*(\d{1,2})\s*日?$")
 # fmt: off
 _PAGER_WORDS = frozenset({
     "next", "prev", "previous", "older", "newer", "first", "last",
@@ -52,39 +53,6 @@ class _Pending:
     published: datetime | None = None
 
 
-def decode_text(body: bytes, headers: Mapping[str, str] | None = None) -> str:
-    """UTF-8 (BOM aware); then the Content-Type charset; then detection.
-
-    Strict UTF-8 is tried before the header because servers often label text files
-    ISO-8859-1 by default, and valid non-ASCII UTF-8 is almost never anything else.
-    """
-    for bom, encoding in (
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if body.startswith(bom):
-            return body[len(bom) :].decode(encoding, errors="replace")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    declared = _header_charset(headers or {})
-    if declared:
-        try:
-            return body.decode(declared, errors="replace")
-        except LookupError:
-            pass
-    best = charset_normalizer.from_bytes(body).best()
-    return str(best) if best is not None else body.decode("utf-8", errors="replace")
-
-
-def _header_charset(headers: Mapping[str, str]) -> str | None:
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    match = re.search(r"charset\s*=\s*[\"']?([^\"';,\s]+)", content_type or "", re.IGNORECASE)
-    return match.group(1) if match else None
-
-
 def classify_line(line: str, headers: frozenset[str]) -> str:
     """One of "blank", "header", "pager", "date", "label" or "entry" (line stripped).
 
@@ -96,7 +64,7 @@ def classify_line(line: str, headers: frozenset[str]) -> str:
         return "header"
     if _is_pager(line):
         return "pager"
-    if _DATE.match(line):
+    if is_date(line):
         return "date"
     if (
         len(line) <= _MAX_LABEL_CHARS
@@ -110,17 +78,6 @@ def classify_line(line: str, headers: frozenset[str]) -> str:
 def _is_pager(line: str) -> bool:
     # `1 2 3`, `1 2 ... 9 Next`, `« Prev 3 4`, `下一页`: page numbers and pager words only.
     return all(token.isdigit() or token in _PAGER_WORDS for token in line.casefold().split())
-
-
-def _date_of(line: str) -> datetime | None:
-    match = _DATE.match(line)
-    if not match:
-        return None
-    year, month, day = (int(group) for group in match.groups())
-    try:
-        return datetime(year, month, day, tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def parse_text(
@@ -137,7 +94,7 @@ def parse_text(
     Items carry the line as plain text content; title, link and guid are None (the
     normalizer derives a title). Raises ParseError when no excerpt is found.
     """
-    text = decode_text(body, headers)
+    text = decode(body, headers)
     if "\x00" in text:
         raise ParseError(source, "the body is binary, not a text capture")
     headers_folded = frozenset(h.strip().casefold() for h in header_lines if h.strip())
@@ -153,7 +110,7 @@ def parse_text(
         if kind == "pager":
             pending = _Pending()  # a label before a pager belongs to nothing
         elif kind == "date":
-            pending = _Pending(pending.labels, _date_of(line))
+            pending = _Pending(pending.labels, parse_date(line))
         elif kind == "label" and entry_follows[index]:
             pending = _Pending((*pending.labels, line), pending.published)
         elif kind == "label":
@@ -169,7 +126,7 @@ def parse_text(
     return ParsedDocument(
         kind="text",
         items=tuple(items),
-        link=url if url.startswith(("http://", "https://")) else None,
+        link=safe_http_url(url),
         warnings=tuple(warnings),
     )
 
