@@ -142,8 +142,9 @@ _INVISIBLE = re.compile(
 _SPACE = re.compile(r"\s")
 # Places where a cut looks natural: after CJK sentence/clause punctuation.
 _CJK_BREAK = re.compile(r"[。！？；，、：…]")
-# Stripped from the end of a cut text before the ellipsis ("!" and "?" stay).
-_TRAILING_JUNK = " \t,;:.-–—、，；：…·。"
+# Stripped from the end of a cut text before the ellipsis: white space of any kind and
+# punctuation ("!" and "?" stay).
+_TRAILING_JUNK = re.compile(r"[\s,;:.\-–—、，；：…·。]+$")
 # A sentence end: Latin punctuation followed by a space or the end, or CJK punctuation.
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 _TRUNCATION_TAIL = re.compile(
@@ -306,7 +307,7 @@ def cut(text: str, max_chars: int, ellipsis: str = "...") -> tuple[str, bool]:
         return text, False
     max_chars = max(max_chars, 0)
     end = _boundary(text, max_chars)
-    head = text[:end].rstrip(_TRAILING_JUNK)
+    head = _TRAILING_JUNK.sub("", text[:end])
     if not head:  # nothing but junk before the boundary: cut exactly instead
         head = text[:max_chars].rstrip()
     return head + ellipsis, True
