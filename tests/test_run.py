@@ -23,7 +23,6 @@ from aggregator.config import Config, load_config
 from aggregator.refresh import refresh
 from aggregator.schedule import Runner
 from aggregator.store import open_store
-from aggregator.store.sqlite import SQLiteStore
 from tests.helpers import ROOT, LocalServer, Response, load_snapshot, rss_posts, write_config
 
 DEADLINE = 20.0  # seconds a condition may take before the test fails
@@ -81,9 +80,8 @@ def test_runner_fetches_each_source_once_and_restart_honours_next_due(
     }
 
     # A restart schedules every source at its stored next due time, not now.
-    store = SQLiteStore(config.store_path)
-    due = {st.name: st.next_due for st in store.states()}
-    store.close()
+    with open_store(config) as store:
+        due = {st.name: st.next_due for st in store.states()}
     again = Runner(config, serve=False, debounce=0.05).start()
     try:
         jobs = {j.name: j.next_run_time for j in again.scheduler.get_jobs()}
@@ -134,9 +132,8 @@ def test_outputs_wait_for_the_burst_and_stop_writes_them(
         # The startup emit wrote empty outputs; the refreshed entries wait for the debounce.
         assert feed_titles(config) == []
         wait_for(lambda: all(server.hits(f"/s{i}.xml") for i in range(3)), "every source fetched")
-        store = SQLiteStore(config.store_path)
-        wait_for(lambda: len(store.entry_counts()) == 3, "every source stored")
-        store.close()
+        with open_store(config) as store:
+            wait_for(lambda: len(store.entry_counts()) == 3, "every source stored")
         assert feed_titles(config) == []
     finally:
         runner.stop()
@@ -234,9 +231,8 @@ def test_a_tick_for_a_source_not_due_waits_for_its_due_time(
     runner = Runner(config, serve=False, debounce=0.05).start()
     try:
         wait_for(lambda: len(feed_titles(config)) == 5, "the first fetch")
-        store = SQLiteStore(config.store_path)
-        state = store.get_state("s0")
-        store.close()
+        with open_store(config) as store:
+            state = store.get_state("s0")
         assert state is not None and state.next_due is not None
         runner.scheduler.modify_job("source:s0", next_run_time=datetime.now(UTC))
         wait_for(

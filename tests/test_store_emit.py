@@ -1,8 +1,7 @@
-"""The SQLite store's schema handling and the emitter's file writing."""
+"""The emitter's file writing, and a store that cannot be written."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,40 +10,8 @@ import pytest
 
 from aggregator.cli import main
 from aggregator.emit import write_if_changed
-from aggregator.errors import EmitError, StorageError
-from aggregator.models import SourceState
-from aggregator.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from aggregator.errors import EmitError
 from tests.helpers import write_config
-
-
-def test_new_store_is_migrated_to_the_current_version(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "a.db")
-    store.close()
-    db = sqlite3.connect(tmp_path / "a.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def test_store_from_a_newer_program_is_refused(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "a.db")
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(StorageError, match="newer than this program"):
-        SQLiteStore(tmp_path / "a.db")
-
-
-def test_state_round_trips(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    store = SQLiteStore(tmp_path / "a.db")
-    when = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-    state = SourceState(
-        name="x", url="http://x.test/", etag='W/"1"', last_fetch=when, error_streak=2
-    )
-    store.save_state(state)
-    assert store.get_state("x") == state
-    assert store.get_state("missing") is None
-    store.close()
 
 
 def test_unwritable_store_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,9 @@
-"""The store's candidate index: recent sketch rows and folded ones answer alike."""
+"""The SQLite store's own tests: its schema and migrations, the counts it keeps, and its
+candidate index (recent sketch rows and folded ones answer alike)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -10,8 +12,18 @@ from pathlib import Path
 import pytest
 
 from aggregator import dedup
-from aggregator.models import CandidateQuery, Candidates, Excerpt, StoredEntry
-from aggregator.store.sqlite import SQLiteStore, fingerprint_key
+from aggregator.errors import StorageError
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    Decision,
+    Excerpt,
+    Merge,
+    Placement,
+    SourceState,
+    StoredEntry,
+)
+from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, fingerprint_key
 from tests.dedup_corpus import build, run_corpus, score
 from tests.helpers import LONG, LONG_ZH, T0, entry_of, ex, put
 
@@ -193,3 +205,103 @@ def test_a_merged_entry_takes_the_earliest_published_and_the_latest_stated_date(
         assert dates(store) == (_day(2), _day(30))
     finally:
         store.close()
+
+
+def test_new_store_is_migrated_to_the_current_version(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "a.db")
+    store.close()
+    db = sqlite3.connect(tmp_path / "a.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_store_from_a_newer_program_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "a.db")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StorageError, match="newer than this program"):
+        SQLiteStore(tmp_path / "a.db")
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = SQLiteStore(tmp_path / "a.db")
+    when = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    state = SourceState(
+        name="x", url="http://x.test/", etag='W/"1"', last_fetch=when, error_streak=2
+    )
+    store.save_state(state)
+    assert store.get_state("x") == state
+    assert store.get_state("missing") is None
+    store.close()
+
+
+def test_entry_counts_follow_inserts_merges_updates_and_deletes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    db = store._db
+
+    def counted() -> dict[str, int]:
+        return dict(
+            db.execute("SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source")
+        )
+
+    def copy(source: str, n: int) -> Excerpt:
+        return ex(source, f"Post number {n} of the count test, long enough to stand alone.",
+                  guid=f"k{n}")  # fmt: skip
+
+    def put(source: str, *placements: Placement, merges: tuple[Merge, ...] = ()) -> None:
+        store.apply(Decision(placements, merges), SourceState(name=source))
+
+    # Inserts, counted by the store as it writes: two copies of one source in one entry
+    # (the second joins an entry created by the first in the same batch), then a copy of
+    # another source that joins an entry stored before.
+    put("a", Placement(copy("a", 0), "e1", "new"), Placement(copy("a", 1), "e1", "text"),
+        Placement(copy("a", 2), "e2", "new"))  # fmt: skip
+    assert store.entry_counts() == counted() == {"a": 2}
+    put("b", Placement(copy("b", 3), "e1", "text"))
+    assert store.entry_counts() == counted() == {"a": 2, "b": 1}
+    # A copy that links two entries: e2 is merged into e1, so source a is down to one entry.
+    put("b", Placement(copy("b", 4), "e1", "text"), merges=(Merge("e2", "e1", "text"),))
+    assert store.entry_counts() == counted() == {"a": 1, "b": 1}
+    # Updates and deletes keep their triggers.
+    db.execute(
+        "INSERT INTO entries (id, first_seen, updated, sort_date, seq) "
+        "VALUES ('e9', 'x', 'x', 'x', 9)"
+    )
+    db.execute("UPDATE copies SET entry_id = 'e9' WHERE key = 'guid:k0'")
+    assert store.entry_counts() == counted() == {"a": 2, "b": 1}
+    db.execute("UPDATE copies SET source = 'c' WHERE key = 'guid:k3'")
+    assert store.entry_counts() == counted() == {"a": 2, "b": 1, "c": 1}
+    db.execute("DELETE FROM copies WHERE source = 'a'")
+    assert store.entry_counts() == counted() == {"b": 1, "c": 1}
+    store.close()
+
+
+def test_migrations_count_and_index_what_a_version_1_store_holds(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO entries (id, first_seen, updated, sort_date, seq) "
+        "VALUES ('e', 'x', 'x', 'x', 1)"
+    )
+    for key, source in (("k1", "a"), ("k2", "a"), ("k3", "b")):
+        db.execute(
+            "INSERT INTO copies (source, key, entry_id, rule, title, first_seen, authors, "
+            "categories, excerpt, truncated, fingerprint, content_hash, position, text) "
+            "VALUES (?, ?, 'e', 'new', 't', 'x', '[]', '[]', '', 0, 'f', 'h', 0, '')",
+            (source, key),
+        )
+    db.execute("PRAGMA user_version=1")
+    db.close()
+    store = SQLiteStore(path)
+    assert store.entry_counts() == {"a": 1, "b": 1}
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    # Copies stored before the fingerprint rows existed are found by their text all the same.
+    found = store.candidates(CandidateQuery(fingerprints=frozenset({"f", "g"})))
+    assert [c.key for c in found.by_fingerprint["f"]] == ["k1", "k2", "k3"]
+    assert "g" not in found.by_fingerprint
+    store.close()
