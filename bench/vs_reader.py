@@ -1,6 +1,6 @@
 """aggregator against lemon24/reader on the same local workload, side by side.
 
-    python bench/vs_reader.py [--feeds 200] [--entries 50] [--tools aggregator,reader]
+    python bench/vs_reader.py [--feeds 200] [--entries 50] [--tools aggregator,reader] [--runs 5]
 
 Four scenarios, each run by both tools in the same run, each tool's refresh in its own
 subprocess (so the two never share a heap, and ru_maxrss is that tool's own peak):
@@ -13,8 +13,17 @@ subprocess (so the two never share a heap, and ru_maxrss is that tool's own peak
 
 Printed per scenario and tool: wall time of the refresh call, entries per second (entries in
 the workload / wall time) and peak RSS (the process and, for aggregator, its worker
-processes); then the ratio aggregator / reader of entries per second. Needs the bench extra:
-pip install -e '.[bench]'.
+processes); then the ratio aggregator / reader of entries per second.
+
+The two no-change scenarios (all 304, same bytes) are then timed again as a cron job pays for
+them: `aggregator refresh --all -c CONFIG` run as a process, from its start to its exit (the
+interpreter, the imports, the refresh and the printed summary), once with stdout and stderr a
+pipe and once on a pseudo-terminal (where it shows its progress bar and the rich table). Beside
+it, reader's in-process update of the same feeds (`update_feeds_iter`, the call alone) and the
+whole process that makes it. Each is run `--runs` times, interleaved; printed: the median wall
+time and its range, the median CPU time (user and system, the process and its children: less
+disturbed by other load than wall time), and the ratios of aggregator's process to reader's
+in-process update (lower is better). Needs the bench extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +50,7 @@ SCENARIOS = (  # name, label, server mode, posts published since the first refre
     ("same-body", "second refresh, same bytes", "ignore", 0),
     ("one-new", "third refresh, one new each", "ignore", 1),
 )
+NO_CHANGE = ("not-mod", "same-body")  # also timed as a process, as cron runs them
 
 
 # --- the refresh, in a subprocess ------------------------------------------------------------
@@ -119,6 +130,138 @@ def child(tool: str, workdir: str, urls_file: str) -> None:
     print(json.dumps(out))
 
 
+# --- the no-change refreshes as whole processes -----------------------------------------------
+
+# reader's update in a fresh interpreter: prints the update call's wall and CPU seconds.
+READER_PROCESS = """
+import sys, time
+from reader import make_reader
+reader = make_reader(sys.argv[1])
+t0, c0 = time.perf_counter(), time.process_time()
+results = list(reader.update_feeds_iter(workers=int(sys.argv[2]), scheduled=False))
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+reader.close()
+errors = [r for r in results if r.error is not None]
+print(seconds, cpu, len(errors))
+"""
+
+Timing = tuple[float, float]  # wall seconds, CPU seconds
+
+
+def aggregator_command(config: Path) -> list[str]:
+    """The command a crontab holds: the console script when installed, else `python -m`."""
+    script = Path(sys.executable).with_name("aggregator")
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "aggregator"]
+    return [*head, "refresh", "--all", "-c", str(config)]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_pipe(argv: list[str], cwd: Path) -> Timing:
+    """A process whose stdout and stderr are pipes (as under cron), start to exit."""
+    c0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, check=False)
+    seconds, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}:\n{proc.stderr[-3000:].decode()}")
+    return seconds, cpu
+
+
+def time_tty(argv: list[str], cwd: Path) -> Timing:
+    """A process on a pseudo-terminal of 120 columns (as a person runs it), start to exit."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    c0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    while True:  # drain the terminal, or the child blocks on a full one
+        try:
+            if not os.read(leader, 1 << 16):
+                break
+        except OSError:  # the child closed its end
+            break
+    code = proc.wait()
+    seconds, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    os.close(leader)
+    if code != 0:
+        raise SystemExit(f"{argv} exited {code} on a terminal")
+    return seconds, cpu
+
+
+def time_reader(workdir: Path) -> tuple[Timing, Timing]:
+    """reader's update in a fresh process: the update call, and the whole process."""
+    c0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", READER_PROCESS, str(workdir / "reader.sqlite"), str(WORKERS)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    whole = (time.perf_counter() - t0, _children_cpu() - c0)
+    if proc.returncode != 0:
+        raise SystemExit(f"reader failed:\n{proc.stderr[-3000:]}")
+    seconds, cpu, errors = proc.stdout.split()
+    if int(errors):
+        raise SystemExit(f"reader: {errors} feeds failed")
+    return (float(seconds), float(cpu)), whole
+
+
+def process_runs(tmp: Path, tools: list[str], runs: int) -> dict[str, list[Timing]]:
+    """Each timing `runs` times, interleaved so that other load weighs on all alike."""
+    times: dict[str, list[Timing]] = {}
+    command = aggregator_command(tmp / "aggregator" / "config.toml")
+    for _ in range(runs):
+        if "reader" in tools:
+            update, whole = time_reader(tmp / "reader")
+            times.setdefault("reader update, in-process", []).append(update)
+            times.setdefault("reader, whole process", []).append(whole)
+        if "aggregator" in tools:
+            times.setdefault("aggregator refresh, pipe", []).append(
+                time_pipe(command, tmp / "aggregator")
+            )
+            try:
+                timing = time_tty(command, tmp / "aggregator")
+            except OSError:  # no pseudo-terminals here
+                continue
+            times.setdefault("aggregator refresh, terminal", []).append(timing)
+    return times
+
+
+def print_process_runs(label: str, times: dict[str, list[Timing]]) -> None:
+    """Median wall time [range] and median CPU time (which other load disturbs less); for
+    aggregator, each as a ratio to reader's update."""
+    base = times.get("reader update, in-process")
+    for what, values in times.items():
+        wall = statistics.median(w for w, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        low, high = min(w for w, _ in values), max(w for w, _ in values)
+        ratio = ""
+        if base and what.startswith("aggregator"):
+            base_wall = statistics.median(w for w, _ in base)
+            base_cpu = statistics.median(c for _, c in base)
+            ratio = f"  {wall / base_wall:5.2f}x reader's update ({cpu / base_cpu:.2f}x CPU)"
+        print(
+            f"{label:<28} {what:<30} {wall:6.2f} s [{low:.2f}-{high:.2f}] {cpu:6.2f} s CPU{ratio}",
+            flush=True,
+        )
+
+
 # --- the orchestration -----------------------------------------------------------------------
 
 
@@ -131,7 +274,8 @@ def measure(tool: str, workdir: Path, urls_file: Path) -> dict[str, object]:
     )
     if proc.returncode != 0:
         raise SystemExit(f"{tool} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main() -> None:
@@ -139,6 +283,9 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--entries", type=int, default=50)
     parser.add_argument("--tools", default="aggregator,reader")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="runs of each no-change process timing (default: 5)"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -155,6 +302,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
     )
     results: dict[tuple[str, str], dict[str, object]] = {}
+    processes: dict[str, dict[str, list[Timing]]] = {}
     with tempfile.TemporaryDirectory(prefix="vs-reader-") as tmp, serving(bodies) as server:
         urls_file = Path(tmp) / "urls.json"
         urls_file.write_text(json.dumps(server.urls()))
@@ -175,12 +323,22 @@ def main() -> None:
                     f"{float(r['cpu_refresh']):7.2f} s CPU  new={r['new']}{errs}",  # type: ignore[arg-type]
                     flush=True,
                 )
+            if scenario in NO_CHANGE and args.runs > 0:
+                processes[label] = process_runs(Path(tmp), tools, args.runs)
+                print_process_runs(label, processes[label])
     if set(tools) >= {"aggregator", "reader"}:
         print("ratios aggregator / reader (entries per second, higher is better):")
         for scenario, label, _, _ in SCENARIOS:
             a = float(results[(scenario, "aggregator")]["seconds"])  # type: ignore[arg-type]
             b = float(results[(scenario, "reader")]["seconds"])  # type: ignore[arg-type]
             print(f"  {label:<28} {b / a:8.1f}x")
+    if processes:
+        argv = aggregator_command(Path("CONFIG"))
+        head = "aggregator" if argv[0].endswith("aggregator") else "python -m aggregator"
+        shown = " ".join([head, *argv[argv.index("refresh") :]])
+        print(f"the no-change refresh as a process ({shown}), median of {args.runs} runs:")
+        for label, times in processes.items():
+            print_process_runs(label, times)
 
 
 if __name__ == "__main__":
