@@ -1,37 +1,157 @@
-"""What the command line shows: rich tables and progress on a terminal, plain text otherwise.
+"""What the command line shows: plain text in a pipe, colours and a progress bar on a terminal.
 
-Every value is wrapped in `rich.text.Text`, so nothing from a source is read as markup.
+Tables are drawn here, with the box characters and layout of rich's default table, one line
+per row: in a pipe (cron, scripts) as plain text, on a terminal with colours. rich itself is
+imported only on a terminal, for the progress bar and for a table wider than the terminal
+(which it folds to fit), and by the `latest` and `check` listings. Text from a source never
+carries markup or control characters to the screen.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Literal
 
 from aggregator import sourcestate
-from aggregator.config import Config
 from aggregator.models import Entry, RefreshReport, SourceResult, SourceState
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from aggregator.config import Config
+
 _OUTCOME_STYLE = {"new": "green", "updated": "cyan", "unchanged": "dim", "error": "red"}
+# Select Graphic Rendition codes of the styles used here (rich's names).
+_SGR = {"bold": "1", "dim": "2", "italic": "3", "red": "31", "green": "32", "cyan": "36"}
+
+Justify = Literal["left", "right"]
 
 
-def console(stderr: bool = False) -> Console:
-    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not out.is_terminal:
-        # A pipe or cron: no terminal width to respect, keep table rows on one line.
-        out = Console(stderr=stderr, highlight=False, soft_wrap=False, width=200)
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: plain text and the style it is shown in on a terminal."""
+
+    text: str  # shown as is: no markup; control characters become spaces
+    style: str = ""  # space-separated names from _SGR, or "" for none
+
+
+@dataclass(slots=True)
+class TextTable:
+    """A table laid out as rich lays out a table that fits: heavy head, one space of padding."""
+
+    title: str  # above the table, left-justified
+    columns: list[tuple[str, Justify]]  # header and justification of each column
+    rows: list[list[Cell]] = field(default_factory=list)
+
+    def add_row(self, *cells: Cell | str) -> None:
+        self.rows.append([c if isinstance(c, Cell) else Cell(c) for c in cells])
+
+    def __rich__(self) -> Table:
+        """The same table for a rich console, which folds columns to fit its width."""
+        return _rich_table(self)
+
+    def widths(self) -> list[int]:
+        """Each column's width in terminal cells, padding not included."""
+        return [
+            max([cell_width(name)] + [cell_width(row[i].text) for row in self.rows])
+            for i, (name, _) in enumerate(self.columns)
+        ]
+
+    def width(self) -> int:
+        """The table's width in terminal cells, borders included."""
+        return sum(w + 3 for w in self.widths()) + 1
+
+    def lines(self, styled: bool = False) -> list[str]:
+        """The table as lines of text; with `styled`, with terminal colour codes."""
+        widths = self.widths()
+
+        def rule(left: str, line: str, joint: str, right: str) -> str:
+            return left + joint.join(line * (w + 2) for w in widths) + right
+
+        def row(cells: Sequence[Cell], edge: str) -> str:
+            out = []
+            for (_, justify), w, cell in zip(self.columns, widths, cells, strict=True):
+                text = _printable(cell.text)
+                pad = " " * (w - cell_width(text))
+                text = _style(text, cell.style) if styled else text
+                out.append(f" {pad}{text} " if justify == "right" else f" {text}{pad} ")
+            return edge + edge.join(out) + edge
+
+        total = sum(w + 3 for w in widths) + 1
+        title = _printable(self.title)
+        title += " " * (total - cell_width(title))
+        return [
+            _style(title, "italic") if styled else title,
+            rule("┏", "━", "┳", "┓"),
+            row([Cell(name, "bold") for name, _ in self.columns], "┃"),
+            rule("┡", "━", "╇", "┩"),
+            *(row(cells, "│") for cells in self.rows),
+            rule("└", "─", "┴", "┘"),
+        ]
+
+
+def cell_width(text: str) -> int:
+    """Terminal cells `text` takes: two for a wide (CJK) character, none for a combining one."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else " " for ch in text)
+
+
+def _style(text: str, style: str) -> str:
+    codes = ";".join(_SGR[name] for name in style.split())
+    return f"\x1b[{codes}m{text}\x1b[0m" if codes and text else text
+
+
+def _colours() -> bool:
+    """Whether a terminal should get colours (https://no-color.org, and dumb terminals)."""
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM") not in ("dumb", "unknown")
+
+
+def print_table(table: TextTable) -> None:
+    if not sys.stdout.isatty():
+        # A pipe or cron: plain text, every row on one line however long.
+        sys.stdout.write("\n".join(table.lines()) + "\n")
+        return
+    if sys.platform != "win32" and table.width() <= shutil.get_terminal_size().columns:
+        sys.stdout.write("\n".join(table.lines(styled=_colours())) + "\n")
+        return
+    console().print(table)  # rich folds the widest columns to fit the terminal
+
+
+def _rich_table(table: TextTable) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = Table(title=Text(table.title), title_justify="left")
+    for name, justify in table.columns:
+        out.add_column(name, justify=justify)
+    for cells in table.rows:
+        out.add_row(*(Text(_printable(c.text), style=c.style) for c in cells))
     return out
 
 
-def print_table(table: Table) -> None:
-    console().print(table)
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        # A pipe or cron: no terminal width to respect, keep lines whole.
+        out = Console(stderr=stderr, highlight=False, soft_wrap=False, width=200)
+    return out
 
 
 def _when(value: datetime | None) -> str:
@@ -47,6 +167,14 @@ class RefreshProgress:
     """A progress bar over the sources being refreshed, for a terminal."""
 
     def __init__(self, config: Config, names: Sequence[str], force: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.total = len(set(names)) if names else len(config.sources) if force else None
         if self.total is None:
             from aggregator.store import open_store
@@ -72,70 +200,82 @@ class RefreshProgress:
         self.progress.stop()
 
     def advance(self, r: SourceResult) -> None:
+        from rich.markup import escape
+
         self.progress.update(self.task, advance=1, description=escape(r.source))
         if r.outcome == "error":
             # On stderr like every error; the live display keeps it above the bar.
             print(f"{r.source}: error: {r.error}", file=sys.stderr)
 
 
-def summary_table(report: RefreshReport) -> Table:
-    table = Table(title="refresh summary", title_justify="left")
-    table.add_column("source")
-    table.add_column("result")
-    table.add_column("new", justify="right")
-    table.add_column("joined", justify="right")
-    table.add_column("updated", justify="right")
-    table.add_column("unchanged", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("error")
+def summary_table(report: RefreshReport) -> TextTable:
+    table = TextTable(
+        "refresh summary",
+        [
+            ("source", "left"),
+            ("result", "left"),
+            ("new", "right"),
+            ("joined", "right"),
+            ("updated", "right"),
+            ("unchanged", "right"),
+            ("time", "right"),
+            ("error", "left"),
+        ],
+    )
     for r in report.results:
         table.add_row(
-            Text(r.source),
-            Text(r.outcome, style=_OUTCOME_STYLE.get(r.outcome, "")),
+            r.source,
+            Cell(r.outcome, _OUTCOME_STYLE.get(r.outcome, "")),
             str(r.new),
             str(r.joined),
             str(r.updated),
             str(r.unchanged),
             f"{r.duration:.2f}s",
-            Text(r.error or "", style="red"),
+            Cell(r.error or "", "red"),
         )
     return table
 
 
 def sources_table(
     config: Config, states: Mapping[str, SourceState], counts: Mapping[str, int]
-) -> Table:
-    table = Table(title=f"sources in {config.path.name}", title_justify="left")
-    for name in ("source", "kind", "last fetch", "status", "errors", "next due", "entries"):
-        table.add_column(
-            name,
-            justify="right" if name in ("errors", "entries") else "left",
-            no_wrap=name in ("last fetch", "next due"),
-        )
-    table.add_column("moved to")
+) -> TextTable:
+    table = TextTable(
+        f"sources in {config.path.name}",
+        [
+            ("source", "left"),
+            ("kind", "left"),
+            ("last fetch", "left"),
+            ("status", "left"),
+            ("errors", "right"),
+            ("next due", "left"),
+            ("entries", "right"),
+            ("moved to", "left"),
+        ],
+    )
     for s in config.sources:
         st = sourcestate.current(s, states.get(s.name))  # a changed URL starts afresh
         status = st.last_status or "new"
         style = "red" if status in ("error", "gone") else ""
-        status_text = Text(status, style=style)
         if st.error:
-            status_text.append(f": {_cut(st.error, 60)}", style=style)
+            status += f": {_cut(st.error, 60)}"
         due = sourcestate.next_due(s, st)
         table.add_row(
-            Text(s.name),
+            s.name,
             s.kind,
             _when(st.last_fetch),
-            status_text,
+            Cell(status, style),
             str(st.error_streak),
             "never" if sourcestate.is_gone(s, st) else _when(due) if due else "now",
             str(counts.get(s.name, 0)),
-            Text(st.effective_url or ""),
+            st.effective_url or "",
         )
     return table
 
 
 def print_latest(entries: Sequence[Entry]) -> None:
     """Like the "LATEST UPDATES" list of a capture: date, category, source, title, excerpt."""
+    from rich.text import Text
+
     out = console()
     width = max(40, min(out.width, 120))
     for i, e in enumerate(entries):
@@ -156,6 +296,8 @@ def print_latest(entries: Sequence[Entry]) -> None:
 
 def print_preview(preview: object, show: int) -> None:
     """What `check --fetch` found for one source."""
+    from rich.text import Text
+
     from aggregator.collect import Preview
 
     assert isinstance(preview, Preview)
