@@ -1,25 +1,27 @@
 """Read and validate `config.toml` into frozen records.
 
-pydantic does the validation (unknown keys, types, ranges) so that every mistake is reported
-as one line naming the file, the key and the problem; the rest of the program only sees the
-frozen records below.
+pydantic's validation core (pydantic-core) checks the document against the schema below
+(unknown keys, types, ranges), so that every mistake is reported as one line naming the file,
+the key and the problem; the rest of the program only sees the frozen records below. Every
+default is the one its record declares: the schema reads it from the record's field.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aggregator.errors import ConfigError
 from aggregator.models import ExcerptOptions, SelectRules, Source
 
-DEFAULT_INTERVAL = 3600
+if TYPE_CHECKING:
+    from pydantic_core import CoreConfig, SchemaValidator, ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ class Config:
         raise ConfigError(f"{self.path}: no source named {name!r}")
 
 
-# --- validation models (private) -------------------------------------------------------------
+# --- the schema (private) ---------------------------------------------------------------------
 
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -97,123 +99,196 @@ def parse_interval(value: str | int) -> int:
     return seconds
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+def _url(v: str) -> str:
+    scheme = urlsplit(v).scheme.lower()
+    # A one-letter "scheme" is a Windows drive letter, i.e. a path.
+    if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
+        raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
+    if scheme in ("http", "https") and not urlsplit(v).hostname:
+        raise ValueError("URL has no host")
+    return v
 
 
-NonEmpty = Annotated[str, Field(min_length=1)]
+def _interval(v: str | int) -> str | int:
+    parse_interval(v)
+    return v
 
 
-class _Feed(_Strict):
-    title: NonEmpty
-    link: NonEmpty = "http://localhost/"
-    id: NonEmpty | None = None
-    max_entries: Annotated[int, Field(ge=1, le=10_000)] = 100
-    subtitle: str | None = None
-    author: str | None = None
-    self_url: str | None = None
+def _int_as_float(v: Any) -> Any:
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-class _Output(_Strict):
-    dir: NonEmpty = "public"
+# pydantic-core schemas, written as the plain dicts its `core_schema` helpers return.
+Schema = dict[str, Any]
+_STRICT: CoreConfig = {"strict": True}
+_BOOL: Schema = {"type": "bool"}
 
 
-class _Store(_Strict):
-    path: NonEmpty = "data/aggregator.db"
+def _int(**bounds: int) -> Schema:
+    return {"type": "int", **bounds}
 
 
-class _Excerpt(_Strict):
-    max_chars: Annotated[int, Field(ge=20, le=100_000)] = 350
-    code_placeholder: str = "[code]"
-    formula_placeholder: str = "[formula]"
+def _float(**bounds: float) -> Schema:
+    """A number; an integer (`timeout = 20`) is taken as a float."""
+    return {
+        "type": "function-before",
+        "function": {"type": "no-info", "function": _int_as_float},
+        "schema": {"type": "float", **bounds},
+    }
 
 
-class _Fetch(_Strict):
-    timeout: Annotated[float, Field(gt=0, le=600)] = 20.0
-    max_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
-    max_workers: Annotated[int, Field(ge=1, le=256)] = 16
-    per_host: Annotated[int, Field(ge=1, le=64)] = 2
-    allow_private: bool = True
-    parse_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
-
-    @field_validator("timeout", "parse_timeout", mode="before")
-    @classmethod
-    def _int_ok(cls, v: Any) -> Any:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+def _str(min_length: int = 1, **more: Any) -> Schema:
+    return {"type": "str", **({"min_length": min_length} if min_length else {}), **more}
 
 
-class _Dedup(_Strict):
-    near_duplicates: bool = True
-    threshold: Annotated[float, Field(gt=0, le=1)] = 0.7
+def _optional(schema: Schema) -> Schema:
+    return {"type": "nullable", "schema": schema}
 
 
-class _Schedule(_Strict):
-    interval: str | int = "1h"
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: str | int) -> str | int:
-        parse_interval(v)
-        return v
+def _then(schema: Schema, check: Callable[[Any], Any]) -> Schema:
+    return {
+        "type": "function-after",
+        "function": {"type": "no-info", "function": check},
+        "schema": schema,
+    }
 
 
-class _Server(_Strict):
-    host: NonEmpty = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+_INTERVAL_SCHEMA = _then({"type": "union", "choices": [_str(0), _int()]}, _interval)
 
 
-class _Select(_Strict):
-    entry: NonEmpty
-    title: NonEmpty | None = None
-    link: NonEmpty | None = None
-    date: NonEmpty | None = None
-    excerpt: NonEmpty | None = None
-    category: NonEmpty | None = None
-    next: NonEmpty | None = None
-    max_pages: Annotated[int, Field(ge=1, le=100)] = 3
+def _defaults(record: type) -> dict[str, Any]:
+    """The defaults a dataclass declares, by field name."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
-class _Source(_Strict):
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
-    url: NonEmpty
-    kind: Literal["auto", "feed", "page", "text"] = "auto"
-    category: NonEmpty | None = None
-    select: _Select | None = None
-    header_lines: list[str] | None = None
-    interval: str | int | None = None
-    allow_duplicate_links: bool = False
-    max_entries: Annotated[int, Field(ge=1, le=100_000)] = 500
-    robots: bool | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        scheme = urlsplit(v).scheme.lower()
-        # A one-letter "scheme" is a Windows drive letter, i.e. a path.
-        if scheme and len(scheme) > 1 and scheme not in ("http", "https", "file"):
-            raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
-        if scheme in ("http", "https") and not urlsplit(v).hostname:
-            raise ValueError("URL has no host")
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: str | int | None) -> str | int | None:
-        if v is not None:
-            parse_interval(v)
-        return v
+def _table(keys: dict[str, Schema], record: type | None = None, **defaults: Any) -> Schema:
+    """A TOML table of exactly `keys`. A key takes its default from `defaults`, else from the
+    record's field of that name; a key with neither (and not an optional section) is required."""
+    known = {**(_defaults(record) if record else {}), **defaults}
+    out: dict[str, Schema] = {}
+    for name, schema in keys.items():
+        if name in known:
+            schema = {"type": "default", "schema": schema, "default": known[name]}
+        required = schema["type"] != "default"
+        out[name] = {"type": "typed-dict-field", "schema": schema, "required": required}
+    # Strict: no coercion (a string is not a number, nor a number a string); no unknown keys.
+    return {"type": "typed-dict", "fields": out, "extra_behavior": "forbid", "config": _STRICT}
 
 
-class _Root(_Strict):
-    feed: _Feed
-    output: _Output = _Output()
-    store: _Store = _Store()
-    excerpt: _Excerpt = _Excerpt()
-    fetch: _Fetch = _Fetch()
-    dedup: _Dedup = _Dedup()
-    schedule: _Schedule = _Schedule()
-    server: _Server = _Server()
-    sources: list[_Source] = Field(default_factory=list)
+def _section(table: Schema) -> Schema:
+    """An optional [section]: when absent, its keys' defaults."""
+    return {"type": "default", "schema": table, "default": {}, "validate_default": True}
+
+
+_SELECT = _table(
+    {
+        "entry": _str(),
+        "title": _optional(_str()),
+        "link": _optional(_str()),
+        "date": _optional(_str()),
+        "excerpt": _optional(_str()),
+        "category": _optional(_str()),
+        "next": _optional(_str()),
+        "max_pages": _int(ge=1, le=100),
+    },
+    SelectRules,
+)
+
+_SOURCE = _table(
+    {
+        "name": _str(max_length=100, pattern=r"^[^\x00-\x1f]+$"),
+        "url": _then(_str(), _url),
+        "kind": {"type": "literal", "expected": ["auto", "feed", "page", "text"]},
+        "category": _optional(_str()),
+        "select": _optional(_SELECT),
+        "header_lines": {"type": "list", "items_schema": _str(0)},
+        "interval": _optional(_INTERVAL_SCHEMA),
+        "allow_duplicate_links": _BOOL,
+        "max_entries": _int(ge=1, le=100_000),
+        "robots": _optional(_BOOL),
+    },
+    Source,
+    interval=None,  # the [schedule] interval
+)
+
+_ROOT = _table(
+    {
+        "feed": _table(
+            {
+                "title": _str(),
+                "link": _str(),
+                "id": _optional(_str()),
+                "max_entries": _int(ge=1, le=10_000),
+                "subtitle": _optional(_str(0)),
+                "author": _optional(_str(0)),
+                "self_url": _optional(_str(0)),
+            },
+            FeedSettings,
+            link="http://localhost/",
+            id=None,  # the link
+        ),
+        "output": _section(_table({"dir": _str()}, dir="public")),
+        "store": _section(_table({"path": _str()}, path="data/aggregator.db")),
+        "excerpt": _section(
+            _table(
+                {
+                    "max_chars": _int(ge=20, le=100_000),
+                    "code_placeholder": _str(0),
+                    "formula_placeholder": _str(0),
+                },
+                ExcerptOptions,
+            )
+        ),
+        "fetch": _section(
+            _table(
+                {
+                    "timeout": _float(gt=0, le=600),
+                    "max_bytes": _int(ge=1024),
+                    "max_workers": _int(ge=1, le=256),
+                    "per_host": _int(ge=1, le=64),
+                    "allow_private": _BOOL,
+                    "parse_timeout": _float(gt=0, le=600),
+                },
+                FetchSettings,
+            )
+        ),
+        "dedup": _section(
+            _table(
+                {"near_duplicates": _BOOL, "threshold": _float(gt=0, le=1)},
+                DedupSettings,
+            )
+        ),
+        "schedule": _section(
+            _table(
+                {"interval": _INTERVAL_SCHEMA},
+                interval=_defaults(Source)["interval_seconds"],
+            )
+        ),
+        "server": _section(
+            _table(
+                {"host": _str(), "port": _int(ge=0, le=65535)},
+                host=_defaults(Config)["server_host"],
+                port=_defaults(Config)["server_port"],
+            )
+        ),
+        "sources": {"type": "list", "items_schema": _SOURCE},
+    },
+    sources=[],
+)
+
+
+@cache
+def _validator() -> SchemaValidator:
+    # Imported on first use: modules that only need the records need not load it.
+    from pydantic_core import SchemaValidator
+
+    return SchemaValidator(_ROOT, _STRICT)
 
 
 def _loc(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
@@ -279,60 +354,46 @@ def load_config(path: str | Path) -> Config:
 
 def config_from_dict(data: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document; relative paths resolve against `path`'s folder."""
+    from pydantic_core import ValidationError
+
     try:
-        root = _Root.model_validate(data)
+        root = _validator().validate_python(data)
     except ValidationError as exc:
         raise _first_error(path, exc, data) from None
     base = path.resolve().parent
     seen: set[str] = set()
-    for i, s in enumerate(root.sources):
-        if s.name in seen:
-            raise ConfigError(f"{path}: sources[{i}].name: duplicate source name {s.name!r}")
-        seen.add(s.name)
-    default_interval = parse_interval(root.schedule.interval)
+    for i, s in enumerate(root["sources"]):
+        if s["name"] in seen:
+            raise ConfigError(f"{path}: sources[{i}].name: duplicate source name {s['name']!r}")
+        seen.add(s["name"])
+    default_interval = parse_interval(root["schedule"]["interval"])
     sources = tuple(
         Source(
-            name=s.name,
-            url=_source_url(base, s.url),
-            kind=s.kind,
-            category=s.category,
-            select=SelectRules(**s.select.model_dump()) if s.select else None,
-            header_lines=(
-                tuple(s.header_lines)
-                if s.header_lines is not None
-                else ("INCOMING TRANSMISSION", "LATEST UPDATES")
-            ),
+            name=s["name"],
+            url=_source_url(base, s["url"]),
+            kind=s["kind"],
+            category=s["category"],
+            select=SelectRules(**s["select"]) if s["select"] else None,
+            header_lines=tuple(s["header_lines"]),
             interval_seconds=(
-                parse_interval(s.interval) if s.interval is not None else default_interval
+                default_interval if s["interval"] is None else parse_interval(s["interval"])
             ),
-            allow_duplicate_links=s.allow_duplicate_links,
-            max_entries=s.max_entries,
-            robots=s.robots,
+            allow_duplicate_links=s["allow_duplicate_links"],
+            max_entries=s["max_entries"],
+            robots=s["robots"],
         )
-        for s in root.sources
+        for s in root["sources"]
     )
-    link = root.feed.link
+    feed = root["feed"]
     return Config(
         path=path.resolve(),
-        feed=FeedSettings(
-            title=root.feed.title,
-            link=link,
-            id=root.feed.id or link,
-            max_entries=root.feed.max_entries,
-            subtitle=root.feed.subtitle,
-            author=root.feed.author,
-            self_url=root.feed.self_url,
-        ),
-        output_dir=_resolve_path(base, root.output.dir),
-        store_path=_resolve_path(base, root.store.path),
-        excerpt=ExcerptOptions(
-            max_chars=root.excerpt.max_chars,
-            code_placeholder=root.excerpt.code_placeholder,
-            formula_placeholder=root.excerpt.formula_placeholder,
-        ),
+        feed=FeedSettings(**{**feed, "id": feed["id"] or feed["link"]}),
+        output_dir=_resolve_path(base, root["output"]["dir"]),
+        store_path=_resolve_path(base, root["store"]["path"]),
+        excerpt=ExcerptOptions(**root["excerpt"]),
         sources=sources,
-        fetch=FetchSettings(**root.fetch.model_dump()),
-        dedup=DedupSettings(**root.dedup.model_dump()),
-        server_host=root.server.host,
-        server_port=root.server.port,
+        fetch=FetchSettings(**root["fetch"]),
+        dedup=DedupSettings(**root["dedup"]),
+        server_host=root["server"]["host"],
+        server_port=root["server"]["port"],
     )

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 
+from aggregator.config import DedupSettings
 from aggregator.ids import mint_id
 from aggregator.models import (
     CandidateQuery,
@@ -85,8 +86,8 @@ _NUMBERED = re.compile(
 class DedupOptions:
     """How near-duplicates are matched (`[dedup]`) and how one source is treated."""
 
-    near_duplicates: bool = True  # match near-duplicate text, not only exact repeats
-    threshold: float = 0.7  # Jaccard similarity of 4-grams for long texts
+    near_duplicates: bool = DedupSettings().near_duplicates  # not only exact repeats ([dedup])
+    threshold: float = DedupSettings().threshold  # Jaccard similarity of 4-grams, long texts
     allow_duplicate_links: bool = False  # the source reuses one link for many items
 
 

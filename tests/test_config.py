@@ -1,0 +1,86 @@
+"""The config file: defaults come from the records, every problem names its key."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from aggregator import dedup
+from aggregator.config import Config, DedupSettings, FeedSettings, FetchSettings, load_config
+from aggregator.errors import ConfigError
+from aggregator.models import ExcerptOptions, SelectRules, Source
+from tests.helpers import write_config
+
+MINIMAL = """
+[feed]
+title = "x"
+[[sources]]
+name = "a"
+url = "https://a.example/feed"
+[[sources]]
+name = "b"
+url = "https://b.example/"
+[sources.select]
+entry = ".post"
+"""
+
+
+def test_what_the_file_leaves_out_is_the_records_default(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, MINIMAL))
+    assert config.fetch == FetchSettings()
+    assert config.dedup == DedupSettings()
+    assert config.excerpt == ExcerptOptions()
+    a, b = config.sources
+    assert a == Source(name="a", url="https://a.example/feed")
+    assert b.select == SelectRules(entry=".post")
+    link = "http://localhost/"
+    assert config.feed == FeedSettings(title="x", link=link, id=link)
+    declared = {f.name: f.default for f in fields(Config)}
+    assert config.server_host == declared["server_host"]
+    assert config.server_port == declared["server_port"]
+    # dedup's own defaults, for callers without a config, are the [dedup] ones
+    options, settings = dedup.DedupOptions(), DedupSettings()
+    assert (options.near_duplicates, options.threshold) == (
+        settings.near_duplicates,
+        settings.threshold,
+    )
+
+
+def test_schedule_interval_applies_where_a_source_sets_none(tmp_path: Path) -> None:
+    body = MINIMAL.replace('[[sources]]\nname = "b"', '[[sources]]\ninterval = "30m"\nname = "b"')
+    config = load_config(write_config(tmp_path, '[schedule]\ninterval = "2h"\n' + body))
+    assert [s.interval_seconds for s in config.sources] == [7200, 1800]
+
+
+def test_values_given_replace_the_defaults(tmp_path: Path) -> None:
+    body = MINIMAL + "[fetch]\ntimeout = 5\nper_host = 4\n[dedup]\nthreshold = 0.9\n"
+    config = load_config(write_config(tmp_path, body))
+    assert config.fetch.timeout == 5.0 and isinstance(config.fetch.timeout, float)
+    assert config.fetch.per_host == 4 and config.dedup.threshold == 0.9
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("[fetch]\nmax_workers = 0\n", "fetch.max_workers: Input should be greater than or equal"),
+        ('[fetch]\ntimeout = "20"\n', "fetch.timeout: Input should be a valid number"),
+        ("[excerpt]\nmax_chars = true\n", "excerpt.max_chars: Input should be a valid integer"),
+        ('[schedule]\ninterval = "10s"\n', "schedule.interval: interval must be at least 60"),
+        ('[server]\nhots = "x"\n', "server.hots: unknown key"),
+        ("[dedup]\nthreshold = 2\n", "dedup.threshold: Input should be less than or equal to 1"),
+    ],
+)
+def test_a_mistake_names_its_key(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_config(tmp_path, MINIMAL + extra))
+    assert expected in str(exc.value) and str(tmp_path) in str(exc.value)
+
+
+def test_the_first_problem_is_shown_with_a_count_of_the_others(tmp_path: Path) -> None:
+    body = MINIMAL.replace('name = "b"', 'name = "b"\ncolour = 1\nmax_entries = 0')
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_config(tmp_path, body))
+    message = str(exc.value)
+    assert "sources[1] ('b')." in message and message.endswith("(and 1 more problem)")
