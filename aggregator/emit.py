@@ -15,14 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from feedgen.feed import FeedGenerator
-from lxml import etree
+from typing import TYPE_CHECKING, Any
 
 from aggregator import __version__
 from aggregator.errors import EmitError
 from aggregator.models import Entry, Source, SourceState
+
+if TYPE_CHECKING:
+    from feedgen.feed import FeedGenerator
+    from lxml import etree
 
 FEED_FILE = "feed.atom"
 SNAPSHOT_FILE = "snapshot.json"
@@ -49,6 +50,9 @@ def public_url(source: Source) -> str | None:
 
 def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, Source]) -> bytes:
     """The Atom 1.0 document for `entries` (already newest first)."""
+    # Imported here: the server imports this module for its file names and never renders Atom.
+    from feedgen.feed import FeedGenerator
+
     fg = FeedGenerator()
     fg.id(meta.id)
     fg.title(meta.title)
@@ -105,6 +109,8 @@ class _SourceExtension:
         return {}
 
     def extend_atom(self, entry: etree._Element) -> etree._Element:
+        from lxml import etree
+
         # Like feedgen's own elements, these take the feed's default (Atom) namespace.
         src = etree.SubElement(entry, "source")
         if self.url:
