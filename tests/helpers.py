@@ -16,8 +16,11 @@ Fixtures live in conftest.py; the labelled dedup evaluation corpus is tests/dedu
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -356,6 +359,18 @@ def command_names() -> list[str]:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert isinstance(sub.choices, dict)
     return sorted(sub.choices)
+
+
+def run_python(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`python *args` in a fresh interpreter that imports this checkout's package."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 # --- the dedup tests ------------------------------------------------------------------------------

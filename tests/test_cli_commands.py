@@ -11,7 +11,7 @@ import pytest
 
 from aggregator.cli import main
 from aggregator.config import load_config
-from tests.helpers import ROOT, LocalServer, command_names, rss_posts, write_config
+from tests.helpers import ROOT, LocalServer, command_names, rss_posts, run_python, write_config
 
 PAGE = """<html><body>
 <article class="card"><h3><a href="/p/1">First card</a></h3><p class="sum">One.</p></article>
@@ -136,24 +136,10 @@ def test_init_writes_a_valid_starter_and_refuses_to_overwrite(
 
 
 def test_init_in_the_current_folder(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "aggregator", "init"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    run = run_python("-m", "aggregator", "init", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "config.toml").exists()
-    check = subprocess.run(
-        [sys.executable, "-m", "aggregator", "check"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    check = run_python("-m", "aggregator", "check", cwd=tmp_path)
     assert check.returncode == 0 and "ok, 1 sources" in check.stdout
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from aggregator import views
 from aggregator.models import RefreshReport, SourceResult
-from tests.helpers import ROOT, LocalServer, rss_posts, write_config
+from tests.helpers import LocalServer, rss_posts, run_python, write_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -113,14 +111,7 @@ def test_refresh_in_a_pipe_does_not_load_rich(tmp_path: Path, server: LocalServe
         "print('rich loaded:', 'rich' in sys.modules)\n"
         "sys.exit(status)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    run = run_python("-c", code)
     assert run.returncode == 0, run.stderr
     assert "a: new: 3 new" in run.stdout and "refresh summary" in run.stdout
     assert run.stdout.rstrip().endswith("rich loaded: False")
