@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 import requests
 
-from aggregator import dedup, emit, sourcestate
+from aggregator import emit, sourcestate
 from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
-from aggregator.models import Outcome, RefreshReport, SourceResult
+from aggregator.models import Outcome, RefreshReport, SourceResult, SourceState
 from aggregator.netguard import NetGuard
 from aggregator.store import Store, open_store
 
@@ -77,19 +77,8 @@ def refresh(
             collector = Collector(config.fetch, config.excerpt, session, now=started, guard=guard)
             results = []
             for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS):
-                # The sources that finished together are stored in one transaction: one commit
-                # (one write of the index pages they touched) instead of one per source.
-                # A source whose storing fails (a write error, or any unexpected one) is rolled
-                # back alone; those before it still commit, then the error stops the refresh.
-                stored: list[SourceResult] = []
-                failure: Exception | None = None
-                with _STORE_LOCK, store.transaction():
-                    for fetched in ready:
-                        try:
-                            stored.append(_store_one(config, store, fetched, clock))
-                        except Exception as exc:
-                            failure = exc
-                            break
+                with _STORE_LOCK:
+                    stored, failure = _store_group(config, store, ready, clock)
                 results.extend(stored)
                 if on_result is not None:
                     for result in stored:
@@ -179,38 +168,77 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
 # --- store (calling thread) --------------------------------------------------------------------
 
 
-def _store_one(config: Config, store: Store, fetched: Collected, clock: Clock) -> SourceResult:
+def _store_group(
+    config: Config, store: Store, ready: Sequence[Collected], clock: Clock
+) -> tuple[list[SourceResult], Exception | None]:
+    """Store the sources that finished together, in one transaction: one commit (one write of
+    the index pages they touched) instead of one per source.
+
+    The sources that brought nothing to place (not modified, or failed) have only their state
+    saved, all in one write. A source whose storing fails (a write error, or any unexpected
+    one) is rolled back alone; those before it still commit, and the failure is returned for
+    the caller to raise once their results are reported.
+    """
+    results: list[SourceResult] = []
+    settled: list[SourceState] = []  # states of the sources with nothing to place, not saved yet
+    with store.transaction():
+        for fetched in ready:
+            try:
+                if fetched.document is None:
+                    result, state = _settle(fetched, clock())
+                    settled.append(state)
+                else:
+                    store.save_states(settled)
+                    settled.clear()
+                    result = _place(config, store, fetched, clock())
+            except Exception as exc:
+                return results, exc
+            results.append(result)
+        store.save_states(settled)
+    return results, None
+
+
+def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:
+    """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
-    now = clock()
     if fetched.error is not None:
-        new_state = sourcestate.after_failure(source, state, fetched.error, now)
-        store.save_state(new_state)
         log.warning("%s", fetched.error)
         status = fetched.error.status if isinstance(fetched.error, FetchError) else None
-        return SourceResult(
+        result = SourceResult(
             source=source.name,
             outcome="error",
             error=fetched.error.reason,
             status=status,
             duration=fetched.duration,
         )
+        return result, sourcestate.after_failure(source, state, fetched.error, now)
     assert fetched.result is not None
-    ok_state = sourcestate.after_success(
-        source,
-        state,
-        fetched.result,
-        document=fetched.document,
-        body_hash=fetched.body_hash,
-        now=now,
+    result = SourceResult(
+        source=source.name,
+        outcome="unchanged",
+        status=fetched.result.status,
+        duration=fetched.duration,
     )
-    if fetched.document is None:
-        store.save_state(ok_state)
-        return SourceResult(
-            source=source.name,
-            outcome="unchanged",
-            status=fetched.result.status,
-            duration=fetched.duration,
-        )
+    new_state = sourcestate.after_success(
+        source, state, fetched.result, document=None, body_hash=fetched.body_hash, now=now
+    )
+    return result, new_state
+
+
+def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
+    """Place a source's excerpts (dedup) and store the decision with its new state."""
+    from aggregator import dedup  # numpy and the sketches, only when there is something to place
+
+    source, state, document, result = (
+        fetched.source,
+        fetched.state,
+        fetched.document,
+        fetched.result,
+    )
+    assert document is not None and result is not None
+    ok_state = sourcestate.after_success(
+        source, state, result, document=document, body_hash=fetched.body_hash, now=now
+    )
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,
@@ -232,9 +260,9 @@ def _store_one(config: Config, store: Store, fetched: Collected, clock: Clock) -
         joined=decision.joined,
         updated=decision.updated,
         unchanged=decision.unchanged,
-        status=fetched.result.status,
+        status=result.status,
         duration=fetched.duration,
-        warnings=(*fetched.document.warnings, *decision.warnings),
+        warnings=(*document.warnings, *decision.warnings),
     )
 
 

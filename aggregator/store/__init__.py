@@ -65,6 +65,10 @@ class Store(CandidateView, Protocol):
 
     def save_state(self, state: SourceState) -> None: ...
 
+    def save_states(self, states: Sequence[SourceState]) -> None:
+        """Several sources' states in one write."""
+        ...
+
     # --- a batch --------------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[None]:

@@ -230,6 +230,11 @@ _STATE_FIELDS = (
     "ttl_seconds",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
+_SAVE_STATE = (
+    f"INSERT INTO sources (name, {', '.join(_STATE_FIELDS)}) "
+    f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
+    f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in _STATE_FIELDS)}"
+)
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, title"
 
 
@@ -470,20 +475,25 @@ class SQLiteStore:
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
     def save_state(self, state: SourceState) -> None:
-        self._write(lambda: self._save_state(state))
+        self.save_states((state,))
 
-    def _save_state(self, state: SourceState) -> None:
-        values = [
-            iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
-            for f in _STATE_FIELDS
-        ]
-        cols = ", ".join(_STATE_FIELDS)
-        marks = ", ".join("?" for _ in _STATE_FIELDS)
-        updates = ", ".join(f"{f} = excluded.{f}" for f in _STATE_FIELDS)
-        self._db.execute(
-            f"INSERT INTO sources (name, {cols}) VALUES (?, {marks}) "
-            f"ON CONFLICT (name) DO UPDATE SET {updates}",
-            (state.name, *values),
+    def save_states(self, states: Sequence[SourceState]) -> None:
+        if states:
+            self._write(lambda: self._save_states(states))
+
+    def _save_states(self, states: Sequence[SourceState]) -> None:
+        self._db.executemany(
+            _SAVE_STATE,
+            [
+                (
+                    state.name,
+                    *(
+                        iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
+                        for f in _STATE_FIELDS
+                    ),
+                )
+                for state in states
+            ],
         )
 
     # --- the candidate view ---------------------------------------------------------------
@@ -715,7 +725,7 @@ class SQLiteStore:
                 for entry_id, (source, key) in decision.representatives.items()
             ],
         )
-        self._save_state(state)
+        self._save_states((state,))
 
     def _create_entries(
         self, placements: Sequence[Placement], known: set[str], backfill: bool
