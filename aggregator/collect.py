@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,17 +34,10 @@ from aggregator.models import (
     ExcerptOptions,
     FetchResult,
     ParsedDocument,
-    RawItem,
     Source,
-    SourceKind,
     SourceState,
 )
 from aggregator.netguard import NetGuard
-from aggregator.normalize import normalize_items
-from aggregator.parse.feed import needs_isolation, parse_feed
-from aggregator.parse.page import find_next_pages, parse_page
-from aggregator.parse.sniff import sniff
-from aggregator.parse.text import parse_text
 from aggregator.parsepool import ParsePool, start_pool
 from aggregator.robots import MAX_ROBOTS_BYTES, RobotsCache
 
@@ -53,9 +46,6 @@ __all__ = ["IN_FLIGHT_MIN", "Collected", "Collector", "HostLimiter", "Preview", 
 log = logging.getLogger("aggregator.collect")
 
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the one being stored, at least
-
-# Requests one source makes after its first: (URL) -> response, robots.txt checked.
-Get = Callable[[str], FetchResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +186,13 @@ class Collector:
             return Collected(source, state, first, body_hash=body_hash)
         if not first.body.strip():
             raise ParseError(source.name, "empty response body")
-        kind = source.kind if source.kind != "auto" else sniff(first.body, first.content_type)
-        if kind == "feed" and self._pool is not None and not needs_isolation(first.body):
+        # The parsers and normalize load with the first body to read: a refresh that finds
+        # nothing new never needs them.
+        from aggregator.normalize import normalize_items
+        from aggregator.parse import read
+
+        kind = read.kind_of(source, first)
+        if kind == "feed" and self._pool is not None and not read.needs_isolation(first.body):
             document, excerpts = self._pool.feed(
                 source,
                 first.body,
@@ -209,7 +204,13 @@ class Collector:
             # Parsed: the bytes need not wait for the store.
             first = replace(first, body=b"")
         else:
-            document = self._read(source, kind, first, partial(self._get, source, state))
+            document = read.document(
+                source,
+                kind,
+                first,
+                partial(self._get, source, state),
+                time_limit=self._settings.parse_timeout,
+            )
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.
             excerpts = normalize_items(
@@ -250,101 +251,6 @@ class Collector:
                 guard=self._guard,
                 origin=source.url,
             )
-
-    def _read(
-        self, source: Source, kind: SourceKind, first: FetchResult, get: Get
-    ) -> ParsedDocument:
-        """The document in the first response, by its kind: a feed, a text capture, or a page
-        (whose advertised feed is read instead when it has no entries, or whose further pages
-        are followed)."""
-        if kind == "feed":
-            return self._feed(source, first)
-        if kind == "text":
-            return parse_text(
-                first.body,
-                url=first.final_url,
-                headers=first.headers,
-                source=source.name,
-                header_lines=source.header_lines,
-                max_items=source.max_entries,
-            )
-        document = parse_page(
-            first.body,
-            url=first.final_url,
-            headers=first.headers,
-            source=source.name,
-            select=source.select,
-            max_items=source.max_entries,
-        )
-        if document.feed_url and not document.items:
-            # The page advertises a feed and has no selectors: read the feed instead.
-            return self._feed(source, get(document.feed_url))
-        if source.select is None or not source.select.next:
-            return document
-        return _follow_pages(source, first, document, get)
-
-    def _feed(self, source: Source, response: FetchResult) -> ParsedDocument:
-        return parse_feed(
-            response.body,
-            url=response.final_url,
-            headers=response.headers,
-            source=source.name,
-            max_items=source.max_entries,
-            time_limit=self._settings.parse_timeout,
-        )
-
-
-def _follow_pages(
-    source: Source, first: FetchResult, document: ParsedDocument, get: Get
-) -> ParsedDocument:
-    """The first page's items and those of the pages its `next` links lead to, each page read
-    once, up to `max_pages` pages and the source's max_entries."""
-    assert source.select is not None
-    items: list[RawItem] = list(document.items)
-    warnings = list(document.warnings)
-    visited = {first.final_url, first.url}
-    pending = list(
-        find_next_pages(
-            first.body,
-            url=first.final_url,
-            headers=first.headers,
-            select=source.select,
-        )
-    )
-    pages = 1
-    while pending and pages < source.select.max_pages and len(items) < source.max_entries:
-        url = pending.pop(0)
-        if url in visited:
-            continue
-        visited.add(url)
-        try:
-            res = get(url)
-            doc = parse_page(
-                res.body,
-                url=res.final_url,
-                headers=res.headers,
-                source=source.name,
-                select=source.select,
-                max_items=source.max_entries - len(items),
-                position_start=len(items),
-            )
-        except SourceError as exc:
-            # A later page failing keeps what the first pages gave.
-            warnings.append(f"page {url}: {exc.reason}")
-            continue
-        pages += 1
-        items.extend(doc.items)
-        pending.extend(
-            u
-            for u in find_next_pages(
-                res.body,
-                url=res.final_url,
-                headers=res.headers,
-                select=source.select,
-            )
-            if u not in visited
-        )
-    return replace(document, items=tuple(items), warnings=tuple(warnings))
 
 
 # --- preview -----------------------------------------------------------------------------------

@@ -27,8 +27,6 @@ from datetime import datetime
 
 from aggregator.errors import ParseError
 from aggregator.models import Excerpt, ExcerptOptions, ParsedDocument, Source
-from aggregator.normalize import normalize_items
-from aggregator.parse.feed import parse_feed
 
 __all__ = ["MIN_SOURCES", "PROCESSES", "ParsePool", "start_pool"]
 
@@ -129,6 +127,9 @@ def _feed_job(
     now: datetime,
     options: ExcerptOptions,
 ) -> tuple[ParsedDocument, tuple[Excerpt, ...]] | str:
+    from aggregator.normalize import normalize_items  # in the worker, with its first feed
+    from aggregator.parse.feed import parse_feed
+
     try:
         document = parse_feed(
             body, url=url, headers=headers, source=source.name, max_items=source.max_entries

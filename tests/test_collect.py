@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import aggregator.collect as collect_module
+import aggregator.parse.read as read_module
 from aggregator import sourcestate
 from aggregator.collect import Collected, Collector, preview
 from aggregator.config import FetchSettings, load_config
@@ -143,7 +143,7 @@ def test_a_body_is_sniffed_once(
         seen.append(body)
         return sniff(body, content_type)
 
-    monkeypatch.setattr(collect_module, "sniff", counting_sniff)
+    monkeypatch.setattr(read_module, "sniff", counting_sniff)
     assert _titles(collector.collect(_alpha(server))) == ALPHA_TITLES
     assert len(seen) == 1
     page = Source(name="home", url=server.serve("/home.html", ADVERTISING, "text/html"))
