@@ -36,7 +36,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from operator import itemgetter
 
 from aggregator.config import DedupSettings
 from aggregator.ids import mint_id
@@ -208,9 +207,12 @@ def _sketch_keys(probe: _Probe, opts: DedupOptions) -> tuple[int, ...]:
 
 def _by_sketch(stored: Candidates, keys: Sequence[int]) -> list[StoredCopy]:
     """The stored copies sharing any of these hashes: the newest MAX_CANDIDATES, oldest first."""
+    found = [copies for h in keys if (copies := stored.by_hash.get(h))]
+    if not found:
+        return []
     seen: dict[int, StoredCopy] = {}
-    for h in keys:
-        for c in stored.by_hash.get(h, ()):
+    for copies in found:
+        for c in copies:
             seen.setdefault(c.rowid, c)
     return [seen[r] for r in sorted(seen, reverse=True)[:MAX_CANDIDATES]][::-1]
 
@@ -308,8 +310,9 @@ def _place_one(
             looked.add((c.source, c.key))
             matches.append((c, "text", None))
     keys = _sketch_keys(probe, opts)
-    if keys:  # without sketch hashes (exact tiers only) there are no fuzzy candidates
-        candidates = [*_by_sketch(stored, keys), *local.by_sketch(keys)]
+    # Without sketch hashes (exact tiers only) there are no fuzzy candidates.
+    candidates = [*_by_sketch(stored, keys), *local.by_sketch(keys)] if keys else []
+    if candidates:
         fuzzy: list[tuple[StoredCopy, str, float | None]] = []
         misses: list[StoredCopy] = []
         certain = {c.entry_id for c, _, _ in matches}
@@ -347,16 +350,18 @@ def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateV
     survivor, its first copy marked with that rule.
     """
     placements = [p for p, _ in placed]
-    named: set[str] = set()
-    for p, links in placed:
-        if links or p.existing is None or p.rewrites:
-            named.add(p.entry_id)
-            named.update(link.entry_id for link in links)
-    stored = view.entries(named) if named else {}
     created: dict[str, int] = {}  # entry id -> the placement that creates it
     for i, p in enumerate(placements):
-        if p.rule == "new" and p.entry_id not in stored:
+        if p.rule == "new":
             created.setdefault(p.entry_id, i)
+    # The stored entries the batch changes: those it links, joins or rewrites a copy of.
+    named: set[str] = set()
+    for p, links in placed:
+        if links or (p.rule != "new" and (p.existing is None or p.rewrites)):
+            named.add(p.entry_id)
+            named.update(link.entry_id for link in links)
+    named -= created.keys()
+    stored = view.entries(named) if named else {}
 
     def age(entry_id: str) -> tuple[datetime, int, int]:
         entry = stored.get(entry_id)
@@ -421,28 +426,32 @@ def _representatives(
 ) -> dict[str, tuple[str, str]]:
     """For each touched entry, the copy that represents it: the longest untruncated excerpt,
     else the longest one; the copy seen first wins a tie, so the choice stays put."""
+    # entry -> (rank, when seen, (source, key)) of its best copy so far
+    best: dict[str, tuple[tuple[bool, int], tuple[datetime, int, int], tuple[str, str]]] = {}
+
+    def offer(
+        entry_id: str, e: Excerpt | CopyRank, length: int, seen: tuple[datetime, int, int]
+    ) -> None:
+        rank = (not e.truncated, length)
+        held = best.get(entry_id)
+        if held is None or rank > held[0] or (rank == held[0] and seen < held[1]):
+            best[entry_id] = (rank, seen, (e.source, e.key))
+
     rewritten = {p.existing.rowid: p.excerpt for p in placements if p.existing and p.rewrites}
-    ranked: dict[str, list[tuple[tuple[datetime, int, int], CopyRank]]] = {}
     for entry in stored.values():
         root = find(entry.id)
-        if root not in touched:
-            continue
-        for c in entry.copies:
-            e = rewritten.get(c.rowid)
-            if e is not None:
-                c = CopyRank(e.source, e.key, e.truncated, len(e.excerpt), c.first_seen, c.rowid)
-            ranked.setdefault(root, []).append(((c.first_seen, 0, c.rowid), c))
+        if root in touched:
+            for c in entry.copies:
+                e = rewritten.get(c.rowid)  # a copy rewritten by the batch ranks by its new text
+                if e is None:
+                    offer(root, c, c.length, (c.first_seen, 0, c.rowid))
+                else:
+                    offer(root, e, len(e.excerpt), (c.first_seen, 0, c.rowid))
     for i, p in enumerate(placements):
         if p.existing is None and p.entry_id in touched:
             e = p.excerpt
-            rank = CopyRank(e.source, e.key, e.truncated, len(e.excerpt), e.first_seen, -(i + 1))
-            ranked.setdefault(p.entry_id, []).append(((e.first_seen, 1, i), rank))
-    chosen = {}
-    for entry_id, copies in ranked.items():
-        copies.sort(key=itemgetter(0))
-        best = max((c for _, c in copies), key=lambda c: (not c.truncated, c.length))
-        chosen[entry_id] = (best.source, best.key)
-    return chosen
+            offer(p.entry_id, e, len(e.excerpt), (e.first_seen, 1, i))
+    return {entry_id: who for entry_id, (_, _, who) in best.items()}
 
 
 def _unambiguous(
@@ -677,8 +686,11 @@ class _LocalIndex:
         return [self.copy(i) for i in self.fingerprints.get(fingerprint, ())]
 
     def by_sketch(self, keys: Sequence[int]) -> list[StoredCopy]:
+        found = [rows for h in keys if (rows := self.sketches.get(h))]
+        if not found:
+            return []
         seen: dict[int, None] = {}
-        for h in keys:
-            for i in self.sketches.get(h, ()):
+        for rows in found:
+            for i in rows:
                 seen[i] = None
         return [self.copy(i) for i in seen]

@@ -65,7 +65,7 @@ from aggregator.models import (
     StoredCopy,
     StoredEntry,
 )
-from aggregator.refresh import GROUP_EXCERPTS
+from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
 from aggregator.store.sqlite import SQLiteStore
 from bench.memindex import MemoryCandidateIndex
 
@@ -526,4 +526,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fewer_collections():  # the collector set as a refresh sets it
+        main()

@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
 from aggregator.models import Decision, Placement
+from aggregator.refresh import fewer_collections
 from aggregator.sketch import band_hashes, jaccard, prefix_key
 from aggregator.store.sqlite import (
     _CONTENT_COLUMNS,
@@ -151,4 +152,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fewer_collections():  # the collector set as a refresh sets it
+        main()

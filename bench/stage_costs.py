@@ -28,6 +28,7 @@ from aggregator import dedup
 from aggregator.models import ExcerptOptions, Source, SourceState
 from aggregator.normalize import FOLDED_TEXT_LIMIT, normalize
 from aggregator.parse.feed import parse_feed
+from aggregator.refresh import fewer_collections
 from aggregator.store.sqlite import SQLiteStore
 from aggregator.textutil import fold, html_to_text
 
@@ -104,4 +105,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fewer_collections():  # the collector set as a refresh sets it
+        main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -285,3 +286,18 @@ def test_a_source_repeating_known_posts_counts_them_as_joined(
     snap = load_snapshot(tmp_path / "out" / "snapshot.json")
     mirrored = [e for e in snap["entries"] if "mirror" in {s["name"] for s in e["sources"]}]
     assert len(mirrored) == alpha.new
+
+
+def test_a_refresh_leaves_the_process_collector_settings_as_they_were(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    _serve_site(server)
+    config = load_config(_config(tmp_path, server))
+    before = gc.get_threshold()
+    gc.set_threshold(1234, 7, 9)  # a program's own setting, which a refresh must not keep
+    try:
+        report = refresh(config)
+        assert report.results and not report.failed
+        assert gc.get_threshold() == (1234, 7, 9)
+    finally:
+        gc.set_threshold(*before)
