@@ -81,13 +81,15 @@ def refresh(
     on_result: Callable[[SourceResult], None] | None = None,
     emit: bool = True,
     guard: NetGuard | None = None,
+    store: Store | None = None,
 ) -> RefreshReport:
     """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
 
     With `emit=False` the outputs are left alone (the scheduler writes them once after a burst
     of refreshes with `write_outputs`); the report then says nothing was written. `guard`
     decides which addresses sources may reach and how names resolve; by default the system
-    resolver and `[fetch] allow_private`.
+    resolver and `[fetch] allow_private`. `store` is the store to use (left open); by default
+    the configured one, opened for this refresh.
     """
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
@@ -95,7 +97,7 @@ def refresh(
     own_session = session is None
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     try:
-        with fewer_collections(), open_store(config) as store:
+        with fewer_collections(), _opened(config, store) as store:
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
@@ -138,28 +140,37 @@ def refresh_if_due(
     session: requests.Session | None = None,
     clock: Clock = utcnow,
     emit: bool = True,
+    store: Store | None = None,
 ) -> RefreshReport | None:
     """Refresh one source if it is still due (a cron run may just have done it), else None."""
     source = config.source(name)
-    with open_store(config) as store:
-        state = store.get_state(name)
-    if not sourcestate.is_due(source, state, clock()):
-        return None
-    return refresh(config, names=(name,), session=session, clock=clock, emit=emit)
+    with _opened(config, store) as store:
+        if not sourcestate.is_due(source, store.get_state(name), clock()):
+            return None
+        return refresh(config, names=(name,), session=session, clock=clock, emit=emit, store=store)
 
 
-def due_at(config: Config, name: str) -> datetime | None:
+def due_at(config: Config, name: str, store: Store | None = None) -> datetime | None:
     """When a source is next due, from the store; None when it is due now (or never fetched)."""
     source = config.source(name)
-    with open_store(config) as store:
-        state = store.get_state(name)
-    return sourcestate.next_due(source, state)
+    with _opened(config, store) as store:
+        return sourcestate.next_due(source, store.get_state(name))
 
 
-def emit_outputs(config: Config) -> tuple[bool, bool]:
+def emit_outputs(config: Config, store: Store | None = None) -> tuple[bool, bool]:
     """Write the outputs from what is stored, without fetching anything."""
-    with open_store(config) as store:
+    with _opened(config, store) as store:
         return write_outputs(config, store)
+
+
+@contextmanager
+def _opened(config: Config, store: Store | None) -> Iterator[Store]:
+    """The store handed in, left open; else the configured one, open for the `with` block."""
+    if store is not None:
+        yield store
+        return
+    with open_store(config) as opened:
+        yield opened
 
 
 def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:

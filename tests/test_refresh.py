@@ -10,8 +10,8 @@ import feedparser
 import pytest
 
 from aggregator.config import load_config
-from aggregator.refresh import refresh
-from aggregator.store import open_store
+from aggregator.refresh import refresh, refresh_if_due
+from aggregator.store import Store, open_store
 from tests.helpers import DATA, LocalServer, load_snapshot, write_config
 
 SITE = DATA / "site"
@@ -301,3 +301,17 @@ def test_a_refresh_leaves_the_process_collector_settings_as_they_were(
         assert gc.get_threshold() == (1234, 7, 9)
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_refresh_uses_the_store_it_is_handed_and_leaves_it_open(
+    tmp_path: Path, server: LocalServer, store: Store
+) -> None:
+    _serve_site(server)
+    config = load_config(_config(tmp_path, server))
+    report = refresh(config, store=store)
+    assert report.results and not report.failed
+    stored = store.latest(100)  # still open, and holding what the refresh found
+    assert stored and {r.source for r in report.results} <= set(store.entry_counts())
+    assert not config.store_path.exists()  # the configured store was never opened
+    assert refresh_if_due(config, report.results[0].source, store=store) is None  # not due
+    assert store.latest(100) == stored
