@@ -706,8 +706,16 @@ class SQLiteStore:
                 (_json_list(named),),
             )
         }
-        self._create_entries(placements, known, backfill)
-        stale = self._insert_copies(placements, known)
+        # The new copies get the rowids SQLite would give them one by one, in batch order (the
+        # write lock is held): an entry created now is inserted with its representative.
+        rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+        new = [p for p in placements if p.existing is None]
+        rowids = {(p.excerpt.source, p.excerpt.key): rowid + i for i, p in enumerate(new, 1)}
+        representatives = {
+            entry_id: rowids.get(copy) for entry_id, copy in decision.representatives.items()
+        }
+        created = self._create_entries(new, known, backfill, representatives)
+        stale = self._insert_copies(new, rowid, known)
         for p in placements:
             if p.rewrites:
                 self._rewrite_copy(p)
@@ -719,26 +727,31 @@ class SQLiteStore:
         self._refresh_dates(stale)
         self._db.executemany(
             "UPDATE entries SET representative = "
-            "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+            "coalesce(?, (SELECT rowid FROM copies WHERE source = ? AND key = ?)) WHERE id = ?",
             [
-                (source, key, entry_id)
+                (representatives[entry_id], source, key, entry_id)
                 for entry_id, (source, key) in decision.representatives.items()
+                if entry_id not in created
             ],
         )
         self._save_states((state,))
 
     def _create_entries(
-        self, placements: Sequence[Placement], known: set[str], backfill: bool
-    ) -> None:
-        """Insert the entries that the batch's copies name and the store lacks, dated by the
-        first copy of each; the top of a page (its newest item) gets the highest sequence
-        number."""
+        self,
+        new: Sequence[Placement],
+        known: set[str],
+        backfill: bool,
+        representatives: Mapping[str, int | None],
+    ) -> set[str]:
+        """Insert the entries that the batch's new copies name and the store lacks, dated by
+        the first copy of each; the top of a page (its newest item) gets the highest sequence
+        number. Returns their ids."""
         first: dict[str, Excerpt] = {}
-        for p in placements:
-            if p.existing is None and p.entry_id not in known:
+        for p in new:
+            if p.entry_id not in known:
                 first.setdefault(p.entry_id, p.excerpt)
         if not first:
-            return
+            return set()
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         rows: list[tuple[object, ...]] = []
         for entry_id, e in sorted(first.items(), key=lambda item: -item[1].position):
@@ -749,25 +762,22 @@ class SQLiteStore:
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
             rows.append(
                 (entry_id, first_seen, published, stated or first_seen, sort_date, seq,
-                 int(backfill))
+                 int(backfill), representatives.get(entry_id))
             )  # fmt: skip
         self._db.executemany(
-            "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, backfill) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO entries (id, first_seen, published, updated, sort_date, seq, backfill, "
+            "representative) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        return set(first)
 
-    def _insert_copies(self, placements: Sequence[Placement], known: set[str]) -> set[str]:
-        """Insert the batch's new copies with their candidate-index rows, in batch order (the
-        rowids SQLite would give them one by one: the write lock is held). Returns the entries
-        stored before that gained a copy."""
-        rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM copies").fetchone()[0]
+    def _insert_copies(self, new: Sequence[Placement], rowid: int, known: set[str]) -> set[str]:
+        """Insert the batch's new copies, numbered from `rowid` + 1 in order, with their
+        candidate-index rows. Returns the entries stored before that gained a copy."""
         rows: list[tuple[object, ...]] = []
         sketches: list[tuple[int, int]] = []
         gained: set[str] = set()
-        for p in placements:
-            if p.existing is not None:
-                continue
+        for p in new:
             rowid += 1
             rows.append(_copy_row(rowid, p, iso(p.excerpt.first_seen)))
             sketches.extend((h, rowid) for h in p.sketch)
@@ -776,7 +786,7 @@ class SQLiteStore:
                 gained.add(p.entry_id)
         if not rows:
             return gained
-        self._count_new([(p.entry_id, p.excerpt.source) for p in placements if p.existing is None])
+        self._count_new([(p.entry_id, p.excerpt.source) for p in new])
         self._db.executemany(_INSERT_COPY, rows)
         self._add_sketches(sketches)
         return gained
