@@ -112,6 +112,12 @@ def test_source_state_round_trips(store: Store) -> None:
     store.save_state(failed)
     assert store.get_state("a") == failed
     assert list(store.states()) == [failed]
+    # Several at once: new ones added, known ones replaced.
+    others = [SourceState(name="b", etag='"b"'), replace(failed, error_streak=4)]
+    store.save_states(others)
+    assert sorted(store.states(), key=lambda st: st.name) == [others[1], others[0]]
+    store.save_states([])
+    assert len(store.states()) == 2
 
 
 def test_candidates_are_found_by_each_value(store: Store) -> None:
