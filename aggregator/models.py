@@ -6,7 +6,7 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -265,9 +265,9 @@ class Candidates:
     """Everything stored that one batch of excerpts could match."""
 
     by_key: Mapping[tuple[str, str], StoredCopy]  # (source, key) -> its stored copy
-    by_link: Mapping[str, tuple[StoredCopy, ...]]  # copies per link, oldest first
-    by_fingerprint: Mapping[str, tuple[StoredCopy, ...]]  # copies per fingerprint, oldest first
-    by_hash: Mapping[int, tuple[StoredCopy, ...]]  # copies per hash, oldest first
+    by_link: Mapping[str, Sequence[StoredCopy]]  # copies per link, oldest first
+    by_fingerprint: Mapping[str, Sequence[StoredCopy]]  # copies per fingerprint, oldest first
+    by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per hash (the newest), in any order
 
 
 NO_CANDIDATES = Candidates({}, {}, {}, {})

@@ -543,15 +543,10 @@ class SQLiteStore:
             else ()
         ):
             by_fingerprint.setdefault(row[0], []).append(self._copy(row[1:]))
-        return Candidates(
-            by_key,
-            {k: tuple(v) for k, v in by_link.items()},
-            {k: tuple(v) for k, v in by_fingerprint.items()},
-            self._by_hash(query.hashes, query.limit),
-        )
+        return Candidates(by_key, by_link, by_fingerprint, self._by_hash(query.hashes, query.limit))
 
-    def _by_hash(self, hashes: Collection[int], limit: int) -> dict[int, tuple[StoredCopy, ...]]:
-        """The copies under each hash, the newest `limit`, oldest first."""
+    def _by_hash(self, hashes: Collection[int], limit: int) -> dict[int, list[StoredCopy]]:
+        """The copies under each hash, the newest `limit`."""
         pairs = (
             self._db.execute(
                 "WITH wanted AS (SELECT value FROM json_each(?)) "
@@ -595,10 +590,10 @@ class SQLiteStore:
                 if copies is self._seen:
                     self._seen_by_entry.setdefault(c.entry_id, set()).add(c.rowid)
         by_hash: dict[int, list[StoredCopy]] = {}
-        for h, copy in sorted(pairs, key=itemgetter(1)):
+        for h, copy in pairs:
             if copy in copies:
                 by_hash.setdefault(h, []).append(copies[copy])
-        return {h: tuple(cs) for h, cs in by_hash.items()}
+        return by_hash
 
     def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
         """The stored entries among `ids`, each with every copy, oldest first."""
