@@ -390,14 +390,7 @@ def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateV
             if root != survivor:
                 parent[root] = survivor
                 folded[root] = link
-    final: list[Placement] = []
-    for p in placements:
-        entry_id, rule, score = find(p.entry_id), p.rule, p.score
-        if rule == "new" and p.entry_id in folded:
-            rule, score = folded[p.entry_id].rule, folded[p.entry_id].score
-        if (entry_id, rule, score) != (p.entry_id, p.rule, p.score):
-            p = replace(p, entry_id=entry_id, rule=rule, score=score)
-        final.append(p)
+    final = [_after_merges(p, find, folded) for p in placements] if folded else placements
     merges = tuple(
         Merge(entry_id, find(entry_id), link.rule, link.score)
         for entry_id, link in folded.items()
@@ -416,6 +409,19 @@ def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateV
         updated=updated,
         unchanged=len(placements) - new - joined - updated,
     )
+
+
+def _after_merges(
+    p: Placement, find: Callable[[str], str], folded: Mapping[str, _Link]
+) -> Placement:
+    """`p` in the entry its own was folded into; the copy that created a folded entry takes the
+    rule by which that entry was linked."""
+    entry_id, rule, score = find(p.entry_id), p.rule, p.score
+    if rule == "new" and p.entry_id in folded:
+        rule, score = folded[p.entry_id].rule, folded[p.entry_id].score
+    if (entry_id, rule, score) == (p.entry_id, p.rule, p.score):
+        return p
+    return replace(p, entry_id=entry_id, rule=rule, score=score)
 
 
 def _representatives(
