@@ -270,9 +270,6 @@ class Candidates:
     by_hash: Mapping[int, Sequence[StoredCopy]]  # copies per hash (the newest), in any order
 
 
-NO_CANDIDATES = Candidates({}, {}, {}, {})
-
-
 @dataclass(frozen=True, slots=True)
 class CopyRank:
     """What choosing an entry's representative copy reads of one copy."""

@@ -223,9 +223,10 @@ def _store_group(
     """
     results: list[SourceResult] = []
     settled: list[SourceState] = []  # states of the sources with nothing to place, not saved yet
+    failure: Exception | None = None
     with store.transaction():
-        for fetched in ready:
-            try:
+        try:
+            for fetched in ready:
                 if fetched.document is None:
                     result, state = _settle(fetched, clock())
                     settled.append(state)
@@ -233,11 +234,14 @@ def _store_group(
                     store.save_states(settled)
                     settled.clear()
                     result = _place(config, store, fetched, clock())
-            except Exception as exc:
-                return results, exc
-            results.append(result)
-        store.save_states(settled)
-    return results, None
+                results.append(result)
+            store.save_states(settled)
+        except Exception as exc:
+            # What was saved before stays (save_states and _place each roll back their own
+            # writes); the sources whose states were not saved yet are simply due again.
+            failure = exc
+            results = results[: len(results) - len(settled)]
+    return results, failure
 
 
 def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:

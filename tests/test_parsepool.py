@@ -124,14 +124,14 @@ def test_a_killed_refresh_leaves_no_process_behind(tmp_path: Path, server: Local
 
 
 _ORPHAN = """
-import multiprocessing, os, sys, time
+import multiprocessing, os, signal
 from aggregator.parsepool import _watch_parent
 
 if __name__ == "__main__":
     worker = multiprocessing.get_context("fork").Process(target=_watch_parent, args=(os.getpid(),))
     worker.start()
     print(worker.pid, flush=True)
-    time.sleep(120)
+    signal.pause()  # until the test kills this process
 """
 
 

@@ -106,10 +106,10 @@ def test_source_state_round_trips(store: Store) -> None:
         redirect_streak=2,
         ttl_seconds=600,
     )
-    store.save_state(state)
+    store.save_states([state])
     assert store.get_state("a") == state
     failed = replace(state, last_status="error", error="timed out", error_streak=3)
-    store.save_state(failed)
+    store.save_states([failed])
     assert store.get_state("a") == failed
     assert list(store.states()) == [failed]
     # Several at once: new ones added, known ones replaced.
@@ -288,7 +288,7 @@ def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
     assert store.get_state("a") == SourceState(name="a")
     # Nested: the inner failure undoes its own writes, the outer ones stay.
     with store.transaction():
-        store.save_state(SourceState(name="outer"))
+        store.save_states([SourceState(name="outer")])
         with pytest.raises(RuntimeError), store.transaction():
             store.apply(Decision((new(lost),)), SourceState(name="inner"))
             raise RuntimeError("inner")
@@ -318,7 +318,7 @@ def test_a_store_reopens_with_what_it_held(kind: str, tmp_path: Path) -> None:
     e = copy_of("a", 1)
     with open_test_store(kind, tmp_path) as first:
         write(first, new(e))
-        first.save_state(SourceState(name="a", etag='"1"'))
+        first.save_states([SourceState(name="a", etag='"1"')])
     with open_test_store(kind, tmp_path) as again:
         assert [x.id for x in again.latest(10)] == [e.id]
         assert again.get_state("a") == SourceState(name="a", etag='"1"')

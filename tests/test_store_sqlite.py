@@ -231,7 +231,7 @@ def test_state_round_trips(tmp_path: Path) -> None:
     state = SourceState(
         name="x", url="http://x.test/", etag='W/"1"', last_fetch=when, error_streak=2
     )
-    store.save_state(state)
+    store.save_states([state])
     assert store.get_state("x") == state
     assert store.get_state("missing") is None
     store.close()

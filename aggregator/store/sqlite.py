@@ -474,9 +474,6 @@ class SQLiteStore:
             values[f] = from_iso(values[f])  # type: ignore[arg-type]
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
-    def save_state(self, state: SourceState) -> None:
-        self.save_states((state,))
-
     def save_states(self, states: Sequence[SourceState]) -> None:
         if states:
             self._write(lambda: self._save_states(states))
