@@ -25,7 +25,15 @@ from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
-from aggregator.models import Outcome, RefreshReport, SourceResult, SourceState
+from aggregator.models import (
+    Decision,
+    Excerpt,
+    Outcome,
+    RefreshReport,
+    Source,
+    SourceResult,
+    SourceState,
+)
 from aggregator.netguard import NetGuard
 from aggregator.store import Store, open_store
 
@@ -181,6 +189,11 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
     that fetched nothing leaves both files byte-identical.
     """
+    return write_rendered(config, render_outputs(config, store))
+
+
+def render_outputs(config: Config, store: Store) -> dict[str, bytes]:
+    """Every output file's bytes, by file name, in the order they are written."""
     meta = emit.FeedMeta(
         title=config.feed.title,
         link=config.feed.link,
@@ -199,12 +212,23 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
     page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
     json_feed = emit.render_json_feed(meta, entries)
-    emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
-    feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
-    emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
-    # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
-    snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
-    return feed_written, snapshot_written
+    return {
+        emit.JSON_FEED_FILE: json_feed,
+        emit.FEED_FILE: atom,
+        emit.INDEX_FILE: page,
+        # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
+        emit.SNAPSHOT_FILE: snapshot,
+    }
+
+
+def write_rendered(config: Config, rendered: dict[str, bytes]) -> tuple[bool, bool]:
+    """Write `render_outputs`' files to the output folder; whether feed.atom and snapshot.json
+    changed."""
+    written = {
+        name: emit.write_if_changed(config.output_dir, name, data)
+        for name, data in rendered.items()
+    }
+    return written[emit.FEED_FILE], written[emit.SNAPSHOT_FILE]
 
 
 # --- store (calling thread) --------------------------------------------------------------------
@@ -228,7 +252,7 @@ def _store_group(
         try:
             for fetched in ready:
                 if fetched.document is None:
-                    result, state = _settle(fetched, clock())
+                    result, state = settle(fetched, clock())
                     settled.append(state)
                 else:
                     store.save_states(settled)
@@ -244,7 +268,7 @@ def _store_group(
     return results, failure
 
 
-def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:
+def settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:
     """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
     if fetched.error is not None:
@@ -271,20 +295,35 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
     return result, new_state
 
 
-def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
-    """Place a source's excerpts (dedup) and store the decision with its new state."""
-    from aggregator import dedup  # numpy and the sketches, only when there is something to place
-
-    source, state, document, result = (
+def read_state(fetched: Collected, now: datetime) -> SourceState:
+    """The new state of a source whose body was read (it has excerpts to place)."""
+    assert fetched.document is not None and fetched.result is not None
+    return sourcestate.after_success(
         fetched.source,
         fetched.state,
-        fetched.document,
         fetched.result,
+        document=fetched.document,
+        body_hash=fetched.body_hash,
+        now=now,
     )
-    assert document is not None and result is not None
-    ok_state = sourcestate.after_success(
-        source, state, result, document=document, body_hash=fetched.body_hash, now=now
-    )
+
+
+def place_excerpts(
+    config: Config,
+    store: Store,
+    source: Source,
+    excerpts: Sequence[Excerpt],
+    state: SourceState,
+    *,
+    backfill: bool,
+) -> Decision:
+    """Place one source's excerpts (dedup) and store the decision with its new state.
+
+    The one placement path: a refresh calls it for each source it read, and the crawl workers'
+    ingest for each batch they staged. `backfill` marks the source's first successful read.
+    """
+    from aggregator import dedup  # numpy and the sketches, only when there is something to place
+
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,
@@ -293,22 +332,55 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     # Placement reads what is stored; holding the write lock from there to the commit keeps
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.transaction():
-        decision = dedup.place(fetched.excerpts, store, options)
-        store.apply(decision, ok_state, backfill=state.last_success is None)
+        decision = dedup.place(excerpts, store, options)
+        store.apply(decision, state, backfill=backfill)
+    return decision
+
+
+def placed_result(
+    source: str,
+    decision: Decision,
+    *,
+    status: int | None,
+    duration: float,
+    warnings: Sequence[str] = (),
+) -> SourceResult:
+    """What placing a source's excerpts did, as its result."""
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
     )
     return SourceResult(
-        source=source.name,
+        source=source,
         outcome=outcome,
         new=decision.new,
         joined=decision.joined,
         updated=decision.updated,
         unchanged=decision.unchanged,
+        status=status,
+        duration=duration,
+        warnings=(*warnings, *decision.warnings),
+    )
+
+
+def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
+    """Place a source's excerpts and store the decision with its new state."""
+    document, result = fetched.document, fetched.result
+    assert document is not None and result is not None
+    decision = place_excerpts(
+        config,
+        store,
+        fetched.source,
+        fetched.excerpts,
+        read_state(fetched, now),
+        backfill=fetched.state.last_success is None,
+    )
+    return placed_result(
+        fetched.source.name,
+        decision,
         status=result.status,
         duration=fetched.duration,
-        warnings=(*document.warnings, *decision.warnings),
+        warnings=document.warnings,
     )
 
 
@@ -316,8 +388,14 @@ __all__ = [
     "ConfigError",
     "due_at",
     "emit_outputs",
+    "place_excerpts",
+    "placed_result",
+    "read_state",
     "refresh",
     "refresh_if_due",
+    "render_outputs",
+    "settle",
     "utcnow",
     "write_outputs",
+    "write_rendered",
 ]
