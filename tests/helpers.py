@@ -180,7 +180,8 @@ def load_snapshot(path: Path) -> dict[str, Any]:
 
 # The PostgreSQL server the PostgreSQL tests use (a database they may create databases from).
 PG_URL = os.environ.get("AGGREGATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_SKIP = f"PostgreSQL not reachable at {urlsplit(PG_URL).netloc} (set AGGREGATOR_TEST_PG_URL)"
+_PG_AT = f"{urlsplit(PG_URL).hostname}:{urlsplit(PG_URL).port or 5432}"
+PG_SKIP = f"PostgreSQL not reachable at {_PG_AT} (set AGGREGATOR_TEST_PG_URL)"
 
 
 def _pg_reachable() -> bool:
