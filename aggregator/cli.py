@@ -87,6 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_dupes)
 
+    p = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="create or upgrade the store; move a SQLite store into PostgreSQL",
+        description=(
+            "Create the configured store ([store] path, SQLite, or [store] url, PostgreSQL) "
+            "or bring its schema up to date; running it again changes nothing. With "
+            "--from-sqlite PATH, then copy the SQLite store at PATH into the PostgreSQL "
+            "store named by [store] url, which must be empty: every entry id, copy, source "
+            "state and merge is kept, so the outputs written afterwards are the same bytes "
+            "and no subscriber sees a new or changed entry. Fetches nothing."
+        ),
+    )
+    p.add_argument(
+        "--from-sqlite",
+        type=Path,
+        metavar="PATH",
+        help="the SQLite store file to move into the PostgreSQL store",
+    )
+    p.set_defaults(func=cmd_migrate)
+
     _add_serving_commands(sub, common)
     _add_terminal_commands(sub, common)
     return parser
@@ -274,7 +295,7 @@ def cmd_dupes(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.source is not None:
         config.source(args.source)  # raises ConfigError for an unknown name
-    if not Path(config.store_path).exists():
+    if config.store_url is None and not Path(config.store_path).exists():
         print("nothing stored yet; run 'aggregator refresh' first")
         return EXIT_OK
     with open_store(config) as store:
@@ -298,6 +319,41 @@ def cmd_dupes(args: argparse.Namespace) -> int:
             )
         console.print(table)
     console.print(f"{len(clusters)} merged entr{'y' if len(clusters) == 1 else 'ies'}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from aggregator.store import migrate_store
+
+    config = _load(args)
+    if args.from_sqlite is not None and config.store_url is None:
+        raise UsageError(
+            f"{config.path}: --from-sqlite moves a store into PostgreSQL, and [store] url "
+            "names no PostgreSQL database"
+        )
+    where, before, after = migrate_store(config)
+    if not args.quiet:
+        done = (
+            "created"
+            if before == 0
+            else "up to date"
+            if before == after
+            else f"upgraded from version {before}"
+        )
+        print(f"{where}: schema version {after}, {done}")
+    if args.from_sqlite is None:
+        return EXIT_OK
+    from aggregator.store.move import move_sqlite
+    from aggregator.store.postgres import PostgresStore
+
+    assert config.store_url is not None
+    with PostgresStore(config.store_url) as store:
+        moved = move_sqlite(args.from_sqlite, store)
+    if not args.quiet:
+        print(
+            f"moved {args.from_sqlite} into {where}: {moved.sources} sources, "
+            f"{moved.entries} entries, {moved.copies} copies, {moved.bands} index rows"
+        )
     return EXIT_OK
 
 

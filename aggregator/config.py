@@ -64,13 +64,14 @@ class Config:
     path: Path  # the config file
     feed: FeedSettings  # [feed]
     output_dir: Path  # [output] dir, absolute
-    store_path: Path  # [store] path, absolute
+    store_path: Path  # [store] path, absolute: the SQLite store, unless store_url is set
     excerpt: ExcerptOptions  # [excerpt]
     sources: tuple[Source, ...]  # [[sources]], in file order
     fetch: FetchSettings = field(default_factory=FetchSettings)  # [fetch]
     dedup: DedupSettings = field(default_factory=DedupSettings)  # [dedup]
     server_host: str = "127.0.0.1"  # [server] host
     server_port: int = 8080  # [server] port
+    store_url: str | None = None  # [store] url: a PostgreSQL database, in place of store_path
 
     def source(self, name: str) -> Source:
         for s in self.sources:
@@ -80,6 +81,8 @@ class Config:
 
 
 # --- the schema (private) ---------------------------------------------------------------------
+
+DEFAULT_STORE_PATH = "data/aggregator.db"  # [store] path when neither path nor url is set
 
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -106,6 +109,12 @@ def _url(v: str) -> str:
         raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
     if scheme in ("http", "https") and not urlsplit(v).hostname:
         raise ValueError("URL has no host")
+    return v
+
+
+def _pg_url(v: str) -> str:
+    if urlsplit(v).scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("not a PostgreSQL URL (use postgresql://user@host:port/database)")
     return v
 
 
@@ -234,7 +243,13 @@ _ROOT = _table(
             id=None,  # the link
         ),
         "output": _section(_table({"dir": _str()}, dir="public")),
-        "store": _section(_table({"path": _str()}, path="data/aggregator.db")),
+        "store": _section(
+            _table(
+                {"path": _optional(_str()), "url": _optional(_then(_str(), _pg_url))},
+                path=None,
+                url=None,
+            )
+        ),
         "excerpt": _section(
             _table(
                 {
@@ -384,12 +399,18 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         )
         for s in root["sources"]
     )
+    store = root["store"]
+    if store["path"] is not None and store["url"] is not None:
+        raise ConfigError(
+            f"{path}: store: both path (SQLite) and url (PostgreSQL) are set; keep only one"
+        )
     feed = root["feed"]
     return Config(
         path=path.resolve(),
         feed=FeedSettings(**{**feed, "id": feed["id"] or feed["link"]}),
         output_dir=_resolve_path(base, root["output"]["dir"]),
-        store_path=_resolve_path(base, root["store"]["path"]),
+        store_path=_resolve_path(base, store["path"] or DEFAULT_STORE_PATH),
+        store_url=store["url"],
         excerpt=ExcerptOptions(**root["excerpt"]),
         sources=sources,
         fetch=FetchSettings(**root["fetch"]),

@@ -1,0 +1,675 @@
+"""The PostgreSQL store: psycopg 3 over a connection pool, hand-written SQL, numbered migrations.
+
+It keeps what the SQLite store keeps, with the same meaning (store/sqlite.py explains it):
+- `sources`: one row per source name, its SourceState.
+- `entries`: one row per merged post, its id minted at first sight and never changed; its
+  `representative` copy gives it its title, link and excerpt.
+- `copies`: one row per (source, key), numbered by `id` in the order they were stored (the
+  number dedup reads as a copy's age); `sketch` keeps the copy's candidate-index hashes.
+- `bands`: the near-duplicate candidate index, one row per (hash, copy), written with COPY and
+  read with one `hash = ANY(...)` look-up per batch. (An int8[] column of copies with a GIN
+  index answers the same question, but more slowly, and its plan flips with the statistics.)
+- `source_counts`: entries per source, kept by the store as it writes, so that writing the
+  outputs does not count through the whole store.
+- `schema_version`: the number of migrations applied.
+
+Every write runs in a transaction that first takes one advisory lock, so that writers in any
+number of processes and machines take turns: what dedup read inside the transaction is what
+its decision is written over, and new copies and entries are numbered after the highest
+stored ones. Reads outside a transaction take a pooled connection in autocommit mode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from aggregator.errors import StorageError
+from aggregator.models import (
+    CandidateQuery,
+    Candidates,
+    Cluster,
+    ClusterCopy,
+    CopyRank,
+    Decision,
+    Entry,
+    Placement,
+    SourceState,
+    StoredCopy,
+    StoredEntry,
+)
+from aggregator.store.rows import (
+    CONTENT_COLUMNS,
+    STATE_FIELDS,
+    content_values,
+    created_entries,
+    entry_from,
+    gained_entries,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg_pool import ConnectionPool
+
+# Each migration takes the schema from version i to i + 1; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sources, entries and their copies.
+    """
+    CREATE TABLE sources (
+        name text PRIMARY KEY,
+        url text, etag text, last_modified text, body_hash text, effective_url text,
+        last_status text, last_fetch timestamptz, last_success timestamptz, error text,
+        error_streak integer NOT NULL DEFAULT 0, next_due timestamptz,
+        redirect_url text, redirect_streak integer NOT NULL DEFAULT 0,
+        ttl_seconds integer
+    );
+    CREATE TABLE entries (
+        id text PRIMARY KEY,
+        first_seen timestamptz NOT NULL,
+        published timestamptz,
+        updated timestamptz NOT NULL,
+        sort_date timestamptz NOT NULL,
+        seq bigint NOT NULL UNIQUE,
+        backfill boolean NOT NULL DEFAULT false,
+        changed timestamptz,
+        representative bigint
+    );
+    CREATE INDEX entries_order ON entries (sort_date DESC, seq DESC);
+    CREATE TABLE copies (
+        id bigint PRIMARY KEY,
+        source text NOT NULL,
+        key text NOT NULL,
+        entry_id text NOT NULL REFERENCES entries (id),
+        rule text NOT NULL,
+        score double precision,
+        guid text, title text NOT NULL, link text, link_key text,
+        published timestamptz, updated timestamptz, first_seen timestamptz NOT NULL,
+        authors text[] NOT NULL, categories text[] NOT NULL,
+        excerpt text NOT NULL, truncated boolean NOT NULL,
+        fingerprint text NOT NULL, content_hash text NOT NULL,
+        position integer NOT NULL, text text NOT NULL,
+        sketch bigint[] NOT NULL DEFAULT '{}',
+        UNIQUE (source, key)
+    );
+    CREATE INDEX copies_link ON copies (link_key) WHERE link_key IS NOT NULL;
+    CREATE INDEX copies_fingerprint ON copies (fingerprint);
+    CREATE INDEX copies_entry ON copies (entry_id);
+    """,
+    # 2: the near-duplicate candidate index, filled from the hashes each copy keeps, and the
+    # entries per source, counted once here and kept up to date by the store from then on.
+    """
+    CREATE TABLE bands (
+        hash bigint NOT NULL,
+        copy bigint NOT NULL,
+        PRIMARY KEY (hash, copy)
+    );
+    INSERT INTO bands (hash, copy)
+        SELECT DISTINCT h, id FROM copies, unnest(sketch) AS h ORDER BY 1, 2;
+    CREATE TABLE source_counts (
+        source text PRIMARY KEY,
+        entries bigint NOT NULL
+    );
+    INSERT INTO source_counts (source, entries)
+        SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Held by every write transaction (and by migrations): one writer at a time, everywhere.
+WRITE_LOCK = 0x61676772_65676174  # "aggregat"
+
+# Sorts below every real date: undated back-catalogue from a source's first crawl.
+_BACKFILL = datetime(1, 1, 1, tzinfo=UTC)
+
+_COPY_COLUMNS = (
+    "c.id, c.source, c.key, c.entry_id, c.content_hash, c.link_key, c.truncated, c.text, c.title"
+)
+_CONTENT_COLUMNS = CONTENT_COLUMNS
+COPY_TABLE_COLUMNS = (
+    "id",
+    "source",
+    "key",
+    "entry_id",
+    "rule",
+    "score",
+    "guid",
+    "first_seen",
+    "sketch",
+    *_CONTENT_COLUMNS,
+)
+ENTRY_TABLE_COLUMNS = (
+    "id",
+    "first_seen",
+    "published",
+    "updated",
+    "sort_date",
+    "seq",
+    "backfill",
+    "changed",
+    "representative",
+)
+_SAVE_STATE = (
+    f"INSERT INTO sources (name, {', '.join(STATE_FIELDS)}) "
+    f"VALUES (%s, {', '.join('%s' for _ in STATE_FIELDS)}) "
+    f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in STATE_FIELDS)}"
+)
+_UPDATE_COPY = (
+    "UPDATE copies SET key = %s, guid = %s, sketch = %s, "
+    + ", ".join(f"{c} = %s" for c in _CONTENT_COLUMNS)
+    + " WHERE id = %s"
+)
+
+
+def describe(url: str) -> str:
+    """Where a database URL points, without its password: for messages and logs."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception:  # an unreadable URL is reported by the connection attempt
+        return "postgresql database"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{host}:{port}/{info.get('dbname') or ''}"
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _copy(row: Sequence[Any]) -> StoredCopy:
+    copy_id, source, key, entry_id, content_hash, link, truncated, text, title = row
+    return StoredCopy(copy_id, source, key, entry_id, content_hash, link, truncated, text, title)
+
+
+def migrate(conn: Connection[Any], where: str) -> tuple[int, int]:
+    """Bring the schema up to SCHEMA_VERSION, under the write lock (other processes may be
+    migrating the same database). Returns the versions before and after."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        before = row[0] if row else 0
+        if before > SCHEMA_VERSION:
+            raise StorageError(
+                f"{where}: store has schema version {before}, newer than this program "
+                f"understands ({SCHEMA_VERSION}); upgrade aggregator"
+            )
+        for version in range(before, SCHEMA_VERSION):
+            conn.execute(MIGRATIONS[version])  # several statements, no parameters
+            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    return before, SCHEMA_VERSION
+
+
+class PostgresStore:
+    """A Store in a PostgreSQL database. One instance may serve several threads: each takes a
+    connection from the pool, and a transaction keeps its connection until it ends."""
+
+    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        self.where = describe(url)
+        self._local = threading.local()  # the connection of this thread's open transaction
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
+                # The schema versions before and after opening (before 0: created now).
+                self.migrated_from, self.schema_version = migrate(conn, self.where)
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.where}: cannot open the store: {_reason(exc)}") from None
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            timeout=timeout,
+            open=False,
+            name="aggregator-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except Exception as exc:
+            self._pool.close()
+            raise StorageError(f"{self.where}: cannot open the store: {exc}") from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- connections and transactions -----------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """This thread's transaction's connection, else one from the pool for the block."""
+        import psycopg
+
+        current: Connection[Any] | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.where}: {_reason(exc)}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The Protocol's write transaction: the advisory write lock is taken first, so that
+        no other writer stores anything between dedup's reads inside and the commit. This
+        thread's calls inside use its connection; nested, psycopg makes it a savepoint."""
+        import psycopg
+
+        current: Connection[Any] | None = getattr(self._local, "conn", None)
+        if current is not None:
+            with current.transaction():
+                yield
+            return
+        try:
+            with self._pool.connection() as conn:
+                self._local.conn = conn
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                        yield
+                finally:
+                    self._local.conn = None
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.where}: write failed: {_reason(exc)}") from None
+
+    # --- source state ---------------------------------------------------------------------
+
+    def get_state(self, name: str) -> SourceState | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(STATE_FIELDS)} FROM sources WHERE name = %s", (name,)
+            ).fetchone()
+        return _state(name, row) if row else None
+
+    def states(self) -> list[SourceState]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                f"SELECT name, {', '.join(STATE_FIELDS)} FROM sources ORDER BY name"
+            ).fetchall()
+        return [_state(row[0], row[1:]) for row in rows]
+
+    def save_states(self, states: Sequence[SourceState]) -> None:
+        if states:
+            with self.transaction(), self.connection() as conn:
+                self._save_states(conn, states)
+
+    @staticmethod
+    def _save_states(conn: Connection[Any], states: Iterable[SourceState]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                _SAVE_STATE,
+                [(st.name, *(getattr(st, f) for f in STATE_FIELDS)) for st in states],
+            )
+
+    # --- the candidate view ---------------------------------------------------------------
+
+    def candidates(self, query: CandidateQuery) -> Candidates:
+        """One batch's look-ups: one query each for the keys, the links, the fingerprints and
+        the hashes."""
+        by_key: dict[tuple[str, str], StoredCopy] = {}
+        by_link: dict[str, list[StoredCopy]] = {}
+        by_fingerprint: dict[str, list[StoredCopy]] = {}
+        with self.connection() as conn:
+            if query.keys:
+                sources, keys = zip(*query.keys, strict=True)
+                for row in conn.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies c "
+                    "JOIN unnest(%s::text[], %s::text[]) AS q (source, key) "
+                    "ON c.source = q.source AND c.key = q.key",
+                    (list(sources), list(keys)),
+                ):
+                    c = _copy(row)
+                    by_key[c.source, c.key] = c
+            if query.links:
+                for row in conn.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies c WHERE c.link_key = ANY(%s) "
+                    "ORDER BY c.id",
+                    (list(query.links),),
+                ):
+                    c = _copy(row)
+                    by_link.setdefault(c.link or "", []).append(c)
+            if query.fingerprints:
+                for fingerprint, *row in conn.execute(
+                    f"SELECT c.fingerprint, {_COPY_COLUMNS} FROM copies c "
+                    "WHERE c.fingerprint = ANY(%s) ORDER BY c.id",
+                    (list(query.fingerprints),),
+                ):
+                    by_fingerprint.setdefault(fingerprint, []).append(_copy(row))
+            by_hash = self._by_hash(conn, query.hashes, query.limit) if query.hashes else {}
+        return Candidates(by_key, by_link, by_fingerprint, by_hash)
+
+    @staticmethod
+    def _by_hash(
+        conn: Connection[Any], hashes: Collection[int], limit: int
+    ) -> dict[int, list[StoredCopy]]:
+        """The copies under each hash, the newest `limit`: the pairs in one look-up of the
+        band table, then each copy they name once."""
+        pairs = conn.execute(
+            "SELECT hash, copy FROM ("
+            "  SELECT hash, copy, row_number() OVER (PARTITION BY hash ORDER BY copy DESC) AS n"
+            "  FROM bands WHERE hash = ANY(%s)"
+            ") ranked WHERE n <= %s",
+            (list(hashes), limit),
+        ).fetchall()
+        if not pairs:
+            return {}
+        copies = {
+            c.rowid: c
+            for c in map(
+                _copy,
+                conn.execute(
+                    f"SELECT {_COPY_COLUMNS} FROM copies c WHERE c.id = ANY(%s)",
+                    (list({copy for _, copy in pairs}),),
+                ),
+            )
+        }
+        by_hash: dict[int, list[StoredCopy]] = {}
+        for h, copy in pairs:
+            if copy in copies:
+                by_hash.setdefault(h, []).append(copies[copy])
+        return by_hash
+
+    def entries(self, ids: Collection[str]) -> Mapping[str, StoredEntry]:
+        """One query: the entries and their copies, joined."""
+        if not ids:
+            return {}
+        found: dict[str, tuple[datetime, int, list[CopyRank]]] = {}
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, "
+                "length(c.excerpt), c.first_seen, c.id FROM entries e "
+                "JOIN copies c ON c.entry_id = e.id "
+                "WHERE e.id = ANY(%s) ORDER BY c.first_seen, c.id",
+                (list(ids),),
+            ).fetchall()
+        for entry_id, first_seen, seq, *copy in rows:
+            if entry_id not in found:
+                found[entry_id] = (first_seen, seq, [])
+            found[entry_id][2].append(CopyRank(*copy))
+        return {
+            entry_id: StoredEntry(entry_id, first_seen, seq, tuple(copies))
+            for entry_id, (first_seen, seq, copies) in found.items()
+        }
+
+    # --- writing a batch ------------------------------------------------------------------
+
+    def apply(self, decision: Decision, state: SourceState, *, backfill: bool = False) -> None:
+        """One batch's decision and its source's state, written in one (sub)transaction."""
+        with self.transaction(), self.connection() as conn:
+            _Batch(conn, decision, backfill).write()
+            self._save_states(conn, (state,))
+
+    # --- reading for output ---------------------------------------------------------------
+
+    def latest(self, limit: int) -> list[Entry]:
+        """Two queries: the entries in output order, then all their copies."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, first_seen, published, updated, representative FROM entries "
+                "ORDER BY sort_date DESC, seq DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+            if not rows:
+                return []
+            copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
+            for entry_id, *copy in conn.execute(
+                "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
+                "categories, excerpt, id FROM copies "
+                "WHERE entry_id = ANY(%s) ORDER BY first_seen, id",
+                (list(copies),),
+            ):
+                copies[entry_id].append(tuple(copy))
+        return [entry_from(row, copies[row[0]]) for row in rows]
+
+    def entry_counts(self) -> dict[str, int]:
+        """Entries per source, from the counts the store keeps (no pass over the store)."""
+        with self.connection() as conn:
+            rows = conn.execute("SELECT source, entries FROM source_counts WHERE entries > 0")
+            return {source: int(n) for source, n in rows}
+
+    def clusters(self, source: str | None = None) -> list[Cluster]:
+        """Two queries: the entries with more than one copy, then all their copies."""
+        where = ""
+        args: list[object] = []
+        if source is not None:
+            where = "WHERE e.id IN (SELECT entry_id FROM copies WHERE source = %s)"
+            args.append(source)
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT e.id, e.first_seen FROM entries e "
+                "JOIN (SELECT entry_id FROM copies GROUP BY entry_id HAVING count(*) > 1) m "
+                f"ON m.entry_id = e.id {where} ORDER BY e.sort_date DESC, e.seq DESC",
+                args,
+            ).fetchall()
+            copies: dict[str, list[ClusterCopy]] = {entry_id: [] for entry_id, _ in rows}
+            for entry_id, *copy in conn.execute(
+                "SELECT entry_id, source, key, rule, score, title, link, first_seen FROM copies "
+                "WHERE entry_id = ANY(%s) ORDER BY first_seen, id",
+                (list(copies),),
+            ):
+                copies[entry_id].append(ClusterCopy(*copy))
+        return [
+            Cluster(entry_id, first_seen, tuple(copies[entry_id])) for entry_id, first_seen in rows
+        ]
+
+
+class _Batch:
+    """One decision written over one connection, inside the write transaction."""
+
+    def __init__(self, conn: Connection[Any], decision: Decision, backfill: bool) -> None:
+        self.conn = conn
+        self.decision = decision
+        self.backfill = backfill
+
+    def write(self) -> None:
+        conn, decision = self.conn, self.decision
+        placements = decision.placements
+        # Which of the entries the decision names exist already (one query); the others are
+        # created by their first copy.
+        named = {p.entry_id for p in placements} | {m.into for m in decision.merges}
+        known = {
+            row[0]
+            for row in conn.execute("SELECT id FROM entries WHERE id = ANY(%s)", (list(named),))
+        }
+        # The new copies are numbered after the highest stored one, in batch order (the write
+        # lock is held): an entry created now is inserted with its representative.
+        (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM copies").fetchone() or (0,)
+        new = [p for p in placements if p.existing is None]
+        numbers = {(p.excerpt.source, p.excerpt.key): top + i for i, p in enumerate(new, 1)}
+        representatives = {
+            entry_id: numbers.get(copy) for entry_id, copy in decision.representatives.items()
+        }
+        created = self._create_entries(new, known, representatives)
+        stale = self._insert_copies(new, top, known)
+        for p in placements:
+            if p.rewrites:
+                self._rewrite_copy(p)
+                stale.add(p.entry_id)
+        for m in decision.merges:
+            self._merge(m.entry_id, m.into, m.rule, m.score)
+            stale.add(m.into)
+        # An entry's dates are a function of its copies: computed once, after the last copy.
+        self._refresh_dates(stale)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE entries SET representative = coalesce(%s, "
+                "(SELECT id FROM copies WHERE source = %s AND key = %s)) WHERE id = %s",
+                [
+                    (representatives[entry_id], source, key, entry_id)
+                    for entry_id, (source, key) in decision.representatives.items()
+                    if entry_id not in created
+                ],
+            )
+
+    def _create_entries(
+        self, new: Sequence[Placement], known: set[str], representatives: Mapping[str, int | None]
+    ) -> set[str]:
+        """Insert the entries that the batch's new copies name and the store lacks, dated by
+        the first copy of each; the top of a page (its newest item) gets the highest sequence
+        number. Returns their ids."""
+        first = created_entries(new, known)
+        if not first:
+            return set()
+        (seq,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone() or (0,)
+        rows: list[tuple[object, ...]] = []
+        for entry_id, e in first:
+            seq += 1
+            stated = e.updated or e.published
+            sort_date = e.published or stated or (_BACKFILL if self.backfill else e.first_seen)
+            rows.append(
+                (entry_id, e.first_seen, e.published, stated or e.first_seen, sort_date, seq,
+                 self.backfill, None, representatives.get(entry_id))
+            )  # fmt: skip
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(f"COPY entries ({', '.join(ENTRY_TABLE_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return {entry_id for entry_id, _ in first}
+
+    def _insert_copies(self, new: Sequence[Placement], top: int, known: set[str]) -> set[str]:
+        """Insert the batch's new copies, numbered from `top` + 1 in order, with their
+        candidate-index rows. Returns the entries stored before that gained a copy."""
+        if not new:
+            return set()
+        self._count_new([(p.entry_id, p.excerpt.source) for p in new])
+        bands: set[tuple[int, int]] = set()
+        gained: set[str] = set()
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(f"COPY copies ({', '.join(COPY_TABLE_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for number, p in enumerate(new, top + 1):
+                e = p.excerpt
+                copy.write_row(
+                    (number, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, e.first_seen,
+                     list(p.sketch), *content_values(e, _same, list))
+                )  # fmt: skip
+                bands.update((h, number) for h in p.sketch)
+                if p.entry_id in known:
+                    gained.add(p.entry_id)
+        self._add_bands(bands)
+        return gained
+
+    def _add_bands(self, rows: Collection[tuple[int, int]]) -> None:
+        if not rows:
+            return
+        with self.conn.cursor() as cur, cur.copy("COPY bands (hash, copy) FROM STDIN") as copy:
+            for row in sorted(rows):  # in index order
+                copy.write_row(row)
+
+    def _rewrite_copy(self, p: Placement) -> None:
+        """A stored copy's new content or key; its candidate-index rows are replaced."""
+        old, e = p.existing, p.excerpt
+        assert old is not None
+        self.conn.execute(
+            "DELETE FROM bands WHERE copy = %s "
+            "AND hash = ANY((SELECT sketch FROM copies WHERE id = %s)::bigint[])",
+            (old.rowid, old.rowid),
+        )
+        content = content_values(e, _same, list)
+        self.conn.execute(_UPDATE_COPY, (e.key, e.guid, list(p.sketch), *content, old.rowid))
+        self._add_bands({(h, old.rowid) for h in p.sketch})
+        # A copy of the entry changed, noticed now: that counts as an update.
+        self.conn.execute(
+            "UPDATE entries SET changed = %s WHERE id = %s", (e.first_seen, p.entry_id)
+        )
+
+    def _count_new(self, pairs: list[tuple[str, str]]) -> None:
+        """Count copies about to be inserted into source_counts: a source gains an entry when
+        a copy is the first of that entry from that source."""
+        counted = set(
+            self.conn.execute(
+                "SELECT DISTINCT entry_id, source FROM copies WHERE entry_id = ANY(%s)",
+                (list({entry for entry, _ in pairs}),),
+            ).fetchall()
+        )
+        gained = gained_entries(pairs, counted)
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO source_counts (source, entries) VALUES (%s, %s) "
+                "ON CONFLICT (source) DO UPDATE SET entries = source_counts.entries + "
+                "excluded.entries",
+                list(gained.items()),
+            )
+
+    def _merge(self, loser: str, winner: str, rule: str, score: float | None) -> None:
+        """Fold entry `loser` into `winner`: its first copies take the rule (and score) by
+        which it was linked, so every copy of the merged entry still says why it is there.
+        A source with copies in both now counts one entry fewer."""
+        conn = self.conn
+        conn.execute(
+            "UPDATE source_counts SET entries = entries - 1 WHERE source IN ("
+            "SELECT source FROM copies WHERE entry_id = %s "
+            "INTERSECT SELECT source FROM copies WHERE entry_id = %s)",
+            (loser, winner),
+        )
+        conn.execute(
+            "UPDATE copies SET rule = %s, score = %s WHERE entry_id = %s AND rule = 'new'",
+            (rule, score, loser),
+        )
+        conn.execute("UPDATE copies SET entry_id = %s WHERE entry_id = %s", (winner, loser))
+        conn.execute(
+            "UPDATE entries SET backfill = entries.backfill AND l.backfill "
+            "FROM entries l WHERE l.id = %s AND entries.id = %s",
+            (loser, winner),
+        )
+        conn.execute("DELETE FROM entries WHERE id = %s", (loser,))
+
+    def _refresh_dates(self, entry_ids: Collection[str]) -> None:
+        """Recompute entries' dates from their copies, in one statement; only the rows whose
+        dates moved are written.
+
+        published: the earliest date any copy states. updated: the latest date a copy states
+        (else first_seen), or the last time we noticed a copy change, if later."""
+        if not entry_ids:
+            return
+        self.conn.execute(
+            "UPDATE entries e SET published = d.published, updated = d.updated, "
+            "sort_date = d.sort_date FROM ("
+            "  SELECT e.id, x.published,"
+            "    greatest(coalesce(x.stated, e.first_seen), e.changed) AS updated,"
+            "    coalesce(x.published, x.stated,"
+            "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
+            "  FROM entries e JOIN ("
+            "    SELECT entry_id, min(published) AS published,"
+            "      max(coalesce(updated, published)) AS stated"
+            "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
+            "  ) x ON x.entry_id = e.id"
+            ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
+            "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
+            (_BACKFILL, list(entry_ids)),
+        )
+
+
+def _state(name: str, row: Sequence[Any]) -> SourceState:
+    return SourceState(name=name, **dict(zip(STATE_FIELDS, row, strict=True)))
+
+
+def _configure(conn: Connection[Any]) -> None:
+    """Every pooled connection reads and writes times in UTC."""
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def _reason(exc: Exception) -> str:
+    """A database error as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,296 @@
+"""The PostgreSQL store's own tests: its migrations, its errors, its write lock, moving a SQLite
+store into it, and the commands run against it. (What every store must do is in
+test_store_contract.py, which runs against PostgreSQL too.)"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.cli import main
+from aggregator.config import Config, load_config
+from aggregator.errors import StorageError
+from aggregator.models import CandidateQuery, SourceState
+from aggregator.refresh import emit_outputs, refresh
+from aggregator.store import open_store
+from aggregator.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
+from aggregator.store.sqlite import SCHEMA_VERSION as SQLITE_VERSION
+from tests.helpers import (
+    PG,
+    PG_REACHABLE,
+    PG_SKIP,
+    LocalServer,
+    generate,
+    load_snapshot,
+    run_python,
+    write_config,
+)
+
+pytestmark = pytest.mark.skipif(not PG_REACHABLE, reason=PG_SKIP)
+
+LATER = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+OUTPUTS = ("feed.atom", "feed.json", "index.html", "snapshot.json")
+
+
+def _at_version(url: str, version: int) -> None:
+    """Lay out the schema as it was at `version`, as an older aggregator left it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        for script in MIGRATIONS[:version]:
+            conn.execute(script)  # type: ignore[arg-type]
+
+
+def _scalar(url: str, sql: str) -> object:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return row[0]
+
+
+def test_an_empty_database_gets_the_whole_schema_once() -> None:
+    url = PG.fresh(schema=False)
+    with PostgresStore(url) as store:
+        assert (store.migrated_from, store.schema_version) == (0, SCHEMA_VERSION)
+        assert store.latest(5) == [] and store.states() == []
+    with PostgresStore(url) as again:
+        assert again.migrated_from == SCHEMA_VERSION  # nothing left to do
+    assert _scalar(url, "SELECT count(*) FROM schema_version") == 1
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_every_earlier_schema_is_brought_up_to_date(version: int) -> None:
+    url = PG.fresh(schema=False)
+    _at_version(url, version)
+    import psycopg
+
+    # A post stored by that version: an entry with one copy and its candidate-index hashes.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO entries (id, first_seen, updated, sort_date, seq, representative) "
+            "VALUES ('urn:old', now(), now(), now(), 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO copies (id, source, key, entry_id, rule, title, first_seen, authors, "
+            "categories, excerpt, truncated, fingerprint, content_hash, position, text, sketch) "
+            "VALUES (1, 'old', 'k', 'urn:old', 'new', 'Old post', now(), '{}', '{}', 'x', "
+            "false, 'fp', 'h', 0, 'x', '{41,42}')"
+        )
+    with PostgresStore(url) as store:
+        assert (store.migrated_from, store.schema_version) == (version, SCHEMA_VERSION)
+        found = store.candidates(CandidateQuery(hashes=frozenset({41, 42, 43})))
+        assert {h: [c.entry_id for c in cs] for h, cs in found.by_hash.items()} == {
+            41: ["urn:old"],
+            42: ["urn:old"],
+        }
+        assert store.entry_counts() == {"old": 1}
+        assert [e.title for e in store.latest(5)] == ["Old post"]
+
+
+def test_a_newer_schema_is_refused() -> None:
+    url = PG.fresh()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StorageError, match="newer than this program understands"):
+        PostgresStore(url)
+
+
+def test_an_unreachable_database_is_one_clear_error_without_its_password() -> None:
+    url = "postgresql://agg:s3cret@127.0.0.1:9/feeds"
+    with pytest.raises(StorageError) as exc:
+        PostgresStore(url, timeout=5)
+    message = str(exc.value)
+    assert message.startswith("postgresql://agg@127.0.0.1:9/feeds: cannot open the store:")
+    assert "s3cret" not in message
+
+
+def test_writers_take_turns() -> None:
+    """A second writer's transaction starts only once the first one has committed: what dedup
+    read inside a transaction is still what is stored when its decision is written."""
+    url = PG.fresh()
+    with PostgresStore(url) as first, PostgresStore(url) as second:
+        started = threading.Event()
+        seen: list[SourceState | None] = []
+
+        def write_second() -> None:
+            started.set()
+            with second.transaction():
+                seen.append(second.get_state("a"))
+
+        with first.transaction():
+            first.save_states([SourceState(name="a", etag='"1"')])
+            thread = threading.Thread(target=write_second)
+            thread.start()
+            started.wait()
+            # The other writer waits on the lock (PostgreSQL shows its request not granted).
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as watch:
+                waiting = (
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                while watch.execute(waiting).fetchone() != (1,):
+                    assert thread.is_alive()
+            first.save_states([SourceState(name="a", etag='"2"')])
+        thread.join()
+    assert seen == [SourceState(name="a", etag='"2"')]
+
+
+# --- the commands on PostgreSQL -------------------------------------------------------------
+
+
+def _configs(
+    tmp_path: Path, server: LocalServer, feeds: dict[str, bytes], *, schema: bool = True
+) -> tuple[Config, Config]:
+    """The same sources into a SQLite store and into a new PostgreSQL database (with the
+    schema, or empty), each with an output folder of its own."""
+    for path, body in feeds.items():
+        server.serve(path, body, "application/xml")
+    sources = "".join(
+        f'[[sources]]\nname = "{path.strip("/").split(".")[0]}"\nurl = "{server.url(path)}"\n'
+        for path in sorted(feeds)
+    )
+    head = '[feed]\ntitle = "Merged"\nlink = "https://merged.example/"\n'
+    made = []
+    for kind, store in (("sqlite", 'path = "s.db"'), ("pg", f'url = "{PG.fresh(schema=schema)}"')):
+        folder = tmp_path / kind
+        folder.mkdir()
+        made.append(
+            load_config(
+                write_config(folder, f'{head}[output]\ndir = "out"\n[store]\n{store}\n{sources}')
+            )
+        )
+    return made[0], made[1]
+
+
+def _outputs(config: Config) -> dict[str, bytes]:
+    return {name: (config.output_dir / name).read_bytes() for name in OUTPUTS}
+
+
+def _as_refreshed(config: Config) -> dict[str, object]:
+    """The outputs of a refresh, but for each source's next due time (which has random jitter,
+    so that sources spread out), left out of the snapshot; index.html shows them too."""
+    outputs: dict[str, object] = dict(_outputs(config))
+    del outputs["index.html"]
+    snapshot = json.loads(outputs.pop("snapshot.json"))  # type: ignore[arg-type]
+    for source in snapshot["sources"]:
+        source.pop("next_due")
+    outputs["snapshot"] = snapshot
+    return outputs
+
+
+def test_a_sqlite_store_moves_without_a_changed_byte(tmp_path: Path, server: LocalServer) -> None:
+    sqlite, pg = _configs(tmp_path, server, generate(4, 30))
+    refresh(sqlite, force=True)
+    before = _outputs(sqlite)
+    merged = [e for e in load_snapshot(sqlite.output_dir / "snapshot.json")["entries"]]
+    assert any(len(e["sources"]) > 1 for e in merged)  # the move carries merges
+
+    assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 0
+    emit_outputs(pg)
+    assert _outputs(pg) == before
+    # Moving twice would duplicate everything: refused, and nothing changes.
+    assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 3
+    emit_outputs(pg)
+    assert _outputs(pg) == before
+
+    # The next refreshes go on from the same state: nothing new from unchanged feeds, and a new
+    # post in every feed placed alike, so the two stores keep writing the same bytes.
+    # (Both at the same clock: the snapshot says when the sources were fetched.)
+    for config in (sqlite, pg):
+        refresh(config, force=True, clock=lambda: LATER)
+    assert _as_refreshed(pg) == _as_refreshed(sqlite)
+    unchanged = _outputs(pg)
+    assert unchanged["feed.atom"] == before["feed.atom"]
+    for path, body in generate(4, 30, newer=1).items():
+        server.serve(path, body, "application/xml")
+    for config in (sqlite, pg):
+        refresh(config, force=True, clock=lambda: LATER + timedelta(hours=1))
+    assert _as_refreshed(pg) == _as_refreshed(sqlite)
+    assert _outputs(pg)["feed.atom"] != unchanged["feed.atom"]
+    with open_store(sqlite) as a, open_store(pg) as b:
+        assert a.entry_counts() == b.entry_counts()
+        assert a.clusters() == b.clusters()
+
+
+def test_migrate_creates_and_upgrades_either_store(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite, pg = _configs(tmp_path, server, {}, schema=False)
+    for config in (sqlite, pg):
+        assert main(["migrate", "-c", str(config.path)]) == 0
+        assert main(["migrate", "-c", str(config.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, created"
+    assert lines[1] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, up to date"
+    assert lines[2].endswith(f": schema version {SCHEMA_VERSION}, created")
+    assert lines[3].endswith(f": schema version {SCHEMA_VERSION}, up to date")
+    assert sqlite.store_path.is_file()
+    assert main(["migrate", "-c", str(sqlite.path), "--from-sqlite", "x.db"]) == 2
+    assert "[store] url names no PostgreSQL database" in capsys.readouterr().err
+
+
+def test_the_commands_read_and_write_a_postgresql_store(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite, pg = _configs(tmp_path, server, generate(3, 20))
+    # refresh as a process of its own, then the reading commands
+    run = run_python("-m", "aggregator", "refresh", "-q", "-c", str(pg.path))
+    assert run.returncode == 0, run.stderr
+    refresh(sqlite, force=True)
+    for name in ("feed.atom", "feed.json"):
+        assert (pg.output_dir / name).read_bytes() == (sqlite.output_dir / name).read_bytes()
+    # What the reading commands print of the stores (fetch times aside) is the same.
+    for command in (["latest", "-n", "3"], ["dupes"]):
+        assert main([*command, "-c", str(sqlite.path)]) == 0
+        expected = capsys.readouterr().out
+        assert main([*command, "-c", str(pg.path)]) == 0
+        assert capsys.readouterr().out == expected and "feed0" in expected
+    assert main(["sources", "-c", str(pg.path)]) == 0
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if "│" in line]
+    shown = {row[1].strip(): [c.strip() for c in row[2:-1]] for row in rows}
+    with open_store(sqlite) as store:
+        counts = store.entry_counts()
+    assert {name: (row[2], row[5]) for name, row in shown.items() if name != "source"} == {
+        name: ("ok", str(n)) for name, n in counts.items()
+    }
+    with open_store(pg) as store:
+        assert sum(store.entry_counts().values()) > 20
+
+
+def test_serve_answers_from_the_outputs_of_a_postgresql_store(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.helpers import ROOT
+
+    _, pg = _configs(tmp_path, server, generate(2, 5))
+    assert main(["refresh", "-q", "-c", str(pg.path)]) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "serve", "-c", str(pg.path), "--port", "0"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = line.rsplit(" on ", 1)[1].strip()
+        with urllib.request.urlopen(url + "/feed.atom", timeout=10) as response:
+            assert response.read() == (pg.output_dir / "feed.atom").read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
