@@ -5,7 +5,9 @@ outside the output folder can be reached. Each request opens its file once and r
 descriptor: the emitter replaces files by rename, so a request gets the old file or the new one,
 never a mix. Bodies, strong ETags and gzip copies are cached by the file's identity (inode, size,
 mtime), so a reader polling with If-None-Match costs one open, one fstat and a 304.
-Feed requests never touch the database; /healthz is computed from snapshot.json.
+Feed requests never touch the database, except with a PostgreSQL store: crawl workers keep the
+outputs in the database (`StoredOutputs`), and an output stored there is served in preference to
+the folder's file. /healthz is computed from snapshot.json.
 """
 
 from __future__ import annotations
@@ -101,6 +103,42 @@ class FileCache:
             return entry.gz
 
 
+class StoredOutputs:
+    """Outputs kept in the database by the crawl workers' emit, served before the folder's.
+
+    `read(name, known_tag)` returns the output's tag, change time and body, the body left out
+    when the tag is `known_tag`: a request costs one short query, and a body is fetched once
+    per change. When the database cannot answer, `read` raises ServeError and the last body
+    read is served."""
+
+    def __init__(self, read: Callable[[str, str | None], tuple[str, float, bytes | None] | None]):
+        self._read = read
+        self._lock = threading.Lock()
+        self._files: dict[str, _Cached] = {}
+
+    def get(self, name: str) -> _Cached | None:
+        with self._lock:
+            hit = self._files.get(name)
+        try:
+            got = self._read(name, hit.tag if hit is not None else None)
+            if got is not None and got[2] is None and hit is None:
+                got = self._read(name, None)
+        except ServeError as exc:
+            log.warning("%s", exc)
+            return hit
+        if got is None:
+            return None
+        tag, mtime, body = got
+        if body is None:
+            return hit
+        entry = _Cached(ident=(0, 0, len(body), int(mtime * 1e9)), body=body, tag=tag, mtime=mtime)
+        with self._lock:
+            self._files[name] = entry
+        return entry
+
+    gzipped = staticmethod(FileCache.gzipped)
+
+
 def _accepts_gzip(header: str) -> bool:
     for part in header.split(","):
         coding, _, params = part.strip().partition(";")
@@ -187,8 +225,11 @@ def health_document(snapshot: bytes | None) -> tuple[bool, bytes]:
 class App:
     """The WSGI application serving one output folder."""
 
-    def __init__(self, directory: Path, *, max_age: int = 60) -> None:
+    def __init__(
+        self, directory: Path, *, max_age: int = 60, stored: StoredOutputs | None = None
+    ) -> None:
         self.files = FileCache(directory)
+        self.stored = stored
         self.cache_control = f"public, max-age={max_age}"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -205,7 +246,7 @@ class App:
         if path == HEALTH_PATH:
             return self._health(start_response, method)
         name, content_type = ROUTES[path]
-        entry = self.files.get(name)
+        entry = self._get(name)
         if entry is None:
             return self._plain(
                 start_response,
@@ -243,8 +284,13 @@ class App:
         start_response("200 OK", headers)
         return [b""] if method == "HEAD" else [body]
 
+    def _get(self, name: str) -> _Cached | None:
+        """The output as stored in the database, if it is; else the output folder's file."""
+        hit = self.stored.get(name) if self.stored is not None else None
+        return hit if hit is not None else self.files.get(name)
+
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
-        entry = self.files.get(emit.SNAPSHOT_FILE)
+        entry = self._get(emit.SNAPSHOT_FILE)
         if entry is None:
             ok, body = health_document(None)
         else:
@@ -282,8 +328,15 @@ class App:
 class Server:
     """waitress serving `App` on a background thread; `stop()` ends it cleanly."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
-        self.app = App(directory)
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        stored: StoredOutputs | None = None,
+    ) -> None:
+        self.app = App(directory, stored=stored)
         # Requests waiting for a worker thread are normal under load, not worth a log line each.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         try:

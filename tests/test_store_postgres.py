@@ -234,7 +234,11 @@ def test_migrate_creates_and_upgrades_either_store(
     assert lines[0] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, created"
     assert lines[1] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, up to date"
     assert lines[2].endswith(f": schema version {SCHEMA_VERSION}, created")
-    assert lines[3].endswith(f": schema version {SCHEMA_VERSION}, up to date")
+    assert lines[3].endswith(
+        ": job queue: job queue schema created (procrastinate); worker tables at version 1 (from 0)"
+    )
+    assert lines[4].endswith(f": schema version {SCHEMA_VERSION}, up to date")
+    assert lines[5].endswith(": job queue up to date")
     assert sqlite.store_path.is_file()
     assert main(["migrate", "-c", str(sqlite.path), "--from-sqlite", "x.db"]) == 2
     assert "[store] url names no PostgreSQL database" in capsys.readouterr().err
