@@ -406,13 +406,18 @@ def build_app(config: Config, worker: Worker, *, stalled_after: float) -> procra
         await recover_stalled(app, stalled_after)
         now = datetime.fromtimestamp(timestamp, UTC)
         hosts = await asyncio.to_thread(worker.due_hosts, utcnow())
-        for host in hosts:
-            await defer(
-                "crawl",
-                lock=f"host:{host}",
-                queueing_lock=f"host:{host}",
-                kwargs={"host": host, "tick": _tick_text(now)},
+        crawl = app.tasks[TASKS["crawl"]]
+        batch = [
+            crawl.configure(lock=f"host:{host}", queueing_lock=f"host:{host}").make_new_job(
+                host=host, tick=_tick_text(now)
             )
+            for host in hosts
+        ]
+        # All of the tick's crawl jobs in one statement: a tick interrupted half-way defers none
+        # (it runs again whole), so every crawl of a tick stages under the same tick.
+        if batch:
+            with contextlib.suppress(exceptions.AlreadyEnqueued):
+                await app.job_manager.batch_defer_jobs_async(batch)
         if await asyncio.to_thread(worker.staged_waiting):
             await defer("ingest", lock="ingest", queueing_lock="ingest")
 

@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 
 PG_ADMIN = os.environ.get("AGGREGATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENTRIES = 10  # per feed
-CLOCK_FIELDS = {"first_seen", "last_fetch", "last_success", "next_due", "generated_at"}
 
 
 # --- the server process --------------------------------------------------------------------------
@@ -322,14 +321,9 @@ def run_workers(cfg: Path, url: str, workers: int, log: Path) -> dict[str, Any]:
 
 
 def comparable(path: Path) -> Any:
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in CLOCK_FIELDS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
+    from tests.helpers import without_clock
 
-    return strip(json.loads(path.read_text(encoding="utf-8")))
+    return without_clock(json.loads(path.read_text(encoding="utf-8")))
 
 
 def pct(values: list[float], q: float) -> float:

@@ -27,6 +27,7 @@ from tests.helpers import (
     generate,
     load_snapshot,
     run_python,
+    serving_process,
     write_config,
 )
 
@@ -275,26 +276,9 @@ def test_the_commands_read_and_write_a_postgresql_store(
 def test_serve_answers_from_the_outputs_of_a_postgresql_store(
     tmp_path: Path, server: LocalServer
 ) -> None:
-    import subprocess
-    import sys
     import urllib.request
-
-    from tests.helpers import ROOT
 
     _, pg = _configs(tmp_path, server, generate(2, 5))
     assert main(["refresh", "-q", "-c", str(pg.path)]) == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "serve", "-c", str(pg.path), "--port", "0"],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        url = line.rsplit(" on ", 1)[1].strip()
-        with urllib.request.urlopen(url + "/feed.atom", timeout=10) as response:
-            assert response.read() == (pg.output_dir / "feed.atom").read_bytes()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving_process(pg) as url, urllib.request.urlopen(url + "/feed.atom", timeout=10) as got:
+        assert got.read() == (pg.output_dir / "feed.atom").read_bytes()

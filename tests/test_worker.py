@@ -24,7 +24,16 @@ import pytest
 
 from aggregator.config import Config, load_config
 from aggregator.refresh import refresh
-from tests.helpers import PG, PG_REACHABLE, PG_SKIP, LocalServer, Response, write_config
+from tests.helpers import (
+    PG,
+    PG_REACHABLE,
+    PG_SKIP,
+    LocalServer,
+    Response,
+    serving_process,
+    without_clock,
+    write_config,
+)
 
 pytestmark = pytest.mark.skipif(not PG_REACHABLE, reason=PG_SKIP)
 
@@ -200,20 +209,6 @@ def wait_settled(config: Config, workers: list[subprocess.Popen[bytes]], log: Pa
         time.sleep(1.0)
 
 
-def comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """The snapshot without what depends on the wall clock (when things were fetched)."""
-    clock = {"first_seen", "last_fetch", "last_success", "next_due", "generated_at"}
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in clock}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return dict(strip(snapshot))
-
-
 def stored_snapshot(config: Config) -> dict[str, Any]:
     ((body,),) = query(config, "SELECT body FROM outputs WHERE name = 'snapshot.json'")
     return dict(json.loads(bytes(body)))
@@ -262,7 +257,7 @@ def test_workers_crawl_every_host_once_within_its_limit_and_survive_a_kill(
     local = make_config(tmp_path / "sqlite", hosts, 'path = "agg.db"')
     refresh(local, force=True)
     expected = json.loads((local.output_dir / "snapshot.json").read_text(encoding="utf-8"))
-    assert comparable(snap) == comparable(expected)
+    assert without_clock(snap) == without_clock(expected)
     # The worker wrote the same outputs to its own output folder too.
     assert json.loads((config.output_dir / "snapshot.json").read_bytes()) == snap
 
@@ -344,15 +339,7 @@ def test_migrate_is_idempotent_and_serve_reads_stored_outputs(
         assert w.emit() == 0  # nothing changed: nothing rewritten
     # Another machine: no output folder, the database only.
     os.rename(config.output_dir, tmp_path / "elsewhere")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "serve", "-c", str(config.path), "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        url = line.rsplit(" on ", 1)[1].strip()
+    with serving_process(config) as url:
         with urllib.request.urlopen(url + "feed.atom") as resp:
             tag = resp.headers["ETag"]
             body = resp.read()
@@ -361,6 +348,3 @@ def test_migrate_is_idempotent_and_serve_reads_stored_outputs(
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req)
         assert err.value.code == 304
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
