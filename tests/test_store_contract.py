@@ -322,3 +322,11 @@ def test_a_store_reopens_with_what_it_held(kind: str, tmp_path: Path) -> None:
     with open_test_store(kind, tmp_path) as again:
         assert [x.id for x in again.latest(10)] == [e.id]
         assert again.get_state("a") == SourceState(name="a", etag='"1"')
+
+
+def test_names_come_back_as_written(store: Store) -> None:
+    awkward = ('Ann "the" Author', "back\\slash", "NULL", "{a,b}", "tab\there", "line\nbreak", "")
+    e = replace(copy_of("a", 1), authors=awkward, categories=("Ünïcode 中文", "a,b"))
+    write(store, new(e))
+    (entry,) = store.latest(1)
+    assert (entry.authors, entry.categories) == (awkward, ("Ünïcode 中文", "a,b"))

@@ -157,7 +157,7 @@ _SAVE_STATE = (
     f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in STATE_FIELDS)}"
 )
 _UPDATE_COPY = (
-    "UPDATE copies SET key = %s, guid = %s, sketch = %s, "
+    "UPDATE copies SET key = %s, guid = %s, sketch = %s::bigint[], "
     + ", ".join(f"{c} = %s" for c in _CONTENT_COLUMNS)
     + " WHERE id = %s"
 )
@@ -365,9 +365,9 @@ class PostgresStore:
         pairs = conn.execute(
             "SELECT hash, copy FROM ("
             "  SELECT hash, copy, row_number() OVER (PARTITION BY hash ORDER BY copy DESC) AS n"
-            "  FROM bands WHERE hash = ANY(%s)"
+            "  FROM bands WHERE hash = ANY(%s::bigint[])"
             ") ranked WHERE n <= %s",
-            (list(hashes), limit),
+            (_int_array(hashes), limit),
         ).fetchall()
         if not pairs:
             return {}
@@ -376,8 +376,8 @@ class PostgresStore:
             for c in map(
                 _copy,
                 conn.execute(
-                    f"SELECT {_COPY_COLUMNS} FROM copies c WHERE c.id = ANY(%s)",
-                    (list({copy for _, copy in pairs}),),
+                    f"SELECT {_COPY_COLUMNS} FROM copies c WHERE c.id = ANY(%s::bigint[])",
+                    (_int_array({copy for _, copy in pairs}),),
                 ),
             )
         }
@@ -562,7 +562,7 @@ class _Batch:
                 e = p.excerpt
                 copy.write_row(
                     (number, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, e.first_seen,
-                     list(p.sketch), *content_values(e, _same, list))
+                     _int_array(p.sketch), *content_values(e, _same, _text_array))
                 )  # fmt: skip
                 bands.update((h, number) for h in p.sketch)
                 if p.entry_id in known:
@@ -587,7 +587,7 @@ class _Batch:
             (old.rowid, old.rowid),
         )
         content = content_values(e, _same, list)
-        self.conn.execute(_UPDATE_COPY, (e.key, e.guid, list(p.sketch), *content, old.rowid))
+        self.conn.execute(_UPDATE_COPY, (e.key, e.guid, _int_array(p.sketch), *content, old.rowid))
         self._add_bands({(h, old.rowid) for h in p.sketch})
         # A copy of the entry changed, noticed now: that counts as an update.
         self.conn.execute(
@@ -666,8 +666,23 @@ def _state(name: str, row: Sequence[Any]) -> SourceState:
 
 
 def _configure(conn: Connection[Any]) -> None:
-    """Every pooled connection reads and writes times in UTC."""
+    """Every pooled connection reads and writes times in UTC, and compiles no query: the
+    store's queries are short, and JIT compilation of a batch's look-up cost more than the
+    look-up itself (bench/store_pg.py)."""
     conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute("SET jit = off")
+
+
+def _int_array(values: Iterable[int]) -> str:
+    """Integers as a PostgreSQL array literal: cheaper to send than a list adapted value by
+    value, for the thousands of hashes of a batch."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _text_array(values: Sequence[str]) -> str:
+    """Strings as a PostgreSQL array literal, each quoted (COPY escapes the whole value)."""
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
 
 
 def _reason(exc: Exception) -> str:
