@@ -294,3 +294,22 @@ def test_serve_answers_from_the_outputs_of_a_postgresql_store(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_store_reconnects_after_its_connections_were_cut() -> None:
+    url = PG.fresh()
+    with PostgresStore(url) as store:
+        store.save_states([SourceState(name="a", etag='"1"')])
+        name = url.rsplit("/", 1)[1]
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+        assert cut is not None and cut[0] >= 1
+        assert store.get_state("a") == SourceState(name="a", etag='"1"')
+        store.save_states([SourceState(name="a", etag='"2"')])
+        assert store.get_state("a") == SourceState(name="a", etag='"2"')

@@ -230,6 +230,9 @@ class PostgresStore:
             max_size=pool_size,
             kwargs={"autocommit": True},
             configure=_configure,
+            # A connection is checked as it is taken: after the server restarted, or dropped
+            # an idle connection, the pool connects again instead of failing the next write.
+            check=ConnectionPool.check_connection,
             timeout=timeout,
             open=False,
             name="aggregator-store",
