@@ -669,9 +669,10 @@ def _state(name: str, row: Sequence[Any]) -> SourceState:
 
 
 def _configure(conn: Connection[Any]) -> None:
-    """Every pooled connection reads and writes times in UTC, and compiles no query: the
-    store's queries are short, and JIT compilation of a batch's look-up cost more than the
-    look-up itself (bench/store_pg.py)."""
+    """Every pooled connection reads and writes times in UTC, and compiles no query to machine
+    code: PostgreSQL starts JIT compilation for queries it estimates costly, a batch's
+    look-up among them, and the milliseconds it takes are not won back by queries this
+    short."""
     conn.execute("SET TIME ZONE 'UTC'")
     conn.execute("SET jit = off")
 
