@@ -199,6 +199,14 @@ def test_a_sqlite_store_moves_without_a_changed_byte(tmp_path: Path, server: Loc
     assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 0
     emit_outputs(pg)
     assert _outputs(pg) == before
+    with open_store(sqlite) as a, open_store(pg) as b:
+        assert sorted(b.states(), key=lambda st: st.name) == sorted(
+            a.states(), key=lambda st: st.name
+        )
+        assert b.clusters() == a.clusters() and b.entry_counts() == a.entry_counts()
+        assert b.latest(1000) == a.latest(1000)
+        ids = [e.id for e in a.latest(1000)]
+        assert b.entries(ids) == a.entries(ids)  # with every copy's number
     # Moving twice would duplicate everything: refused, and nothing changes.
     assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 3
     emit_outputs(pg)
@@ -238,6 +246,9 @@ def test_migrate_creates_and_upgrades_either_store(
     assert sqlite.store_path.is_file()
     assert main(["migrate", "-c", str(sqlite.path), "--from-sqlite", "x.db"]) == 2
     assert "[store] url names no PostgreSQL database" in capsys.readouterr().err
+    missing = tmp_path / "missing.db"
+    assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(missing)]) == 3
+    assert capsys.readouterr().err == f"aggregator: {missing}: no SQLite store there\n"
 
 
 def test_the_commands_read_and_write_a_postgresql_store(
