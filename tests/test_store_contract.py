@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import dedup
+from aggregator.errors import StorageError
 from aggregator.models import (
     CandidateQuery,
     Decision,
@@ -330,3 +331,18 @@ def test_names_come_back_as_written(store: Store) -> None:
     write(store, new(e))
     (entry,) = store.latest(1)
     assert (entry.authors, entry.categories) == (awkward, ("Ünïcode 中文", "a,b"))
+
+
+def test_a_write_the_store_refuses_is_a_storage_error_that_undoes_only_itself(
+    store: Store,
+) -> None:
+    kept = copy_of("a", 1)
+    write(store, new(kept))
+    again = replace(copy_of("a", 1, at=1), title="Stored twice")  # the same (source, key)
+    with store.transaction():
+        store.save_states([SourceState(name="before")])
+        with pytest.raises(StorageError):
+            write(store, new(again))
+        store.save_states([SourceState(name="after")])
+    assert [e.title for e in store.latest(10)] == [kept.title]
+    assert sorted(st.name for st in store.states()) == ["a", "after", "before"]

@@ -260,12 +260,12 @@ class PostgresStore:
         import psycopg
 
         current: Connection[Any] | None = getattr(self._local, "conn", None)
-        if current is not None:
-            yield current
-            return
         try:
-            with self._pool.connection() as conn:
-                yield conn
+            if current is not None:
+                yield current
+            else:
+                with self._pool.connection() as conn:
+                    yield conn
         except psycopg.Error as exc:
             raise StorageError(f"{self.where}: {_reason(exc)}") from None
 
@@ -278,8 +278,11 @@ class PostgresStore:
 
         current: Connection[Any] | None = getattr(self._local, "conn", None)
         if current is not None:
-            with current.transaction():
-                yield
+            try:
+                with current.transaction():
+                    yield
+            except psycopg.Error as exc:
+                raise StorageError(f"{self.where}: write failed: {_reason(exc)}") from None
             return
         try:
             with self._pool.connection() as conn:
