@@ -16,6 +16,7 @@ Fixtures live in conftest.py; the labelled dedup evaluation corpus is tests/dedu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -233,6 +234,8 @@ class PgDatabases:
         """The URL of a new database: with the current schema, or empty."""
         from aggregator.store.postgres import PostgresStore
 
+        if not self.created and self.template is None:
+            self._drop_stale()
         if schema and self.template is None:
             template = f"{self.prefix}_template"
             self._admin(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
@@ -244,6 +247,24 @@ class PgDatabases:
         self._admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {self.template}" if schema else ""))
         self.created.append(name)
         return self.url(name)
+
+    def _drop_stale(self) -> None:
+        """Drop the databases of test runs on this machine that ended without dropping them
+        (killed); a database still in use is left alone."""
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'aggtest\\_%'"
+                )
+            ]
+            for name in names:
+                pid = name.split("_")[1]
+                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
 
     def at(self, tmp_path: Path, name: str) -> str:
         """The database that stands for the store file `name` in `tmp_path`."""
@@ -261,6 +282,16 @@ class PgDatabases:
         if self.template is not None:
             self._admin(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
             self.template = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 PG = PgDatabases()

@@ -200,6 +200,14 @@ def test_a_sqlite_store_moves_without_a_changed_byte(tmp_path: Path, server: Loc
     assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 0
     emit_outputs(pg)
     assert _outputs(pg) == before
+    with open_store(sqlite) as a, open_store(pg) as b:
+        assert sorted(b.states(), key=lambda st: st.name) == sorted(
+            a.states(), key=lambda st: st.name
+        )
+        assert b.clusters() == a.clusters() and b.entry_counts() == a.entry_counts()
+        assert b.latest(1000) == a.latest(1000)
+        ids = [e.id for e in a.latest(1000)]
+        assert b.entries(ids) == a.entries(ids)  # with every copy's number
     # Moving twice would duplicate everything: refused, and nothing changes.
     assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(sqlite.store_path)]) == 3
     emit_outputs(pg)
@@ -243,6 +251,9 @@ def test_migrate_creates_and_upgrades_either_store(
     assert sqlite.store_path.is_file()
     assert main(["migrate", "-c", str(sqlite.path), "--from-sqlite", "x.db"]) == 2
     assert "[store] url names no PostgreSQL database" in capsys.readouterr().err
+    missing = tmp_path / "missing.db"
+    assert main(["migrate", "-q", "-c", str(pg.path), "--from-sqlite", str(missing)]) == 3
+    assert capsys.readouterr().err == f"aggregator: {missing}: no SQLite store there\n"
 
 
 def test_the_commands_read_and_write_a_postgresql_store(
@@ -282,3 +293,22 @@ def test_serve_answers_from_the_outputs_of_a_postgresql_store(
     assert main(["refresh", "-q", "-c", str(pg.path)]) == 0
     with serving_process(pg) as url, urllib.request.urlopen(url + "/feed.atom", timeout=10) as got:
         assert got.read() == (pg.output_dir / "feed.atom").read_bytes()
+
+
+def test_a_store_reconnects_after_its_connections_were_cut() -> None:
+    url = PG.fresh()
+    with PostgresStore(url) as store:
+        store.save_states([SourceState(name="a", etag='"1"')])
+        name = url.rsplit("/", 1)[1]
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+        assert cut is not None and cut[0] >= 1
+        assert store.get_state("a") == SourceState(name="a", etag='"1"')
+        store.save_states([SourceState(name="a", etag='"2"')])
+        assert store.get_state("a") == SourceState(name="a", etag='"2"')

@@ -130,6 +130,10 @@ def _copy_all(db: sqlite3.Connection, conn: Connection[Any]) -> Moved:
         "INSERT INTO source_counts (source, entries) "
         "SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source"
     )
+    # Statistics for the planner now, not when autovacuum gets to the new tables: without
+    # them a batch's look-up in the candidate index scans the whole table.
+    for table in ("sources", "entries", "copies", "bands"):
+        conn.execute(f"ANALYZE {table}")
     return Moved(states, entries, copies, moved_bands)
 
 
