@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from aggregator import records, sourcestate
 from aggregator.collect import Collector
 from aggregator.config import Config
-from aggregator.errors import ServeError, StorageError
+from aggregator.errors import ConfigError, ServeError, StorageError
 from aggregator.fetch import new_session
 from aggregator.models import Source, SourceState
 from aggregator.refresh import (
@@ -285,8 +285,8 @@ class Worker:
     def _place_staged(self, row_id: int, name: str, backfill: bool) -> int:
         """Place one staged batch and delete it, in one transaction; 0 when it was gone."""
         try:
-            source = self.config.source(name)
-        except Exception:  # removed from the config since it was crawled
+            source: Source | None = self.config.source(name)
+        except ConfigError:  # removed from the config since it was crawled
             source = None
         with self.store.transaction(), self.store.connection() as conn:
             got = conn.execute(
@@ -319,7 +319,6 @@ class Worker:
         import hashlib
 
         rendered = render_outputs(self.config, self.store)
-        write_rendered(self.config, rendered)
         changed = 0
         with self.store.transaction(), self.store.connection() as conn:
             for name, body in rendered.items():
@@ -334,6 +333,8 @@ class Worker:
                     (name, body, tag),
                 )
                 changed += cur.rowcount
+        # Then this machine's folder: the database has them even when the folder is not writable.
+        write_rendered(self.config, rendered)
         return changed
 
 

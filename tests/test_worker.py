@@ -120,7 +120,7 @@ def sources_toml(hosts: list[Host]) -> str:
     return "\n".join(out)
 
 
-def make_config(tmp_path: Path, hosts: list[Host], store: str) -> Config:
+def make_config(tmp_path: Path, hosts: list[Host], store: str, extra: str = "") -> Config:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_config(
         tmp_path,
@@ -137,14 +137,15 @@ dir = "out"
 timeout = 10
 per_host = {PER_HOST}
 {sources_toml(hosts)}
+{extra}
 """,
     )
     return load_config(path)
 
 
-def pg_config(tmp_path: Path, hosts: list[Host]) -> Config:
+def pg_config(tmp_path: Path, hosts: list[Host], extra: str = "") -> Config:
     url = PG.fresh()
-    config = make_config(tmp_path, hosts, f'url = "{url}"')
+    config = make_config(tmp_path, hosts, f'url = "{url}"', extra)
     assert aggregator("migrate", "-c", str(config.path)).returncode == 0
     return config
 
@@ -348,3 +349,23 @@ def test_migrate_is_idempotent_and_serve_reads_stored_outputs(
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req)
         assert err.value.code == 304
+
+
+def test_a_failing_source_backs_off_and_its_crawl_job_succeeds(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    from aggregator.store.postgres import PostgresStore
+    from aggregator.worker import Worker, host_of
+
+    missing = hosts[1].server.url("/gone.xml")  # 404
+    config = pg_config(tmp_path, hosts, f'[[sources]]\nname = "broken"\nurl = "{missing}"\n')
+    assert config.store_url is not None
+    with PostgresStore(config.store_url) as store:
+        worker = Worker(config, store)
+        done = worker.crawl(host_of(config.source("broken"), None), datetime.now(UTC))
+        assert (done.fetched, done.staged) == (FEEDS_PER_HOST + 1, FEEDS_PER_HOST)
+        state = store.get_state("broken")
+        assert state is not None and state.error_streak == 1 and state.last_status == "error"
+        assert state.next_due is not None and state.next_due > datetime.now(UTC)
+        # Not due again before its backoff: the next tick plans no crawl for it.
+        assert host_of(config.source("broken"), state) not in worker.due_hosts(datetime.now(UTC))
