@@ -144,8 +144,10 @@ def _add_serving_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Serve the output folder over HTTP: / (an HTML page of the latest entries), "
             "/feed.atom, /feed.json, /snapshot.json and /healthz, with ETag, Last-Modified, "
-            "304 answers and gzip. Never touches the database; pair it with cron running "
-            "'aggregator refresh', or use 'aggregator run' for both."
+            "304 answers and gzip. Pair it with cron running 'aggregator refresh', or use "
+            "'aggregator run' for both. With a PostgreSQL store ([store] url) it serves the "
+            "outputs crawl workers stored in the database, on any machine; otherwise it "
+            "never touches the database."
         ),
     )
     _server_options(p)

@@ -399,6 +399,7 @@ def main() -> None:
                                 "same" if kept[run, phase] == comparable(snap) else "DIFFERENT"
                             )
                             same.append(f"run {run + 1}, {label}, {phase}: outputs {verdict}")
+                            print(same[-1], flush=True)
                     if kind != "sqlite":
                         name = f"aggbench_{os.getpid()}_{kind[3:]}{workers}_{run}"
                         pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
