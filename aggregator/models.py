@@ -342,6 +342,17 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing one source's copies did to the store."""
+
+    source: str  # the source removed
+    copies: int  # its copies deleted
+    entries_removed: int  # entries that no other source had, deleted with them
+    # entries another source also has: they stay, and need their representative chosen again
+    entries_kept: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterCopy:
     """One copy of a merged entry, and why it was merged, for `aggregator dupes`."""
 
