@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import threading
 import time
 from collections import deque
@@ -60,6 +62,7 @@ class Collected:
     error: SourceError | None = None  # why nothing was read
     duration: float = 0.0  # seconds spent collecting
     excerpts: tuple[Excerpt, ...] = ()  # the document's items, normalized, in document order
+    excluded: int = 0  # items the source's include / exclude filters left out of `excerpts`
 
 
 class HostLimiter:
@@ -216,7 +219,16 @@ class Collector:
             excerpts = normalize_items(
                 document.items, source=source, now=self._now, options=self._excerpt
             )
-        return Collected(source, state, first, document, body_hash, excerpts=excerpts)
+        kept = filtered(source, excerpts)
+        return Collected(
+            source,
+            state,
+            first,
+            document,
+            body_hash,
+            excerpts=kept,
+            excluded=len(excerpts) - len(kept),
+        )
 
     def _get(
         self, source: Source, state: SourceState, url: str, conditional: bool = False
@@ -250,7 +262,47 @@ class Collector:
                 conditional=conditional,
                 guard=self._guard,
                 origin=source.url,
+                extra_headers=request_headers(source),
             )
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def request_headers(source: Source) -> dict[str, str]:
+    """A source's extra request headers, each `${NAME}` replaced by that environment variable.
+
+    The values may be secrets: a message names the variable, never a value."""
+    out: dict[str, str] = {}
+    for name, template in source.headers:
+
+        def value(m: re.Match[str], header: str = name) -> str:
+            found = os.environ.get(m.group(1))
+            if found is None:
+                raise FetchError(
+                    source.name, f"header {header}: environment variable {m.group(1)} is not set"
+                )
+            return found
+
+        out[name] = _ENV.sub(value, template)
+    return out
+
+
+def filtered(source: Source, excerpts: Sequence[Excerpt]) -> tuple[Excerpt, ...]:
+    """The excerpts the source's filters let through: with `include`, those whose title,
+    excerpt or a category matches one of its expressions; then none that matches `exclude`."""
+    if not source.include and not source.exclude:
+        return tuple(excerpts)
+    include = [re.compile(p) for p in source.include]
+    exclude = [re.compile(p) for p in source.exclude]
+
+    def matches(patterns: list[re.Pattern[str]], e: Excerpt) -> bool:
+        fields = (e.title, e.excerpt, *e.categories)
+        return any(p.search(f) for p in patterns for f in fields)
+
+    return tuple(
+        e for e in excerpts if (not include or matches(include, e)) and not matches(exclude, e)
+    )
 
 
 # --- preview -----------------------------------------------------------------------------------
@@ -261,7 +313,7 @@ class Preview:
     """What one source would give right now, fetched and read but not stored."""
 
     source: Source
-    excerpts: tuple[Excerpt, ...]  # in document order
+    excerpts: tuple[Excerpt, ...]  # in document order, after the source's filters
     kind: str  # what the body turned out to be
     status: int  # HTTP status of the first response (200 for files)
     final_url: str  # after redirects

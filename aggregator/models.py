@@ -53,6 +53,13 @@ class Source:
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
     robots: bool | None = None  # honour robots.txt; None: only for kind = "page"
+    enabled: bool = True  # false: kept in the config and the store, never fetched
+    title: str | None = None  # display name; None: the feed's own title
+    include: tuple[str, ...] = ()  # regexes: when any, only items matching one are stored
+    exclude: tuple[str, ...] = ()  # regexes: items matching one are not stored
+    # extra request headers, values as written ("${TOKEN}" is read from the environment when
+    # the request is made, so that the secret itself is never held in the config records)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def honours_robots(self) -> bool:
@@ -212,6 +219,7 @@ class SourceResult:
     status: int | None = None  # HTTP status, when there was a response
     duration: float = 0.0  # seconds spent on the source
     warnings: tuple[str, ...] = ()  # survivable problems
+    excluded: int = 0  # items its include / exclude filters kept out of the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +231,7 @@ class RefreshReport:
     results: tuple[SourceResult, ...]  # one per source refreshed
     feed_written: bool  # whether feed.atom changed on disk
     snapshot_written: bool  # whether snapshot.json changed on disk
+    removed: tuple[str, ...] = ()  # sources no longer configured, whose copies were removed
 
     @property
     def failed(self) -> tuple[SourceResult, ...]:

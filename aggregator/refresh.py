@@ -91,6 +91,8 @@ def refresh(
     resolver and `[fetch] allow_private`. `store` is the store to use (left open); by default
     the configured one, opened for this refresh.
     """
+    from aggregator import manage
+
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
@@ -98,11 +100,13 @@ def refresh(
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     try:
         with fewer_collections(), _opened(config, store) as store:
+            # Sources deleted from the config leave the store (and so the outputs) first.
+            removed = () if names else tuple(r.source for r in manage.prune_removed(config, store))
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
             elif force:
-                chosen = list(config.sources)
+                chosen = [s for s in config.sources if s.enabled]
             else:
                 chosen = sourcestate.due_sources(config.sources, states, started)
             # One "now" for every entry first seen in this run, whichever thread or process
@@ -118,6 +122,8 @@ def refresh(
                         on_result(result)
                 if failure is not None:
                     raise failure
+            if config.store_keep_seconds is not None:
+                manage.prune_old(config, store, config.store_keep_seconds, started)
             feed_written, snapshot_written = (
                 write_outputs(config, store) if emit else (False, False)
             )
@@ -127,6 +133,7 @@ def refresh(
                 results=tuple(results),
                 feed_written=feed_written,
                 snapshot_written=snapshot_written,
+                removed=removed,
             )
     finally:
         if own_session:
@@ -309,6 +316,7 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         status=result.status,
         duration=fetched.duration,
         warnings=(*document.warnings, *decision.warnings),
+        excluded=fetched.excluded,
     )
 
 

@@ -78,7 +78,7 @@ def next_due(source: Source, state: SourceState | None) -> datetime | None:
 
 def is_due(source: Source, state: SourceState | None, now: datetime) -> bool:
     """Whether `source` should be fetched at `now`, given what is remembered of it."""
-    if is_gone(source, state):
+    if not source.enabled or is_gone(source, state):
         return False
     when = next_due(source, state)
     return when is None or when <= now
