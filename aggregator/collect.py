@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ __all__ = ["IN_FLIGHT_MIN", "Collected", "Collector", "HostLimiter", "Preview", 
 log = logging.getLogger("aggregator.collect")
 
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the one being stored, at least
+STOP_GRACE = 1.0  # seconds fetches in flight get to finish once a stop is asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,8 @@ class Collector:
         self._hosts = HostLimiter(settings.per_host)
         self._robots = RobotsCache()
         self._pool: ParsePool | None = None  # set while collect_many runs
+        self._flight = 0  # sources in collect() now
+        self._flight_lock = threading.Lock()
 
     # --- many sources ----------------------------------------------------------------------
 
@@ -114,41 +117,72 @@ class Collector:
         sources: Sequence[Source],
         states: Mapping[str, SourceState],
         group_excerpts: int,
+        stop: threading.Event | None = None,
     ) -> Iterator[list[Collected]]:
         """Collect every source in a thread pool; yield the results in the order of `sources`,
-        those ready together in one list of about `group_excerpts` excerpts at most."""
+        those ready together in one list of about `group_excerpts` excerpts at most.
+
+        Once `stop` is set, no further source starts; those in flight get STOP_GRACE seconds,
+        the ones done by then are yielded, and the rest are abandoned to their threads (which
+        end at their own deadline; nothing of theirs is yielded)."""
         if not sources:
             return
+        stop = stop or threading.Event()
         workers = min(self._settings.max_workers, len(sources))
         # At most `window` sources are fetched or parsed ahead of the one being stored, so that
         # memory stays bounded however many sources there are.
         window = max(IN_FLIGHT_MIN, 4 * workers)
         futures: deque[Future[Collected]] = deque()
         remaining = iter(sources)
-        with (
-            self._parse_pool(len(sources)),
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
-        ):
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        try:
+            with self._parse_pool(len(sources)):
 
-            def submit_next() -> None:
-                s = next(remaining, None)
-                if s is not None:
-                    futures.append(pool.submit(self.collect, s, states.get(s.name)))
+                def submit_next() -> None:
+                    s = next(remaining, None)
+                    if s is not None and not stop.is_set():
+                        futures.append(pool.submit(self.collect, s, states.get(s.name)))
 
-            for _ in range(window):
-                submit_next()
-            while futures:
-                ready = [futures.popleft().result()]
-                # With it, whatever else has finished in order, up to a bounded amount of work.
-                size = len(ready[0].excerpts)
-                while futures and futures[0].done() and size < group_excerpts:
-                    ready.append(futures.popleft().result())
-                    size += len(ready[-1].excerpts)
-                yield ready
-                # Only now, with the group stored, do sources take its places in the window:
-                # fetched or parsed documents in memory stay within `window`.
-                for _ in ready:
+                for _ in range(window):
                     submit_next()
+                while futures:
+                    while not futures[0].done() and not stop.is_set():
+                        wait([futures[0]], timeout=0.1, return_when=FIRST_COMPLETED)
+                    if stop.is_set():
+                        yield from self._finish_early(futures)
+                        break
+                    ready = [futures.popleft().result()]
+                    # With it, whatever else has finished in order, up to a bounded amount of work.
+                    size = len(ready[0].excerpts)
+                    while futures and futures[0].done() and size < group_excerpts:
+                        ready.append(futures.popleft().result())
+                        size += len(ready[-1].excerpts)
+                    yield ready
+                    # Only now, with the group stored, do sources take its places in the window:
+                    # fetched or parsed documents in memory stay within `window`.
+                    for _ in ready:
+                        submit_next()
+        finally:
+            # Stopped early, the fetches still running are not waited for.
+            pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
+
+    @staticmethod
+    def _finish_early(futures: deque[Future[Collected]]) -> Iterator[list[Collected]]:
+        """After a stop: the sources not started are dropped; those in flight get STOP_GRACE
+        seconds, and the ones done by then are yielded, in order."""
+        for f in futures:
+            f.cancel()
+        running = [f for f in futures if not f.cancelled()]
+        if running:
+            wait(running, timeout=STOP_GRACE)
+        done = [f.result() for f in running if f.done()]
+        if done:
+            yield done
+
+    def in_flight(self) -> int:
+        """Sources being fetched or parsed right now (for a stop's acknowledgement)."""
+        with self._flight_lock:
+            return self._flight
 
     @contextmanager
     def _parse_pool(self, sources: int) -> Iterator[None]:
@@ -168,6 +202,15 @@ class Collector:
 
     def collect(self, source: Source, state: SourceState | None = None) -> Collected:
         """Fetch, read and normalize one source. A SourceError is its result, not raised."""
+        with self._flight_lock:
+            self._flight += 1
+        try:
+            return self._collect_one(source, state)
+        finally:
+            with self._flight_lock:
+                self._flight -= 1
+
+    def _collect_one(self, source: Source, state: SourceState | None) -> Collected:
         state = sourcestate.current(source, state)
         started = time.monotonic()
         try:

@@ -89,6 +89,14 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    feed_title: str | None = None  # the source's own title, from its last parse
+    site_link: str | None = None  # the source's home page (http or https), from its last parse
+
+
+def display_title(source: Source, state: SourceState | None) -> str:
+    """What a source is called where people read: its configured title, else the title its
+    last parse found, else its name."""
+    return source.title or (state.feed_title if state else None) or source.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +240,7 @@ class RefreshReport:
     feed_written: bool  # whether feed.atom changed on disk
     snapshot_written: bool  # whether snapshot.json changed on disk
     removed: tuple[str, ...] = ()  # sources no longer configured, whose copies were removed
+    interrupted: bool = False  # stopped early: the sources not collected were left for later
 
     @property
     def failed(self) -> tuple[SourceResult, ...]:

@@ -62,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -203,6 +203,11 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
+    # 10: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title TEXT;
+    ALTER TABLE sources ADD COLUMN site_link TEXT;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -229,6 +234,8 @@ _STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "feed_title",
+    "site_link",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _SAVE_STATE = (
