@@ -295,6 +295,8 @@ def _line(r: SourceResult) -> str:
     if r.outcome == "error":
         return f"{r.source}: error: {r.error}"
     counts = f"{r.new} new, {r.joined} joined, {r.updated} updated, {r.unchanged} unchanged"
+    if r.excluded:
+        counts += f", {r.excluded} excluded"
     extra = (
         f" ({len(r.warnings)} warning{'s' if len(r.warnings) != 1 else ''})" if r.warnings else ""
     )

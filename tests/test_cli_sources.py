@@ -17,6 +17,8 @@ import pytest
 
 from aggregator.cli import build_parser, main
 from aggregator.config import load_config
+from aggregator.discover import discover
+from aggregator.errors import FetchError
 from aggregator.store import open_store
 from tests.helpers import (
     CONFIG_HEAD,
@@ -26,6 +28,7 @@ from tests.helpers import (
     command_names,
     config_source,
     drip,
+    fake_dns,
     rss,
     snapshot,
     write_config,
@@ -150,14 +153,18 @@ def test_add_a_url_that_fails_adds_nothing(
 
 def test_add_goes_through_the_address_guard(tmp_path: Path, server: LocalServer) -> None:
     # A public site that redirects to a private address is refused, as in a refresh.
-    url = server.serve("/ok.xml", feed("OK", ("o1", "One")))
-    path = write_config(
-        tmp_path,
-        CONFIG_HEAD + config_source("ok", url) + "[fetch]\nallow_private = false\n",
-    )
-    before = path.read_text(encoding="utf-8")
-    assert main(["add", server.url("/other.xml"), "-c", str(path)]) == 1
-    assert path.read_text(encoding="utf-8") == before
+    public = LocalServer("127.0.0.2")
+    try:
+        port = public.httpd.server_address[1]
+        public.serve("/r.xml", b"", status=302, Location=server.url("/ok.xml"))
+        server.serve("/ok.xml", feed("OK", ("o1", "One")))
+        config = load_config(write_config(tmp_path, CONFIG_HEAD))
+        guard = fake_dns({"public.test": ["127.0.0.2"]}, public=["127.0.0.2"])
+        with pytest.raises(FetchError, match="refused"):
+            discover(config, f"http://public.test:{port}/r.xml", guard=guard)
+        assert len(public.hits("/r.xml")) == 1 and server.hits("/ok.xml") == []
+    finally:
+        public.close()
 
 
 # --- remove -------------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ def test_source_state_round_trips(store: Store) -> None:
         redirect_url="https://a.test/moved",
         redirect_streak=2,
         ttl_seconds=600,
+        feed_title="A's own title",
+        site_link="https://a.test/",
     )
     store.save_states([state])
     assert store.get_state("a") == state
