@@ -694,6 +694,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
     from aggregator import sourcefile
     from aggregator.opml import OpmlError, read_opml
 
@@ -707,16 +710,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     blocks: list[dict[str, Any]] = []
     configured = unusable = 0
     for feed in opml.feeds:
-        if not feed.url.startswith(("http://", "https://")):
+        url, kind = feed.url, "feed"
+        if url.startswith("file://"):
+            # A local file, as `export` writes one: read by its kind, sniffed.
+            url, kind = url2pathname(urlsplit(url).path), "auto"
+        elif not url.startswith(("http://", "https://")):
             unusable += 1
             continue
-        if _same_url(feed.url) in known:
+        if _same_url(url) in known:
             configured += 1
             continue
-        known.add(_same_url(feed.url))
-        name = sourcefile.name_for(feed.title, feed.url, taken)
+        known.add(_same_url(url))
+        name = sourcefile.name_for(feed.title, url, taken)
         taken.add(name)
-        block: dict[str, Any] = {"name": name, "url": feed.url, "kind": "feed"}
+        block: dict[str, Any] = {"name": name, "url": url, "kind": kind}
         if feed.category:
             block["category"] = feed.category
         if feed.title and feed.title != name:

@@ -244,6 +244,10 @@ def test_export_imports_back_to_the_same_sources(
 ) -> None:
     for name in ("newsboat", "miniflux", "freshrss"):
         assert main(["import", str(OPML / f"{name}.opml"), "-c", str(kept)]) == 0
+    capture = tmp_path / "my capture.txt"
+    capture.write_text("LATEST UPDATES\nOne line\n", encoding="utf-8")
+    with kept.open("a", encoding="utf-8") as fh:
+        fh.write(f'[[sources]]\nname = "capture"\nurl = "{capture.name}"\ncategory = "Local"\n')
     exported = tmp_path / "out.opml"
     assert main(["export", "-o", str(exported), "-c", str(kept)]) == 0
     assert b'<opml version="2.0">' in exported.read_bytes()
@@ -256,6 +260,7 @@ def test_export_imports_back_to_the_same_sources(
     def shape(path: Path) -> set[tuple[object, ...]]:
         return {(s.name, s.url, s.category, s.title or s.name) for s in load_config(path).sources}
 
+    assert ("capture", str(capture), "Local", "capture") in shape(kept)
     assert shape(again) == shape(kept)
 
 
