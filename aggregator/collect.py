@@ -136,7 +136,7 @@ class Collector:
         remaining = iter(sources)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
         try:
-            with self._parse_pool(len(sources)):
+            with self._parse_pool(len(sources), stop):
 
                 def submit_next() -> None:
                     s = next(remaining, None)
@@ -185,17 +185,18 @@ class Collector:
             return self._flight
 
     @contextmanager
-    def _parse_pool(self, sources: int) -> Iterator[None]:
+    def _parse_pool(self, sources: int, stop: threading.Event) -> Iterator[None]:
         """Feeds are parsed in worker processes while this lasts, if `sources` pay for them.
 
-        Entered before any fetch thread exists: the pool forks its workers as it starts.
+        Entered before any fetch thread exists: the pool forks its workers as it starts. After
+        a stop, a parse still running is not waited for.
         """
         self._pool = start_pool(sources)
         try:
             yield
         finally:
             if self._pool is not None:
-                self._pool.close()
+                self._pool.close(wait=not stop.is_set())
             self._pool = None
 
     # --- one source ------------------------------------------------------------------------
