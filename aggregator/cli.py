@@ -630,8 +630,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     config = _load(args)
     url = args.url.strip()
+    local = None
     if not url.startswith(("http://", "https://")):
-        url = str(Path(url.removeprefix("file://")).expanduser().resolve())
+        local = Path(url.removeprefix("file://")).expanduser().resolve()
+        url = str(local)
     names = {s.name for s in config.sources}
     if args.name is not None and args.name in names:
         raise UsageError(f"a source named {args.name!r} is already configured")
@@ -648,6 +650,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise UsageError(f"{url} advertises {found.url}, already configured as {existing!r}")
     name = args.name or sourcefile.name_for(found.title, found.url, names)
     block: dict[str, Any] = {"name": name, "url": found.url, "kind": found.kind}
+    if local is not None and local.is_relative_to(config.path.parent):
+        block["url"] = local.relative_to(config.path.parent).as_posix()  # as the file's others
     if args.category:
         block["category"] = args.category
     if found.select:

@@ -69,6 +69,8 @@ def add_sources(path: Path, blocks: Sequence[Mapping[str, Any]]) -> None:
         doc.append("sources", tomlkit.aot())
     sources = doc["sources"]
     for block in blocks:
+        if len(sources) and not sources[-1].as_string().endswith("\n\n"):
+            sources[-1].add(tomlkit.nl())  # a blank line between blocks, as people write them
         table = tomlkit.table()
         for key, value in block.items():
             if isinstance(value, Mapping):
