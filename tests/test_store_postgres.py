@@ -84,6 +84,9 @@ def test_every_earlier_schema_is_brought_up_to_date(version: int) -> None:
             "VALUES (1, 'old', 'k', 'urn:old', 'new', 'Old post', now(), '{}', '{}', 'x', "
             "false, 'fp', 'h', 0, 'x', '{41,42}')"
         )
+        if version >= 2:  # and what the store kept beside it from version 2 on
+            conn.execute("INSERT INTO bands (hash, copy) VALUES (41, 1), (42, 1)")
+            conn.execute("INSERT INTO source_counts (source, entries) VALUES ('old', 1)")
     with PostgresStore(url) as store:
         assert (store.migrated_from, store.schema_version) == (version, SCHEMA_VERSION)
         found = store.candidates(CandidateQuery(hashes=frozenset({41, 42, 43})))

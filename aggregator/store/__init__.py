@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -22,6 +23,7 @@ from aggregator.models import (
     Cluster,
     Decision,
     Entry,
+    Removal,
     SourceState,
     StoredEntry,
 )
@@ -29,7 +31,7 @@ from aggregator.models import (
 if TYPE_CHECKING:
     from aggregator.config import Config
 
-__all__ = ["CandidateView", "Store", "migrate_store", "open_store"]
+__all__ = ["CandidateView", "Store", "migrate_store", "open_store", "store_exists"]
 
 
 class CandidateView(Protocol):
@@ -83,6 +85,26 @@ class Store(CandidateView, Protocol):
         they sort below every dated entry instead of flooding the top as "seen just now"."""
         ...
 
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies and its state, in one write (a savepoint inside a
+        transaction). An entry left without copies goes with them; an entry another source
+        also has stays, with its dates, first copy and counts recomputed from the copies left,
+        and is listed in `entries_kept`: its representative is chosen again by the caller
+        (dedup's rule) and written with `set_representatives`, in the same transaction."""
+        ...
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        """Entry id -> (source, key) of the copy that represents it from now on."""
+        ...
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the entries (with their copies) first seen and last updated before `before`
+        that are not among the newest `keep` entries of the outputs' order. Returns how many
+        entries left."""
+        ...
+
     # --- reading for output ---------------------------------------------------------------
 
     def latest(self, limit: int) -> list[Entry]:
@@ -111,6 +133,12 @@ def open_store(config: Config) -> Store:
     from aggregator.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.store_path)
+
+
+def store_exists(config: Config) -> bool:
+    """Whether the configured store may hold something: the SQLite file exists, or a database
+    is named (whose schema opening it creates if need be)."""
+    return config.store_url is not None or config.store_path.exists()
 
 
 def migrate_store(config: Config) -> tuple[str, int, int]:

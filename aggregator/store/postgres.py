@@ -37,6 +37,7 @@ from aggregator.models import (
     Decision,
     Entry,
     Placement,
+    Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
@@ -114,6 +115,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO source_counts (source, entries)
         SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source;
+    """,
+    # 3: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title text, ADD COLUMN site_link text;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -423,6 +428,66 @@ class PostgresStore:
             _Batch(conn, decision, backfill).write()
             self._save_states(conn, (state,))
 
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies, its emptied entries and its state (see the Protocol)."""
+        with self.transaction(), self.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, entry_id FROM copies WHERE source = %s", (name,)
+            ).fetchall()
+            touched = {entry_id for _, entry_id in rows}
+            _delete_copies(conn, [copy for copy, _ in rows])
+            kept = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT entry_id FROM copies WHERE entry_id = ANY(%s)",
+                    (list(touched),),
+                )
+            }
+            conn.execute("DELETE FROM entries WHERE id = ANY(%s)", (list(touched - kept),))
+            _after_losing_copies(conn, kept)
+            # Entries of other sources lost no copy of theirs: only this source's count goes.
+            conn.execute("DELETE FROM sources WHERE name = %s", (name,))
+            conn.execute("DELETE FROM source_counts WHERE source = %s", (name,))
+        return Removal(name, len(rows), len(touched - kept), tuple(sorted(kept)))
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+        if rows:
+            with self.transaction(), self.connection() as conn, conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE entries SET representative = "
+                    "(SELECT id FROM copies WHERE source = %s AND key = %s) WHERE id = %s",
+                    rows,
+                )
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the old entries beyond the newest `keep` (see the Protocol)."""
+        with self.transaction(), self.connection() as conn:
+            old = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM entries WHERE first_seen < %s AND updated < %s AND id NOT IN "
+                    "(SELECT id FROM entries ORDER BY sort_date DESC, seq DESC LIMIT %s)",
+                    (before, before, keep),
+                )
+            ]
+            if old:
+                # Each source with a copy in a pruned entry counts that entry no more.
+                conn.execute(
+                    "UPDATE source_counts s SET entries = s.entries - d.n FROM ("
+                    "SELECT source, count(DISTINCT entry_id) AS n FROM copies "
+                    "WHERE entry_id = ANY(%s) GROUP BY source) d WHERE s.source = d.source",
+                    (old,),
+                )
+                copies = conn.execute(
+                    "SELECT id FROM copies WHERE entry_id = ANY(%s)", (old,)
+                ).fetchall()
+                _delete_copies(conn, [row[0] for row in copies])
+                conn.execute("DELETE FROM entries WHERE id = ANY(%s)", (old,))
+        return len(old)
+
     # --- reading for output ---------------------------------------------------------------
 
     def latest(self, limit: int) -> list[Entry]:
@@ -513,7 +578,7 @@ class _Batch:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
         # An entry's dates are a function of its copies: computed once, after the last copy.
-        self._refresh_dates(stale)
+        _refresh_dates(conn, stale)
         with conn.cursor() as cur:
             cur.executemany(
                 "UPDATE entries SET representative = coalesce(%s, "
@@ -643,30 +708,67 @@ class _Batch:
         )
         conn.execute("DELETE FROM entries WHERE id = %s", (loser,))
 
-    def _refresh_dates(self, entry_ids: Collection[str]) -> None:
-        """Recompute entries' dates from their copies, in one statement; only the rows whose
-        dates moved are written.
 
-        published: the earliest date any copy states. updated: the latest date a copy states
-        (else first_seen), or the last time we noticed a copy change, if later."""
-        if not entry_ids:
-            return
-        self.conn.execute(
-            "UPDATE entries e SET published = d.published, updated = d.updated, "
-            "sort_date = d.sort_date FROM ("
-            "  SELECT e.id, x.published,"
-            "    greatest(coalesce(x.stated, e.first_seen), e.changed) AS updated,"
-            "    coalesce(x.published, x.stated,"
-            "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
-            "  FROM entries e JOIN ("
-            "    SELECT entry_id, min(published) AS published,"
-            "      max(coalesce(updated, published)) AS stated"
-            "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
-            "  ) x ON x.entry_id = e.id"
-            ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
-            "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
-            (_BACKFILL, list(entry_ids)),
-        )
+def _refresh_dates(conn: Connection[Any], entry_ids: Collection[str]) -> None:
+    """Recompute entries' dates from their copies, in one statement; only the rows whose
+    dates moved are written.
+
+    published: the earliest date any copy states. updated: the latest date a copy states
+    (else first_seen), or the last time we noticed a copy change, if later."""
+    if not entry_ids:
+        return
+    conn.execute(
+        "UPDATE entries e SET published = d.published, updated = d.updated, "
+        "sort_date = d.sort_date FROM ("
+        "  SELECT e.id, x.published,"
+        "    greatest(coalesce(x.stated, e.first_seen), e.changed) AS updated,"
+        "    coalesce(x.published, x.stated,"
+        "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
+        "  FROM entries e JOIN ("
+        "    SELECT entry_id, min(published) AS published,"
+        "      max(coalesce(updated, published)) AS stated"
+        "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
+        "  ) x ON x.entry_id = e.id"
+        ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
+        "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
+        (_BACKFILL, list(entry_ids)),
+    )
+
+
+def _delete_copies(conn: Connection[Any], ids: Collection[int]) -> None:
+    """Delete copies with their rows of the candidate index (found by each copy's hashes)."""
+    if not ids:
+        return
+    wanted = _int_array(ids)
+    conn.execute(
+        "DELETE FROM bands b USING (SELECT id, unnest(sketch) AS hash FROM copies "
+        "WHERE id = ANY(%s::bigint[])) x WHERE b.hash = x.hash AND b.copy = x.id",
+        (wanted,),
+    )
+    conn.execute("DELETE FROM copies WHERE id = ANY(%s::bigint[])", (wanted,))
+
+
+def _after_losing_copies(conn: Connection[Any], ids: Collection[str]) -> None:
+    """Entries that lost copies: their first sight is their earliest copy's, that copy is the
+    first one (rule "new") when the first is gone, and their dates follow the rest."""
+    if not ids:
+        return
+    wanted = list(ids)
+    conn.execute(
+        "UPDATE entries e SET first_seen = x.first_seen FROM (SELECT entry_id, "
+        "min(first_seen) AS first_seen FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id) x "
+        "WHERE e.id = x.entry_id",
+        (wanted,),
+    )
+    conn.execute(
+        "UPDATE copies SET rule = 'new', score = NULL WHERE id IN ("
+        "SELECT (SELECT c.id FROM copies c WHERE c.entry_id = e.id "
+        "ORDER BY c.first_seen, c.id LIMIT 1) FROM entries e "
+        "WHERE e.id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM copies n WHERE n.entry_id = e.id AND n.rule = 'new'))",
+        (wanted,),
+    )
+    _refresh_dates(conn, ids)
 
 
 def _state(name: str, row: Sequence[Any]) -> SourceState:

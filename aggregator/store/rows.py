@@ -25,6 +25,8 @@ STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "feed_title",
+    "site_link",
 )
 # The columns of a copy that its excerpt's content fills.
 CONTENT_COLUMNS = (
