@@ -327,3 +327,16 @@ def test_a_store_reconnects_after_its_connections_were_cut() -> None:
         assert store.get_state("a") == SourceState(name="a", etag='"1"')
         store.save_states([SourceState(name="a", etag='"2"')])
         assert store.get_state("a") == SourceState(name="a", etag='"2"')
+
+
+def test_removing_a_source_from_either_store_writes_the_same_outputs(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite, pg = _configs(tmp_path, server, generate(3, 20))
+    for config in (sqlite, pg):
+        refresh(config, force=True, clock=lambda: LATER)
+        assert main(["remove", "-q", "-c", str(config.path), "feed1"]) == 0
+    assert _as_refreshed(pg) == _as_refreshed(sqlite)
+    with open_store(pg) as store:
+        assert set(store.entry_counts()) == {"feed0", "feed2"}
+        assert store.get_state("feed1") is None
