@@ -26,6 +26,7 @@ from tests.helpers import (
     LocalServer,
     generate,
     load_snapshot,
+    rss_posts,
     run_python,
     write_config,
 )
@@ -340,3 +341,19 @@ def test_removing_a_source_from_either_store_writes_the_same_outputs(
     with open_store(pg) as store:
         assert set(store.entry_counts()) == {"feed0", "feed2"}
         assert store.get_state("feed1") is None
+
+
+def test_a_refresh_against_an_unreachable_database_stops_with_one_line(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed = server.serve("/f.xml", rss_posts(2))
+    path = write_config(
+        tmp_path,
+        '[feed]\ntitle = "x"\n[store]\nurl = "postgresql://agg:s3cret@127.0.0.1:9/feeds"\n'
+        f'[[sources]]\nname = "f"\nurl = "{feed}"\n',
+    )
+    assert main(["refresh", "-q", "-c", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("aggregator: postgresql://agg@127.0.0.1:9/feeds: cannot open the store")
+    assert len(err.splitlines()) == 1 and "s3cret" not in err
+    assert not (tmp_path / "public").exists()  # nothing written without the store
