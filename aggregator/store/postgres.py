@@ -126,6 +126,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Held by every write transaction (and by migrations): one writer at a time, everywhere.
 WRITE_LOCK = 0x61676772_65676174  # "aggregat"
 
+# Batches applied between two looks at how much the tables changed (see _analyze_if_changed),
+# and the tables looked at.
+ANALYZE_EVERY = 16
+_ANALYZED = ("entries", "copies", "bands")
+
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
 _BACKFILL = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -223,6 +228,7 @@ class PostgresStore:
         self.url = url
         self.where = describe(url)
         self._local = threading.local()  # the connection of this thread's open transaction
+        self._applied = 0  # batches applied by this instance
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
                 # The schema versions before and after opening (before 0: created now).
@@ -427,6 +433,27 @@ class PostgresStore:
         with self.transaction(), self.connection() as conn:
             _Batch(conn, decision, backfill).write()
             self._save_states(conn, (state,))
+        self._applied += 1
+        if self._applied % ANALYZE_EVERY == 1:
+            self._analyze_if_changed()
+
+    def _analyze_if_changed(self) -> None:
+        """Gather the planner's statistics of the tables that changed much since they were last
+        gathered. Without statistics PostgreSQL guesses that a look-up by a list of values
+        matches a large part of a table and scans all of it; autovacuum gathers them in time
+        only where it runs, and it may be off."""
+        with self.connection() as conn:
+            changed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
+                    "AND n_mod_since_analyze > 500 + 0.1 * n_live_tup",
+                    (list(_ANALYZED),),
+                )
+            ]
+            for table in _ANALYZED:
+                if table in changed:
+                    conn.execute(f"ANALYZE {table}")
 
     # --- removing -------------------------------------------------------------------------
 
