@@ -34,6 +34,7 @@ from aggregator.models import (
     ExcerptOptions,
     FetchResult,
     ParsedDocument,
+    SelectRules,
     Source,
     SourceState,
 )
@@ -266,6 +267,10 @@ class Preview:
     status: int  # HTTP status of the first response (200 for files)
     final_url: str  # after redirects
     warnings: tuple[str, ...] = ()
+    auto_select: SelectRules | None = (
+        None  # the page's rules, when auto mode found or completed them
+    )
+    auto_method: str | None = None  # how auto mode found the post list (see ParsedDocument)
 
 
 def preview(
@@ -299,4 +304,6 @@ def preview(
         status=collected.result.status,
         final_url=collected.result.final_url,
         warnings=collected.document.warnings,
+        auto_select=collected.document.auto_select,
+        auto_method=collected.document.auto_method,
     )
