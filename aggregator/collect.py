@@ -211,6 +211,7 @@ class Collector:
                 first,
                 partial(self._get, source, state),
                 time_limit=self._settings.parse_timeout,
+                previous_entry=state.page_entry,
             )
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.

@@ -104,6 +104,7 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    page_entry: str | None = None  # the entry selector auto mode settled on at the last read
 
 
 @dataclass(frozen=True, slots=True)

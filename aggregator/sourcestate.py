@@ -119,6 +119,7 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    page_entry = state.page_entry if document is None else auto_entry(document)
     return replace(
         state,
         url=source.url,
@@ -140,7 +141,15 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        page_entry=page_entry,
     )
+
+
+def auto_entry(document: ParsedDocument) -> str | None:
+    """The entry selector auto mode found for the document's page (not one from the config)."""
+    if document.auto_select is None or document.auto_method == "given":
+        return None
+    return document.auto_select.entry
 
 
 def after_failure(

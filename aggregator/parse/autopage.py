@@ -48,6 +48,7 @@ from aggregator.urls import safe_http_url
 __all__ = [
     "AUTO_SELECTORS",
     "FIELDS",
+    "LAYOUT_CHANGED",
     "Detection",
     "auto_report",
     "content_link",
@@ -55,12 +56,15 @@ __all__ = [
     "date_text",
     "detect",
     "is_generic_link_text",
+    "layout_changed",
     "outermost",
     "select_block",
     "text_of",
 ]
 
 AUTO_SELECTORS = "selectors: auto"  # how a source whose selectors were detected is reported
+# The start of the warning (or error) of a page whose post list moved since the last read.
+LAYOUT_CHANGED = "auto selectors: the page layout changed"
 
 Method = Literal["microdata", "h-entry", "structure", "given"]
 
@@ -174,6 +178,19 @@ def select_block(rules: SelectRules, *, method: str = "structure") -> str:
             continue
         lines.append(f"{field.name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def layout_changed(previous: str, now: str | None, previous_matches: int, entries: int) -> str:
+    """The message of a page whose post list is no longer where auto mode found it before."""
+    before = f"the post list read before ({previous!r}) " + (
+        "matches nothing now" if not previous_matches else "is no longer the page's post list"
+    )
+    if now is None:
+        return f"{LAYOUT_CHANGED}: {before} and no other was found; add [sources.select]"
+    return (
+        f"{LAYOUT_CHANGED}: {before}; now reading {now!r} ({entries} entries); "
+        "check them, or pin the selectors in [sources.select]"
+    )
 
 
 def auto_report(rules: SelectRules | None, method: str) -> str:

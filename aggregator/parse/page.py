@@ -55,6 +55,7 @@ from aggregator.parse.autopage import (
     date_text,
     detect,
     is_generic_link_text,
+    layout_changed,
     outermost,
     text_of,
 )
@@ -170,6 +171,7 @@ def parse_page(
     max_items: int = 500,
     position_start: int = 0,
     complete: bool = True,
+    previous_entry: str | None = None,
 ) -> ParsedDocument:
     """Read one HTML page into a ParsedDocument (kind "page").
 
@@ -178,7 +180,9 @@ def parse_page(
     mode when `complete` (parse/autopage.py; the document's `auto_select` says what it chose).
     Without any rules, the page's advertised feed is returned as `feed_url` (no items); else
     the larger of the post list auto mode finds and the page's schema.org JSON-LD articles is
-    read; a page with neither is a ParseError.
+    read; a page with neither is a ParseError. `previous_entry` is the entry selector auto mode
+    settled on at the last read: when the page's post list is no longer there, a warning (or
+    the error) starting with `autopage.LAYOUT_CHANGED` says so.
     """
     if not body.strip():
         raise ParseError(source, "the page is empty")
@@ -202,13 +206,32 @@ def parse_page(
         note = "entries read from schema.org JSON-LD; add [sources.select] to choose"
         return replace(doc, items=tuple(jsonld), warnings=(note,), auto_method="json-ld")
     rules = found.rules if found is not None else select
+    changed = _layout_change(page, previous_entry, found, select)
     if rules is None or not rules.entry:
-        raise ParseError(source, NO_RULES_MESSAGE)
+        raise ParseError(source, changed or NO_RULES_MESSAGE)
     items, warnings = _select_items(page, rules, source, max_items, position_start)
+    if changed:
+        warnings.insert(0, changed)
     doc = replace(doc, items=tuple(items), warnings=tuple(warnings))
     if found is None or not found.filled:
         return doc
     return replace(doc, auto_select=found.rules, auto_method=found.method)
+
+
+def _layout_change(
+    page: _Page, previous: str | None, found: Detection | None, select: SelectRules | None
+) -> str | None:
+    """The message when auto mode's post list moved since `previous` was chosen, else None."""
+    if not previous or (select is not None and select.entry):
+        return None
+    now = found.rules.entry if found is not None else None
+    if now == previous:
+        return None
+    try:
+        matches = len(outermost(page.tree.css(previous)))
+    except SelectolaxError:
+        matches = 0
+    return layout_changed(previous, now, matches, found.entries if found is not None else 0)
 
 
 def page_rules(body: bytes, *, url: str, headers: Mapping[str, str]) -> Detection | None:

@@ -38,11 +38,18 @@ def kind_of(source: Source, first: FetchResult) -> SourceKind:
 
 
 def document(
-    source: Source, kind: SourceKind, first: FetchResult, get: Get, *, time_limit: float
+    source: Source,
+    kind: SourceKind,
+    first: FetchResult,
+    get: Get,
+    *,
+    time_limit: float,
+    previous_entry: str | None = None,
 ) -> ParsedDocument:
     """The document in the first response, by its kind: a feed, a text capture, or a page
     (whose advertised feed is read instead when it has no entries, or whose further pages
-    are followed). `time_limit` bounds a feed parse that needs isolation."""
+    are followed). `time_limit` bounds a feed parse that needs isolation; `previous_entry` is
+    the entry selector auto mode settled on for the page last time (SourceState.page_entry)."""
     if kind == "feed":
         return _feed(source, first, time_limit)
     if kind == "text":
@@ -61,6 +68,7 @@ def document(
         source=source.name,
         select=source.select,
         max_items=source.max_entries,
+        previous_entry=previous_entry,
     )
     if page.feed_url and not page.items:
         # The page advertises a feed and has no selectors: read the feed instead.

@@ -61,7 +61,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -202,6 +202,10 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
+    # 10: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -228,6 +232,7 @@ _STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "page_entry",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _SAVE_STATE = (
