@@ -1,0 +1,314 @@
+"""Auto mode: pages without (or with partial) selectors find their post list by themselves.
+
+The corpus (tests/data/autopage, scored by tests/autopage_corpus.py, figures printed by
+bench/autopage.py) holds pages in the shapes of common blog engines; each must give every
+expected post and nothing else. The seed-shaped card list is also read end to end, paginated,
+through a real server, the store and the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from aggregator.collect import Collector
+from aggregator.config import FetchSettings, load_config
+from aggregator.errors import ParseError
+from aggregator.fetch import new_session
+from aggregator.models import ExcerptOptions, ParsedDocument, SelectRules, Source
+from aggregator.parse.autopage import AUTO_SELECTORS, LAYOUT_CHANGED, auto_report, select_block
+from aggregator.parse.page import page_rules, parse_page
+from aggregator.refresh import refresh
+from aggregator.store import open_store
+from tests.autopage_corpus import CORPUS, NOW, Layout, layouts, read, score
+from tests.helpers import LocalServer, load_snapshot, write_config
+
+LAYOUTS = {layout.name: layout for layout in layouts()}
+HEADERS = {"content-type": "text/html; charset=utf-8"}
+
+
+def _parse(
+    layout: Layout, select: SelectRules | None = None, *, complete: bool = True
+) -> ParsedDocument:
+    return parse_page(
+        layout.html,
+        url=layout.url,
+        headers=HEADERS,
+        source=layout.name,
+        select=select,
+        complete=complete,
+    )
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def test_corpus_covers_the_layouts_asked_for() -> None:
+    assert set(LAYOUTS) >= {
+        "wordpress",
+        "hugo",
+        "jekyll",
+        "hexo-cards",
+        "ghost",
+        "medium",
+        "substack",
+        "plain-ul",
+        "popular-sidebar",
+        "one-post",
+        "no-posts",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_expected_post_is_found_and_nothing_else(name: str) -> None:
+    layout = LAYOUTS[name]
+    _, excerpts = read(layout)
+    result = score(layout, excerpts)
+    assert result.strays == (), "entries that are no post (navigation, widgets, footers)"
+    for field in ("posts", "titles", "links", "dates"):
+        precision, recall = getattr(result, field)
+        assert precision.value == 1.0, (field, precision)
+        assert recall.value == 1.0, (field, recall)
+    assert [e.link for e in excerpts] == [p["link"] for p in layout.posts]  # page order
+
+
+def test_categories_come_with_the_posts() -> None:
+    layout = LAYOUTS["hexo-cards"]
+    _, excerpts = read(layout)
+    assert [list(e.categories) for e in excerpts] == [p["categories"] for p in layout.posts]
+    wordpress = _parse(LAYOUTS["wordpress"])
+    assert [i.categories for i in wordpress.items][:2] == [("Tooling",), ("Performance",)]
+
+
+def test_a_page_without_posts_is_an_error_naming_the_fix() -> None:
+    with pytest.raises(ParseError) as caught:
+        _parse(LAYOUTS["no-posts"])
+    assert "found no post list" in caught.value.reason
+    assert "[sources.select]" in caught.value.reason
+
+
+def test_the_choice_is_reported_and_deterministic() -> None:
+    layout = LAYOUTS["wordpress"]
+    first, second = _parse(layout), _parse(layout)
+    assert first.auto_method == "structure"
+    assert first.auto_select == second.auto_select
+    assert first.auto_select == SelectRules(
+        entry="#main > article",
+        title="h2",
+        link="h2 a[href]",
+        date=".entry-date",
+        excerpt=".entry-summary",
+        category='a[rel~="tag"]',
+        next="a.next",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n in LAYOUTS if n != "no-posts"))
+def test_the_printed_block_pins_the_same_entries(name: str, tmp_path: Path) -> None:
+    layout = LAYOUTS[name]
+    auto = _parse(layout)
+    assert auto.auto_select is not None and auto.auto_method is not None
+    block = select_block(auto.auto_select, method=auto.auto_method)
+    # Pasted under a [[sources]] table, the block is valid config giving the same rules ...
+    path = write_config(
+        tmp_path,
+        f'[feed]\ntitle = "t"\nlink = "https://t.example/"\n'
+        f'[[sources]]\nname = "s"\nurl = "{layout.url}"\nkind = "page"\n{block}',
+    )
+    pinned = load_config(path).source("s").select
+    assert pinned is not None
+    assert replace(pinned, max_pages=auto.auto_select.max_pages) == auto.auto_select
+    # ... and the pinned rules read the same entries.
+    again = _parse(layout, pinned, complete=False)
+    assert again.items == auto.items
+    assert again.auto_select is None
+
+
+def test_page_rules_and_the_check_report_for_other_front_ends() -> None:
+    layout = LAYOUTS["jekyll"]
+    found = page_rules(layout.html, url=layout.url, headers=HEADERS)
+    assert found is not None and found.method == "structure" and found.entries == 8
+    report = auto_report(found.rules, found.method)
+    assert report.splitlines()[0] == f"{AUTO_SELECTORS} (structure)"
+    table = tomllib.loads(report.split("\n", 1)[1])
+    assert table["sources"]["select"]["entry"] == "ul.post-list > li"
+    assert page_rules(LAYOUTS["no-posts"].html, url="https://x.example/", headers={}) is None
+
+
+def test_select_block_escapes_what_toml_needs() -> None:
+    rules = SelectRules(entry='a[title="x\\y"]', next="a.next", max_pages=5)
+    table = tomllib.loads(select_block(rules))
+    assert table["sources"]["select"] == {
+        "entry": 'a[title="x\\y"]',
+        "next": "a.next",
+        "max_pages": 5,
+    }
+
+
+# --------------------------------------------------------------------------- config wins
+
+
+def test_given_selectors_win_and_missing_ones_are_filled() -> None:
+    layout = LAYOUTS["wordpress"]
+    given = SelectRules(entry="article.post", title=".entry-meta .byline")
+    doc = _parse(layout, given)
+    assert doc.auto_method == "given"
+    assert doc.auto_select is not None
+    assert doc.auto_select.entry == "article.post"
+    assert doc.auto_select.title == ".entry-meta .byline"  # the config's, although odd
+    assert doc.auto_select.date == ".entry-date" and doc.auto_select.next == "a.next"
+    assert {i.title for i in doc.items} == {"by Mira"}
+    assert len(doc.items) == 6 and all(i.published is not None for i in doc.items)
+
+
+def test_a_partial_table_without_entry_is_completed() -> None:
+    layout = LAYOUTS["ghost"]
+    doc = _parse(layout, SelectRules(max_pages=7, date=None))
+    assert doc.auto_method == "structure"
+    assert doc.auto_select is not None and doc.auto_select.max_pages == 7
+    assert len(doc.items) == 6
+
+
+def test_complete_rules_are_left_alone() -> None:
+    layout = LAYOUTS["jekyll"]
+    rules = SelectRules(
+        entry="li",
+        title="span.post-meta",
+        link="a",
+        date="h3",
+        excerpt="p",
+        category="span",
+        next="a.none",
+    )
+    doc = _parse(layout, rules)
+    assert doc.auto_select is None and doc.auto_method is None
+    assert doc.items[0].title == "Mar 24, 2026"  # the config's rule, however wrong
+
+
+def test_a_config_without_selectors_loads() -> None:
+    source = Source(name="s", url="https://x.example/", kind="page")
+    assert source.selectors == "auto"
+    assert replace(source, select=SelectRules(entry="li")).selectors == "config+auto"
+    assert replace(source, kind="feed").selectors is None
+
+
+# ------------------------------------------------------------- the seed shape, paginated
+
+
+def _page_config(tmp_path: Path, url: str) -> Path:
+    return write_config(
+        tmp_path,
+        f"""
+[feed]
+title = "Merged"
+link = "https://merged.test/"
+[output]
+dir = "out"
+[store]
+path = "state/agg.db"
+[[sources]]
+name = "blog"
+url = "{url}"
+kind = "page"
+""",
+    )
+
+
+def _serve_hexo(server: LocalServer) -> tuple[str, dict[str, list[str]]]:
+    spec = json.loads((CORPUS / "hexo-cards.json").read_text(encoding="utf-8"))
+    site = spec["url"].rstrip("/")
+
+    def local(html: bytes) -> bytes:
+        # The corpus pages name their site; served here, their links stay on this server.
+        return html.replace(site.encode(), b"")
+
+    server.serve("/page/2/", local((CORPUS / "hexo-cards-2.html").read_bytes()), "text/html")
+    url = server.serve("/", local((CORPUS / "hexo-cards.html").read_bytes()), "text/html")
+    posts = [*spec["posts"], *spec["page2"]["posts"]]
+    expected = {
+        "titles": [p["title"] for p in posts],
+        "links": [server.url(p["link"].removeprefix(site)) for p in posts],
+    }
+    return url, expected
+
+
+def test_seed_shaped_pages_give_every_post_once(server: LocalServer) -> None:
+    url, expected = _serve_hexo(server)
+    source = Source(name="cards", url=url, kind="page")
+    session = new_session()
+    try:
+        collector = Collector(FetchSettings(), ExcerptOptions(), session, now=NOW)
+        collected = collector.collect(source)
+    finally:
+        session.close()
+    assert collected.error is None and collected.document is not None
+    assert collected.document.auto_select is not None
+    assert collected.document.auto_select.next == "div.pager a"
+    assert [e.title for e in collected.excerpts] == expected["titles"]
+    assert [e.link for e in collected.excerpts] == expected["links"]
+    opening = [e for e in collected.excerpts if e.title.startswith("引言与背景")]
+    assert len(opening) == 3 and len({e.link for e in opening}) == 3
+    # Page 2 links back to page 1: each page is fetched once.
+    assert len(server.hits("/")) == 1 and len(server.hits("/page/2/")) == 1
+
+
+def test_seed_shaped_source_refreshes_into_the_snapshot(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    url, expected = _serve_hexo(server)
+    path = _page_config(tmp_path, url)
+    config = load_config(path)
+    report = refresh(config, force=True)
+    assert [r.outcome for r in report.results] == ["new"]
+    snap = load_snapshot(config.output_dir / "snapshot.json")
+    assert snap["sources"][0]["selectors"] == "auto"
+    assert snap["sources"][0]["entries"] == len(expected["links"])
+    titles = [e["title"] for e in snap["entries"]]
+    assert sorted(titles) == sorted(expected["titles"])
+    assert sum(t.startswith("引言与背景") for t in titles) == 3
+
+
+# --------------------------------------------------------------------------- a changed layout
+
+
+def _local(layout: Layout) -> bytes:
+    return layout.html.replace(layout.url.rstrip("/").encode(), b"")
+
+
+def test_a_changed_layout_is_reported_and_loses_nothing(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    url = server.serve("/", _local(LAYOUTS["jekyll"]), "text/html")
+    config = load_config(_page_config(tmp_path, url))
+    first = refresh(config, force=True).results[0]
+    assert first.outcome == "new" and first.warnings == ()
+    with open_store(config) as store:
+        remembered = store.get_state("blog")
+    assert remembered is not None and remembered.page_entry == "ul.post-list > li"
+
+    # A new theme: the old post list is gone, auto mode finds the new one and says so.
+    server.serve("/", _local(LAYOUTS["substack"]), "text/html")
+    second = refresh(config, force=True).results[0]
+    assert second.outcome == "new"
+    changed = [w for w in second.warnings if w.startswith(LAYOUT_CHANGED)]
+    assert len(changed) == 1
+    assert "'ul.post-list > li'" in changed[0] and "matches nothing now" in changed[0]
+    assert "'div.portable-archive-list > div'" in changed[0]
+
+    # The same page again: nothing more to say.
+    server.serve("/", _local(LAYOUTS["substack"]).replace(b"Theo", b"Theodor"), "text/html")
+    third = refresh(config, force=True).results[0]
+    assert not [w for w in third.warnings if w.startswith(LAYOUT_CHANGED)]
+
+    # No post list at all: an error naming the lost one; what was stored stays.
+    server.serve("/", _local(LAYOUTS["no-posts"]), "text/html")
+    fourth = refresh(config, force=True).results[0]
+    assert fourth.outcome == "error" and fourth.error is not None
+    assert fourth.error.startswith(LAYOUT_CHANGED)
+    assert "'div.portable-archive-list > div'" in fourth.error
+    snap = load_snapshot(config.output_dir / "snapshot.json")
+    assert snap["sources"][0]["entries"] == 8 + 7
