@@ -63,10 +63,11 @@ def main() -> None:
         )
         for stray in s.strays:
             print(f"{'':<17}stray: {stray}")
+    found, expected = totals["posts"][1], totals["posts"][3]
     print(
-        "all layouts      "
+        f"{'all layouts':<17}{found:>6}{expected:>5}"
         + "".join(
-            f"{Ratio(t[0], t[1]).value:>6.2f}/{Ratio(t[2], t[3]).value:.2f}"
+            f"{f'{Ratio(t[0], t[1]).value:.2f}/{Ratio(t[2], t[3]).value:.2f}':>11}"
             for t in totals.values()
         )
     )

@@ -403,8 +403,18 @@ class _Finder:
         if best is None:
             return None
         _, members, parent, tag, cls = best
-        selector = _selector_for(self.tree, members, parent, tag, cls)
-        return None if selector is None else (selector, members)
+        return _selector_for(self.tree, members, parent, tag, cls, self._alike)
+
+    def _alike(self, node: LexborNode, parent: LexborNode) -> bool:
+        """Whether `node`, matched beside the chosen group, belongs to the same post list split
+        in parts (an archive with one list per year): it counts as an item, is no navigation,
+        and sits in a parent and grandparent named like the group's."""
+        return (
+            self.item(node).counts
+            and not self.junk(node)
+            and _same_kind(node.parent, parent)
+            and _same_kind(node.parent.parent if node.parent else None, parent.parent)
+        )
 
     def _score(self, members: list[LexborNode]) -> float | None:
         if any(self.junk(m) for m in members):
@@ -700,16 +710,24 @@ def _pager_container(anchor: LexborNode) -> str | None:
     return None
 
 
+def _same_kind(a: LexborNode | None, b: LexborNode | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.tag == b.tag and sorted(_classes(a)) == sorted(_classes(b)) and bool(_classes(a))
+
+
 def _selector_for(
     tree: LexborHTMLParser,
     members: list[LexborNode],
     parent: LexborNode,
     tag: str,
     cls: str | None,
-) -> str | None:
-    """A CSS selector whose outermost matches on the page are exactly `members`: as general
-    as that allows, so that the page's further pages match it too."""
-    want = [m.mem_id for m in members]
+    alike: Callable[[LexborNode, LexborNode], bool],
+) -> tuple[str, list[LexborNode]] | None:
+    """A CSS selector whose outermost matches on the page are `members` (and, beyond them,
+    only nodes `alike` them), with its matches: as general as that allows, so that the page's
+    further pages match it too."""
+    want = {m.mem_id for m in members}
     sig = f"{tag}.{cls}" if cls else tag
     candidates = [sig] if cls else []
     parent_sigs = _signatures(parent)
@@ -720,11 +738,12 @@ def _selector_for(
     candidates.append(f"{_path(parent)} > {sig}")
     for selector in candidates:
         try:
-            got = [n.mem_id for n in outermost(tree.css(selector))]
+            got = outermost(tree.css(selector))
         except SelectolaxError:
             continue
-        if got == want:
-            return selector
+        ids = {n.mem_id for n in got}
+        if ids >= want and all(n.mem_id in want or alike(n, parent) for n in got):
+            return selector, got
     return None
 
 
