@@ -296,11 +296,16 @@ class _Finder:
         self.base = link_base
         self._items: dict[int, _Item] = {}
         self._junk: dict[int, bool] = {}
+        self._links: dict[int, str | None] = {}
 
     # --- links ------------------------------------------------------------------------------
 
     def link(self, node: LexborNode) -> str | None:
-        return content_link(node.attributes.get("href"), self.base, self.url)
+        """The anchor's post-like link (once per anchor: groups share their anchors)."""
+        key = node.mem_id
+        if key not in self._links:
+            self._links[key] = content_link(node.attributes.get("href"), self.base, self.url)
+        return self._links[key]
 
     def anchors(self, block: LexborNode) -> list[LexborNode]:
         own = [block] if block.tag == "a" and block.attributes.get("href") else []
@@ -487,6 +492,16 @@ class _Finder:
                 if any(_SUMMARY.match(c) for c in _classes(n)):
                     nodes.append((b, n))
                     break
+        if len(nodes) >= 0.6 * len(blocks):
+            return _common_selector(nodes, len(nodes) * 0.8)
+        # Else the item's longest paragraph, when it holds most of the item's text.
+        nodes = []
+        for b in blocks:
+            paragraphs = b.css("p")
+            if paragraphs:
+                longest = max(paragraphs, key=lambda n: len(text_of(n)))
+                if len(text_of(longest)) >= 0.5 * len(text_of(b)):
+                    nodes.append((b, longest))
         if len(nodes) < 0.6 * len(blocks):
             return None
         return _common_selector(nodes, len(nodes) * 0.8)
