@@ -312,3 +312,34 @@ def test_a_changed_layout_is_reported_and_loses_nothing(
     assert "'div.portable-archive-list > div'" in fourth.error
     snap = load_snapshot(config.output_dir / "snapshot.json")
     assert snap["sources"][0]["entries"] == 8 + 7
+
+
+# --------------------------------------------------------------------------- hostile pages
+
+
+def test_deeply_nested_pages_are_refused_calmly() -> None:
+    posts = "".join(
+        f'<article><h2><a href="/p/{i}">Post {i}</a></h2><p>{"word " * 20}</p></article>'
+        for i in range(30)
+    )
+    for opener, closer in (('<div class="post">', "</div>"), ("<ul><li>", "</li></ul>")):
+        html = (opener * 3000 + posts + closer * 3000).encode()
+        with pytest.raises(ParseError, match="found no post list"):
+            parse_page(html, url="https://x.example/", headers={}, source="s", select=None)
+    shallow = (('<div class="post">' * 20) + posts + "</div>" * 20).encode()
+    doc = parse_page(shallow, url="https://x.example/", headers={}, source="s", select=None)
+    assert len(doc.items) == 30
+
+
+def test_a_long_list_is_read_up_to_max_entries() -> None:
+    rows = "".join(
+        f'<li><a href="/p/{i}">Post number {i} about things</a> 2026-01-{i % 28 + 1:02d}</li>'
+        for i in range(5000)
+    )
+    html = f"<ul>{rows}</ul>".encode()
+    doc = parse_page(
+        html, url="https://x.example/", headers={}, source="s", select=None, max_items=100
+    )
+    assert len(doc.items) == 100
+    assert doc.items[99].link == "https://x.example/p/99"
+    assert doc.warnings == ("page has 5000 entries; only the first 100 read",)

@@ -332,6 +332,11 @@ class _Finder:
         if cached is not None:
             return cached
         links = tuple(dict.fromkeys(u for a in self.anchors(block) if (u := self.link(a))))
+        if not 1 <= len(links) <= 3:
+            # Not an item (no post link, or many posts): its text is not needed.
+            found = _Item(links, None, prominent=False, heading=False, dated=False, chars=0)
+            self._items[block.mem_id] = found
+            return found
         text = text_of(block)
         primary = self.primary(block)
         heading = block.css_first(_HEADING_CSS) is not None or block.tag in _HEADINGS
@@ -351,7 +356,7 @@ class _Finder:
             primary=self.link(primary) if primary is not None else None,
             prominent=prominent,
             heading=heading,
-            dated=date_node(block) is not None or date_text(block) is not None,
+            dated=block.css_first("time") is not None or date_text(block) is not None,
             chars=len(text),
         )
         self._items[block.mem_id] = found
@@ -359,21 +364,22 @@ class _Finder:
 
     def junk(self, node: LexborNode | None) -> bool:
         """Whether the node or an ancestor (below <body>) is navigation or a side widget."""
-        if node is None or node.tag in ("body", "html", "-undef"):
-            return False
-        cached = self._junk.get(node.mem_id)
-        if cached is None:
-            attrs = node.attributes
-            words = (attrs.get("class") or "").split() + (attrs.get("id") or "").split()
-            role = (attrs.get("role") or "").lower()
-            cached = (
-                node.tag in _SKIP_TAGS
-                or role in ("navigation", "banner", "contentinfo", "complementary")
-                or any(_JUNK.match(w) for w in words)
-                or self.junk(node.parent)
-            )
-            self._junk[node.mem_id] = cached
-        return cached
+        # Up to the nearest ancestor already judged (iteratively: pages may nest deeply), then
+        # down again, each node junk when its parent is or it is itself.
+        path: list[LexborNode] = []
+        verdict = False
+        current = node
+        while current is not None and current.tag not in ("body", "html", "-undef"):
+            known = self._junk.get(current.mem_id)
+            if known is not None:
+                verdict = known
+                break
+            path.append(current)
+            current = current.parent
+        for n in reversed(path):
+            verdict = verdict or _is_junk(n)
+            self._junk[n.mem_id] = verdict
+        return verdict
 
     # --- the post list ----------------------------------------------------------------------
 
@@ -398,8 +404,11 @@ class _Finder:
     def _structure(self) -> tuple[str, list[LexborNode]] | None:
         best: tuple[float, list[LexborNode], LexborNode, str, str | None] | None = None
         root = self.tree.body
+        depth: dict[int, int] = {}
         for parent in root.traverse() if root is not None else ():
-            if self.junk(parent):
+            up = parent.parent
+            level = depth[parent.mem_id] = depth.get(up.mem_id, 0) + 1 if up is not None else 0
+            if level > _MAX_DEPTH or self.junk(parent):
                 continue
             for tag, cls, members in _groups(parent):
                 score = self._score(members)
@@ -422,6 +431,9 @@ class _Finder:
         )
 
     def _score(self, members: list[LexborNode]) -> float | None:
+        if len(members) == 1 and not _post_like(members[0]):
+            return None  # a lone element is a post only if it says so (checked before its text)
+        members = members[:_SCORED]
         if any(self.junk(m) for m in members):
             return None
         items = [self.item(m) for m in members]
@@ -439,7 +451,9 @@ class _Finder:
     # --- fields within the items ------------------------------------------------------------
 
     def fields(self, blocks: list[LexborNode], entry: str) -> SelectRules:
-        """The selectors of each field within `blocks`, and the page's pager."""
+        """The selectors of each field within `blocks` (the first of them), and the pager."""
+        pager = self._next(blocks)
+        blocks = blocks[:_FIELD_SAMPLE]
 
         def pick(field: str, fallback: Callable[[list[LexborNode]], str | None]) -> str | None:
             for selector, share in _MARKUP_FIELDS[field]:
@@ -454,7 +468,7 @@ class _Finder:
             date=pick("date", self._date),
             excerpt=pick("excerpt", self._excerpt),
             category=pick("category", self._category),
-            next=self._next(blocks),
+            next=pager,
         )
 
     def _title(self, blocks: list[LexborNode]) -> str | None:
@@ -587,6 +601,10 @@ _MARKUP_FIELDS: dict[str, tuple[tuple[str, float], ...]] = {
         (".p-category", 0.01),
     ),
 }
+_POST_CLASS = re.compile(r"post|entry|article|card|story|item", re.IGNORECASE)
+_MAX_DEPTH = 48  # post lists deeper in the page are not looked for (bounds the work)
+_SCORED = 200  # members of one group scored at most: a longer list is a list all the same
+_FIELD_SAMPLE = 60  # items the field selectors are chosen on
 _TITLE_CLASS = re.compile(r"title|headline|permalink", re.IGNORECASE)
 _MICRODATA = (
     '[itemscope][itemtype*="BlogPosting"], [itemscope][itemtype*="schema.org/Article"], '
@@ -610,13 +628,27 @@ _NEXT_TEXT = re.compile(
 )
 
 
+def _is_junk(node: LexborNode) -> bool:
+    """Whether the element itself is navigation, a header or footer, or a side widget."""
+    attrs = node.attributes
+    words = (attrs.get("class") or "").split() + (attrs.get("id") or "").split()
+    role = (attrs.get("role") or "").lower()
+    return (
+        node.tag in _SKIP_TAGS
+        or role in ("navigation", "banner", "contentinfo", "complementary")
+        or any(_JUNK.match(w) for w in words)
+    )
+
+
+def _post_like(block: LexborNode) -> bool:
+    """An <article>, or an element whose class says post, entry, card ..."""
+    return block.tag == "article" or any(_POST_CLASS.search(c) for c in _classes(block))
+
+
 def _single_post(block: LexborNode, item: _Item) -> bool:
     """A lone member is a post only when it looks like one: an article or post-like class,
     with a heading and some text."""
-    named = block.tag == "article" or any(
-        re.search(r"post|entry|article|card|story|item", c, re.IGNORECASE) for c in _classes(block)
-    )
-    return named and item.heading and item.chars >= 60
+    return _post_like(block) and item.heading and item.chars >= 60
 
 
 def _groups(parent: LexborNode) -> Iterable[tuple[str, str | None, list[LexborNode]]]:
@@ -664,28 +696,41 @@ def _within(node: LexborNode, blocks: set[int]) -> bool:
 
 
 def date_node(block: LexborNode) -> LexborNode | None:
-    """A `<time>` in the block, else the first small element whose whole text is a date."""
+    """A `<time>` in the block, else the element around the first date written as text, when
+    its whole text is that date."""
     node = block.css_first("time")
     if node is not None:
         return node
-    for n in _descendants(block):
-        text = text_of(n)
-        if text and len(text) <= 40 and is_date(text):
-            return n
-    return None
+    found = _date_text_node(block)
+    if found is None or found.parent is None or found.parent.mem_id == block.mem_id:
+        return None
+    parent = found.parent
+    text = text_of(parent)
+    return parent if len(text) <= 40 and is_date(text) else None
 
 
 _SEPARATORS = " \t\n\r\xa0—–-|·•:,()[]"
 
 
 def date_text(block: LexborNode) -> str | None:
-    """A date written as bare text in the block (`2026-01-05 — <a>...</a>`), if any."""
+    """A date written as text in the block (`2026-01-05 — <a>...</a>`), if any."""
+    node = _date_text_node(block)
+    return _date_of(node) if node is not None else None
+
+
+def _date_text_node(block: LexborNode) -> LexborNode | None:
     for node in block.traverse(include_text=True):
-        if node.tag == "-text":
-            text = " ".join((node.text_content or "").split()).strip(_SEPARATORS)
-            if text and len(text) <= 40 and is_date(text):
-                return text
+        if node.tag == "-text" and _date_of(node):
+            return node
     return None
+
+
+def _date_of(node: LexborNode) -> str | None:
+    text = node.text_content or ""
+    if len(text) > 80:
+        return None
+    text = " ".join(text.split()).strip(_SEPARATORS)
+    return text if text and len(text) <= 40 and is_date(text) else None
 
 
 def _first_is(block: LexborNode, selector: str, node: LexborNode) -> bool:
