@@ -343,3 +343,31 @@ def test_a_long_list_is_read_up_to_max_entries() -> None:
     assert len(doc.items) == 100
     assert doc.items[99].link == "https://x.example/p/99"
     assert doc.warnings == ("page has 5000 entries; only the first 100 read",)
+
+
+# --------------------------------------------------------------------------- page or feed
+
+
+def test_a_page_source_reads_the_page_and_an_auto_source_its_feed(server: LocalServer) -> None:
+    feed = server.serve(
+        "/feed.xml",
+        '<rss version="2.0"><channel><title>F</title><item><title>From the feed</title>'
+        "<link>https://x.example/f</link></item></channel></rss>",
+        "application/rss+xml",
+    )
+    link = f'<link rel="alternate" type="application/rss+xml" href="{feed}">'.encode()
+    layout = LAYOUTS["jekyll"]
+    home = server.serve("/", _local(layout).replace(b"<head>", b"<head>" + link), "text/html")
+    bare = server.serve("/about/", _local(LAYOUTS["no-posts"]).replace(b"<head>", b"<head>" + link))
+    session = new_session()
+    try:
+        collector = Collector(FetchSettings(), ExcerptOptions(), session, now=NOW)
+        as_page = collector.collect(Source(name="p", url=home, kind="page"))
+        as_auto = collector.collect(Source(name="a", url=home))
+        no_list = collector.collect(Source(name="n", url=bare, kind="page"))
+    finally:
+        session.close()
+    assert as_page.document is not None and as_page.document.kind == "page"
+    assert [e.title for e in as_page.excerpts] == [p["title"] for p in layout.posts]
+    assert [e.title for e in as_auto.excerpts] == ["From the feed"]
+    assert [e.title for e in no_list.excerpts] == ["From the feed"]  # no list: its feed

@@ -172,6 +172,7 @@ def parse_page(
     position_start: int = 0,
     complete: bool = True,
     previous_entry: str | None = None,
+    feed_first: bool = True,
 ) -> ParsedDocument:
     """Read one HTML page into a ParsedDocument (kind "page").
 
@@ -180,9 +181,10 @@ def parse_page(
     mode when `complete` (parse/autopage.py; the document's `auto_select` says what it chose).
     Without any rules, the page's advertised feed is returned as `feed_url` (no items); else
     the larger of the post list auto mode finds and the page's schema.org JSON-LD articles is
-    read; a page with neither is a ParseError. `previous_entry` is the entry selector auto mode
-    settled on at the last read: when the page's post list is no longer there, a warning (or
-    the error) starting with `autopage.LAYOUT_CHANGED` says so.
+    read; a page with neither is a ParseError. Unless `feed_first`, the advertised feed is
+    returned only when the page itself has no entries to read. `previous_entry` is the entry
+    selector auto mode settled on at the last read: when the page's post list is no longer
+    there, a warning (or the error) starting with `autopage.LAYOUT_CHANGED` says so.
     """
     if not body.strip():
         raise ParseError(source, "the page is empty")
@@ -190,13 +192,12 @@ def parse_page(
     title = _document_title(page.tree)
     doc_link = safe_http_url(url)
     doc = ParsedDocument(kind="page", items=(), title=title, link=doc_link)
-    if select is None:
-        feed_url = _advertised_feed(page)
-        if feed_url is not None:
-            return replace(doc, feed_url=feed_url)
-        jsonld = _jsonld_items(page.tree, page.link_base)[: max(max_items, 0)]
-    else:
-        jsonld = []
+    feed_url = _advertised_feed(page) if select is None else None
+    if feed_url is not None and feed_first:
+        return replace(doc, feed_url=feed_url)
+    jsonld = (
+        [] if select is not None else _jsonld_items(page.tree, page.link_base)[: max(max_items, 0)]
+    )
     # Scripts and styles are never entry text; drop them once for the whole page.
     page.tree.strip_tags(["script", "style", "noscript", "template"])
     found: Detection | None = None
@@ -208,6 +209,8 @@ def parse_page(
     rules = found.rules if found is not None else select
     changed = _layout_change(page, previous_entry, found, select)
     if rules is None or not rules.entry:
+        if feed_url is not None:
+            return replace(doc, feed_url=feed_url)
         raise ParseError(source, changed or NO_RULES_MESSAGE)
     items, warnings = _select_items(page, rules, source, max_items, position_start)
     if changed:

@@ -69,6 +69,8 @@ def document(
         select=source.select,
         max_items=source.max_entries,
         previous_entry=previous_entry,
+        # A page source is read from the page; sniffed as a page, it is read through its feed.
+        feed_first=source.kind != "page",
     )
     if page.feed_url and not page.items:
         # The page advertises a feed and has no selectors: read the feed instead.
