@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.cli import main
 from aggregator.collect import Collector
 from aggregator.config import FetchSettings, load_config
 from aggregator.errors import ParseError
@@ -371,3 +372,33 @@ def test_a_page_source_reads_the_page_and_an_auto_source_its_feed(server: LocalS
     assert [e.title for e in as_page.excerpts] == [p["title"] for p in layout.posts]
     assert [e.title for e in as_auto.excerpts] == ["From the feed"]
     assert [e.title for e in no_list.excerpts] == ["From the feed"]  # no list: its feed
+
+
+# --------------------------------------------------------------------------- check --fetch
+
+
+def test_check_fetch_prints_a_block_that_pins_the_choice(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, expected = _serve_hexo(server)
+    path = _page_config(tmp_path, url)
+    assert main(["check", "--fetch", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"blog: {len(expected['links'])} entries (page, HTTP 200)" in out
+    lines = out.splitlines()
+    start = lines.index(f"  {AUTO_SELECTORS} (structure)") + 1
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  ") or line.startswith("  - "):
+            break
+        block.append(line.strip())
+    assert block[0].startswith("[sources.select]")
+    assert 'next = "div.pager a"' in block
+    # Pasted into the config, the block pins the same entries: no auto mode any more.
+    path.write_text(path.read_text(encoding="utf-8") + "\n".join(block) + "\n", encoding="utf-8")
+    config = load_config(path)
+    assert config.source("blog").selectors == "config+auto"  # the page has no title element
+    assert main(["check", "--fetch", "-c", str(path)]) == 0
+    again = capsys.readouterr().out
+    assert f"blog: {len(expected['links'])} entries (page, HTTP 200)" in again
+    assert AUTO_SELECTORS not in again
