@@ -21,7 +21,14 @@ from aggregator.config import FetchSettings, load_config
 from aggregator.errors import ParseError
 from aggregator.fetch import new_session
 from aggregator.models import ExcerptOptions, ParsedDocument, SelectRules, Source
-from aggregator.parse.autopage import AUTO_SELECTORS, LAYOUT_CHANGED, auto_report, select_block
+from aggregator.parse.autopage import (
+    AUTO_SELECTORS,
+    LAYOUT_CHANGED,
+    auto_report,
+    content_link,
+    is_generic_link_text,
+    select_block,
+)
 from aggregator.parse.page import page_rules, parse_page
 from aggregator.refresh import refresh
 from aggregator.store import open_store
@@ -402,3 +409,82 @@ def test_check_fetch_prints_a_block_that_pins_the_choice(
     again = capsys.readouterr().out
     assert f"blog: {len(expected['links'])} entries (page, HTTP 200)" in again
     assert AUTO_SELECTORS not in again
+
+
+# --------------------------------------------------------------------------- links and pagers
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/2026/03/notes-on-wal/", "https://x.example/2026/03/notes-on-wal/"),
+        ("/?p=123", "https://x.example/?p=123"),  # a WordPress post without pretty links
+        ("/p/a#comments", None),
+        ("/p/a#respond", None),
+        ("/p/a#section-2", "https://x.example/p/a"),
+        ("/tag/python/", None),
+        ("/category/ops/", None),
+        ("/categories/深度学习/", None),
+        ("/author/mira/", None),
+        ("/2026/03/", None),
+        ("/page/2/", None),
+        ("/?paged=2", None),
+        ("/archives/", None),
+        ("/feed/", None),
+        ("/", None),
+        ("https://x.example/", None),
+        ("https://www.x.example/p/b", "https://www.x.example/p/b"),
+        ("https://elsewhere.example/p/b", None),
+        ("javascript:alert(1)", None),
+    ],
+)
+def test_what_counts_as_a_post_link(href: str, expected: str | None) -> None:
+    assert content_link(href, "https://x.example/", "https://x.example/") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "generic"),
+    [
+        ("Read more", True),
+        ("Continue reading Notes on WAL", True),
+        ("阅读全文 »", True),
+        ("3 Comments", True),
+        ("More", True),
+        ("»", True),
+        ("More than a cache", False),
+        ("Reading a flame graph", False),
+        ("Notes on SQLite WAL mode", False),
+    ],
+)
+def test_read_more_links_do_not_name_posts(text: str, generic: bool) -> None:
+    assert is_generic_link_text(text) is generic
+
+
+def _cards(extra: str) -> bytes:
+    cards = "".join(
+        f'<div class="card"><h2><a href="/p/{i}">Post {i} title</a></h2><p>{"word " * 20}</p></div>'
+        for i in range(4)
+    )
+    return f'<main><div class="list">{cards}</div>{extra}</main>'.encode()
+
+
+@pytest.mark.parametrize(
+    ("extra", "pager"),
+    [
+        ('<a rel="next" href="/page/2/">›</a>', 'a[rel~="next"]'),
+        ('<a class="older-posts" href="/page/2/">Older</a>', "a.older-posts"),
+        ('<ul class="pg"><li class="next"><a href="/page/2/">x</a></li></ul>', "li.next a"),
+        (
+            '<div class="pages"><a href="/page/2/">2</a> <a href="/page/3/">3</a></div>',
+            "div.pages a",
+        ),
+        ('<p class="nav"><a href="/page/2/">Older posts »</a></p>', "p.nav a"),
+        # A menu with a "Next" item is no pager; nor is a next link to another site.
+        ('<div class="m"><a href="/about/">About</a> <a href="/next/">Next</a></div>', None),
+        ('<p class="x"><a href="https://other.example/page/2/">Next</a></p>', None),
+    ],
+)
+def test_the_pager_is_found_by_rel_class_text_or_numbers(extra: str, pager: str | None) -> None:
+    found = page_rules(_cards(extra), url="https://x.example/", headers={})
+    assert found is not None and found.rules.entry == "div.list > div"
+    assert found.rules.next == pager

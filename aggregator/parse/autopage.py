@@ -108,7 +108,7 @@ def outermost(nodes: Sequence[LexborNode]) -> list[LexborNode]:
 
 _GENERIC = re.compile(
     r"^(?:(?:read|continue|view|see|keep)(?:\s+the)?\s+(?:more|full|reading|post|article|story|"
-    r"rest)\b.*|more\b.*|full\s+(?:post|article|story)|permalink|link|here|comments?|"
+    r"rest)\b.*|more(?:\s+(?:posts?|articles?|stories|entries))?|full\s+(?:post|article|story)|permalink|link|here|comments?|"
     r"\d+\s+comments?|leave\s+a\s+comment|[»›→…>.]+|阅读全文.*|阅读更多.*|继续阅读.*|"
     r"查看全文.*|查看更多.*|更多.*|全文.*|続きを読む.*|weiterlesen.*|lire la suite.*|leer más.*)$",
     re.IGNORECASE,
@@ -127,6 +127,7 @@ _TAXONOMY_TAIL = frozenset(
     {"archive", "archives", "search", "feed", "rss", "atom.xml", "comments", "respond"}
 )
 _YEARISH = re.compile(r"^\d{1,4}$")
+_PAGER_QUERY = re.compile(r"(?:^|&)(?:page|paged|pg)=\d+(?:&|$)")
 _COMMENT_FRAGMENT = re.compile(r"comment|respond|disqus|reply", re.IGNORECASE)
 
 
@@ -156,8 +157,8 @@ def content_link(href: str | None, base: str, page_url: str) -> str | None:
         return None  # /2026/ or /2026/01/: a date archive, or /page/2-like numbering
     if len(segments) >= 2 and segments[-2] == "page" and segments[-1].isdigit():
         return None
-    if re.search(r"(?:^|&)(?:page|paged|p)=\d+(?:&|$)", parts.query) and len(segments) <= 1:
-        return None
+    if _PAGER_QUERY.search(parts.query) and len(segments) <= 1:
+        return None  # ?page=2, ?paged=2 (but ?p=123 is a WordPress post)
     return bare
 
 
@@ -566,17 +567,18 @@ class _Finder:
                 for c in _classes(parent):
                     if _NEXT_CLASS.match(c) and usable(f"li.{c} a"):
                         return f"li.{c} a"
-        for a in anchors:
-            label = text_of(a) or (a.attributes.get("aria-label") or "")
-            if _NEXT_TEXT.match(label) and self._pager_url(a) is not None:
-                container = _pager_container(a)
-                if container is not None and usable(container):
-                    return container
-        for a in anchors:
-            if text_of(a).isdigit() and self._pager_url(a) is not None:
-                container = _pager_container(a)
-                if container is not None and usable(container):
-                    return container
+        # A next/older link by its text, else a numbered page link: all the links of its
+        # container are followed, when every one of them is a pager link (not a menu).
+        for wanted in (_NEXT_TEXT.match, _PAGE_NUMBER.match):
+            for a in anchors:
+                if wanted(_label(a)) and self._pager_url(a) is not None:
+                    container = _pager_container(a)
+                    if (
+                        container is not None
+                        and usable(container)
+                        and _pager_only(container, self.tree)
+                    ):
+                        return container
         return None
 
     def _pager_url(self, node: LexborNode) -> str | None:
@@ -586,6 +588,11 @@ class _Finder:
             url = href if not href.startswith("#") else None
         if url is None or url.split("#", 1)[0] == self.url.split("#", 1)[0]:
             return None
+        page = urlsplit(self.url)
+        if page.scheme in ("http", "https") and _host(urlsplit(url).hostname) != _host(
+            page.hostname
+        ):
+            return None  # further pages are on the same site
         return url
 
 
@@ -622,8 +629,18 @@ _CATEGORY = re.compile(
 )
 _NEXT_CLASS = re.compile(r"^(?:.*[-_])?(?:next|older|nextpostslink)(?:[-_].*)?$", re.IGNORECASE)
 _NEXT_TEXT = re.compile(
-    r"^(?:next|older|more|earlier)(?:\s+(?:page|posts?|entries|articles))?\s*[»›→>]*$|"
+    r"^(?:next|older|earlier)(?:\s+(?:page|posts?|entries|articles))?\s*[»›→>]*$|"
+    r"^more\s+(?:posts|entries|articles)\s*[»›→>]*$|"
     r"^[»›→>]+$|^(?:下一页|下页|后一页|次へ|次のページ|weiter|suivant|siguiente).*$",
+    re.IGNORECASE,
+)
+_PAGE_NUMBER = re.compile(r"^\d{1,4}$")
+# What a pager's links say: numbers, next/previous/first/last, arrows, an ellipsis.
+_PAGER_TEXT = re.compile(
+    r"^(?:\d{1,4}|[«‹←»›→<>…]+|\.\.\.|(?:next|previous|prev|older|newer|earlier|later|first|last)"
+    r"(?:\s+(?:page|posts?|entries|articles))?\s*[«‹←»›→<>]*|[«‹←<]*\s*(?:previous|prev|newer)"
+    r"(?:\s+(?:page|posts?|entries|articles))?|(?:page|seite|第)\s*\d+\s*页?|"
+    r"上一页|下一页|上页|下页|前一页|后一页|首页|末页|尾页|次へ|前へ)?$",
     re.IGNORECASE,
 )
 
@@ -754,6 +771,18 @@ def _common_selector(nodes: list[tuple[LexborNode, LexborNode]], need: float) ->
         if sum(1 for b, n in nodes if _first_is(b, selector, n)) >= need:
             return selector
     return None
+
+
+def _label(anchor: LexborNode) -> str:
+    return text_of(anchor) or (anchor.attributes.get("aria-label") or "").strip()
+
+
+def _pager_only(selector: str, tree: LexborHTMLParser) -> bool:
+    """Whether every link `selector` finds reads like a pager link."""
+    try:
+        return all(_PAGER_TEXT.match(_label(a)) for a in tree.css(selector))
+    except SelectolaxError:
+        return False
 
 
 def _pager_container(anchor: LexborNode) -> str | None:
