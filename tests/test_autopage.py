@@ -29,7 +29,7 @@ from aggregator.parse.autopage import (
     is_generic_link_text,
     select_block,
 )
-from aggregator.parse.page import page_rules, parse_page
+from aggregator.parse.page import page_rules, parse_page, suggest_select
 from aggregator.refresh import refresh
 from aggregator.store import open_store
 from tests.autopage_corpus import CORPUS, NOW, Layout, layouts, read, score
@@ -145,6 +145,8 @@ def test_page_rules_and_the_check_report_for_other_front_ends() -> None:
     table = tomllib.loads(report.split("\n", 1)[1])
     assert table["sources"]["select"]["entry"] == "ul.post-list > li"
     assert page_rules(LAYOUTS["no-posts"].html, url="https://x.example/", headers={}) is None
+    assert suggest_select(layout.html, url=layout.url, headers=HEADERS) == report
+    assert suggest_select(LAYOUTS["no-posts"].html, url="https://x.example/", headers={}) is None
 
 
 def test_select_block_escapes_what_toml_needs() -> None:
@@ -488,3 +490,21 @@ def test_the_pager_is_found_by_rel_class_text_or_numbers(extra: str, pager: str 
     found = page_rules(_cards(extra), url="https://x.example/", headers={})
     assert found is not None and found.rules.entry == "div.list > div"
     assert found.rules.next == pager
+
+
+# ------------------------------------------------------------ against hand-written rules
+
+
+def test_auto_mode_reads_the_example_pages_like_their_documented_rules() -> None:
+    from tests.test_parse_page import EXAMPLES, HOME_RULES
+
+    def fields(doc: ParsedDocument) -> list[tuple[object, ...]]:
+        return [(i.title, i.link, i.published, i.categories, i.content) for i in doc.items]
+
+    for name in ("home.html", "home-2.html"):
+        path = EXAMPLES / name
+        body, url = path.read_bytes(), str(path)
+        auto = parse_page(body, url=url, headers={}, source="home", select=None)
+        hand = parse_page(body, url=url, headers={}, source="home", select=HOME_RULES)
+        assert auto.auto_method == "structure"
+        assert fields(auto) == fields(hand) and len(hand.items) in (7, 3)

@@ -1,9 +1,12 @@
-"""Read entries from an HTML page: `[sources.select]` CSS rules, or feed / JSON-LD discovery.
+"""Read entries from an HTML page: `[sources.select]` CSS rules, completed or found by auto
+mode (parse/autopage.py), or the page's advertised feed or JSON-LD articles.
 
 Public functions:
 
-- `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
+- `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=, ...)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
+- `page_rules(body, url=, headers=)`, `suggest_select(...)`: what auto mode settles on for a
+  page, as rules or as the `[sources.select]` block to pin them.
 
 The body is decoded by parse/decode.py, dates are read by parse/dates.py and every link goes
 through `urls.safe_http_url`, as in the other parsers.
@@ -50,6 +53,7 @@ from aggregator.models import ParsedDocument, RawItem, SelectRules
 from aggregator.parse.autopage import (
     AUTO_SELECTORS,
     Detection,
+    auto_report,
     content_link,
     date_node,
     date_text,
@@ -63,7 +67,7 @@ from aggregator.parse.dates import parse_date
 from aggregator.parse.decode import decode
 from aggregator.urls import clean_reference, safe_http_url
 
-__all__ = ["AUTO_SELECTORS", "find_next_pages", "page_rules", "parse_page"]
+__all__ = ["AUTO_SELECTORS", "find_next_pages", "page_rules", "parse_page", "suggest_select"]
 
 NO_RULES_MESSAGE = (
     "HTML page has no feed, and auto mode found no post list on it; "
@@ -221,6 +225,14 @@ def parse_page(
     return replace(doc, auto_select=found.rules, auto_method=found.method)
 
 
+def suggest_select(body: bytes, *, url: str, headers: Mapping[str, str]) -> str | None:
+    """For front ends that add a page source: "selectors: auto (method)" and the
+    `[sources.select]` block that pins what auto mode found on the page (as `check --fetch`
+    prints it); None when it finds no post list."""
+    found = page_rules(body, url=url, headers=headers)
+    return None if found is None else auto_report(found.rules, found.method)
+
+
 def _layout_change(
     page: _Page, previous: str | None, found: Detection | None, select: SelectRules | None
 ) -> str | None:
@@ -238,11 +250,7 @@ def _layout_change(
 
 
 def page_rules(body: bytes, *, url: str, headers: Mapping[str, str]) -> Detection | None:
-    """The rules auto mode settles on for a page, or None when it finds no post list.
-
-    For front ends that suggest a `[sources.select]` block before a source exists
-    (`autopage.select_block(detection.rules, method=detection.method)`).
-    """
+    """The rules auto mode settles on for a page, or None when it finds no post list."""
     if not body.strip():
         return None
     page = _load(body, headers, url)
