@@ -290,7 +290,7 @@ def _local(layout: Layout) -> bytes:
 
 
 def test_a_changed_layout_is_reported_and_loses_nothing(
-    tmp_path: Path, server: LocalServer
+    tmp_path: Path, server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = server.serve("/", _local(LAYOUTS["jekyll"]), "text/html")
     config = load_config(_page_config(tmp_path, url))
@@ -308,6 +308,7 @@ def test_a_changed_layout_is_reported_and_loses_nothing(
     assert len(changed) == 1
     assert "'ul.post-list > li'" in changed[0] and "matches nothing now" in changed[0]
     assert "'div.portable-archive-list > div'" in changed[0]
+    assert f"blog: {changed[0]}" in caplog.messages
 
     # The same page again: nothing more to say.
     server.serve("/", _local(LAYOUTS["substack"]).replace(b"Theo", b"Theodor"), "text/html")
