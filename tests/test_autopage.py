@@ -509,3 +509,23 @@ def test_auto_mode_reads_the_example_pages_like_their_documented_rules() -> None
         hand = parse_page(body, url=url, headers={}, source="home", select=HOME_RULES)
         assert auto.auto_method == "structure"
         assert fields(auto) == fields(hand) and len(hand.items) in (7, 3)
+
+
+# --------------------------------------------------------------------------- aggregator add
+
+
+def test_add_writes_the_selectors_auto_mode_found(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, '[feed]\ntitle = "t"\nlink = "https://t.example/"\n')
+    page = server.serve("/", _local(LAYOUTS["jekyll"]), "text/html")
+    assert main(["add", page, "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "posts found with these selectors" in out
+    assert 'entry = "ul.post-list > li"' in out
+    source = load_config(path).sources[-1]
+    assert source.kind == "page" and source.select is not None
+    assert source.select.entry == "ul.post-list > li" and source.select.title == "h3"
+    # The pinned selectors read every post.
+    assert main(["check", "--fetch", "-c", str(path)]) == 0
+    assert f"{source.name}: 8 entries (page, HTTP 200)" in capsys.readouterr().out
