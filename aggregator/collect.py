@@ -364,9 +364,7 @@ class Preview:
     status: int  # HTTP status of the first response (200 for files)
     final_url: str  # after redirects
     warnings: tuple[str, ...] = ()
-    auto_select: SelectRules | None = (
-        None  # the page's rules, when auto mode found or completed them
-    )
+    auto_select: SelectRules | None = None  # the rules auto mode found or completed
     auto_method: str | None = None  # how auto mode found the post list (see ParsedDocument)
 
 
