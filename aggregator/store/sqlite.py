@@ -62,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -208,6 +208,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_title TEXT;
     ALTER TABLE sources ADD COLUMN site_link TEXT;
     """,
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -236,6 +240,7 @@ _STATE_FIELDS = (
     "ttl_seconds",
     "feed_title",
     "site_link",
+    "page_entry",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _SAVE_STATE = (
