@@ -120,6 +120,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN feed_title text, ADD COLUMN site_link text;
     """,
+    # 4: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry text;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

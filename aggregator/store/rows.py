@@ -27,6 +27,7 @@ STATE_FIELDS = (
     "ttl_seconds",
     "feed_title",
     "site_link",
+    "page_entry",
 )
 # The columns of a copy that its excerpt's content fills.
 CONTENT_COLUMNS = (

@@ -68,7 +68,7 @@ from aggregator.store.rows import (
     gained_entries,
 )
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -213,6 +213,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN feed_title TEXT;
     ALTER TABLE sources ADD COLUMN site_link TEXT;
+    """,
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
     """,
 )
 
