@@ -30,6 +30,7 @@ __all__ = [
 EARLIEST_DATE = datetime(1995, 1, 1, tzinfo=UTC)  # no feed predates this; earlier is a bug
 FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes
 FOLDED_TEXT_LIMIT = 4000  # characters of folded text kept for dedup
+HTML_LIMIT = 256 * 1024  # characters of source HTML kept for full content; longer: none kept
 UNTITLED = "(untitled)"
 # Separators for hashed fields: clean_text removes both, so no field can contain them.
 _FIELD_SEP = "\x1f"
@@ -74,6 +75,7 @@ def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptO
         position=item.position,
         text=_folded_text(text, placeholders),
         link_key=link_key,
+        html=_html(item),
     )
 
 
@@ -125,6 +127,14 @@ def _folded_text(text: str, placeholders: tuple[str, str]) -> str:
         if len(folded) > FOLDED_TEXT_LIMIT + 32:
             return folded[:FOLDED_TEXT_LIMIT]
     return fold(text, placeholders)[:FOLDED_TEXT_LIMIT]
+
+
+def _html(item: RawItem) -> str | None:
+    """The item's HTML content as the source gave it, for `[output] content = "full"`; it is
+    sanitized where it is emitted. HTML never is cut, so an over-long one is not kept."""
+    if not item.content_is_html or not item.content.strip() or len(item.content) > HTML_LIMIT:
+        return None
+    return _encodable(item.content)
 
 
 def _plain_text(content: str, is_html: bool, options: ExcerptOptions) -> str:

@@ -21,6 +21,7 @@ from aggregator.models import (
     Cluster,
     Decision,
     Entry,
+    SourceFeed,
     SourceState,
     StoredEntry,
 )
@@ -65,6 +66,18 @@ class Store(CandidateView, Protocol):
 
     def save_states(self, states: Sequence[SourceState]) -> None:
         """Several sources' states in one write."""
+        ...
+
+    # --- what sources say about themselves ----------------------------------------------
+
+    def save_feeds(self, feeds: Sequence[SourceFeed]) -> None:
+        """What sources' own documents said about themselves at their last parse, replacing
+        what was kept for those sources; in one write."""
+        ...
+
+    def feeds(self) -> Mapping[str, SourceFeed]:
+        """What each source's document said about itself, by source name (sources never
+        parsed are left out)."""
         ...
 
     # --- a batch --------------------------------------------------------------------------
