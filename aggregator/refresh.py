@@ -25,7 +25,14 @@ from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
-from aggregator.models import Outcome, RefreshReport, SourceResult, SourceState
+from aggregator.models import (
+    Outcome,
+    ParsedDocument,
+    RefreshReport,
+    SourceFeed,
+    SourceResult,
+    SourceState,
+)
 from aggregator.netguard import NetGuard
 from aggregator.store import Store, open_store
 
@@ -188,17 +195,22 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
         subtitle=config.feed.subtitle,
         author=config.feed.author,
         self_url=config.feed.self_url,
+        content=config.content,
     )
     entries = store.latest(config.feed.max_entries)
     by_name = {s.name: s for s in config.sources}
-    atom = emit.render_atom(meta, entries, by_name)
+    feeds = store.feeds()
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
+    # A feed without entries is dated by its last fetch (never 1970), or now before any.
+    atom = emit.render_atom(
+        meta, entries, by_name, feeds, empty_updated=max(fetched, default=None) or utcnow()
+    )
     counts = store.entry_counts()
     snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
     page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
-    json_feed = emit.render_json_feed(meta, entries)
+    json_feed = emit.render_json_feed(meta, entries, feeds, by_name)
     emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
     feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
     emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
@@ -295,6 +307,7 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     with store.transaction():
         decision = dedup.place(fetched.excerpts, store, options)
         store.apply(decision, ok_state, backfill=state.last_success is None)
+        store.save_feeds([_source_feed(source.name, document)])
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
@@ -309,6 +322,18 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         status=result.status,
         duration=fetched.duration,
         warnings=(*document.warnings, *decision.warnings),
+    )
+
+
+def _source_feed(name: str, document: ParsedDocument) -> SourceFeed:
+    """What a source's document said about itself, to keep for the merged feed."""
+    return SourceFeed(
+        name=name,
+        id=document.feed_id,
+        title=document.title,
+        link=document.link,
+        author=document.author,
+        updated=document.updated,
     )
 
 
