@@ -132,9 +132,14 @@ def _folded_text(text: str, placeholders: tuple[str, str]) -> str:
 def _html(item: RawItem) -> str | None:
     """The item's HTML content as the source gave it, for `[output] content = "full"`; it is
     sanitized where it is emitted. HTML never is cut, so an over-long one is not kept."""
-    if not item.content_is_html or not item.content.strip() or len(item.content) > HTML_LIMIT:
+    html = item.content
+    if not item.content_is_html or len(html) > HTML_LIMIT or not html.strip():
         return None
-    return _encodable(item.content)
+    try:
+        html.encode("utf-8")  # a lone surrogate (possible from JSON) cannot be stored
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", html)
+    return html
 
 
 def _plain_text(content: str, is_html: bool, options: ExcerptOptions) -> str:

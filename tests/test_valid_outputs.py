@@ -176,6 +176,16 @@ def test_hard_feeds_merge_into_valid_outputs(
     assert "https://planet.example/r/origin-consistent-hashing" in {
         link.href for link in post.links if link.rel == "via"
     }
+    # Its atom:source is the origin feed as it describes itself.
+    source = post.source
+    assert (source.id, source.title) == ("tag:origin.example,2026:feed", "Origin Engineering")
+    assert source.updated == "2026-03-02T11:00:00Z"  # the entry's, later than the feed's own
+    links = {link.rel: link.href for link in source.links}
+    assert links == {"self": server.url("/origin.atom"), "alternate": "https://origin.example/"}
+    assert (source.author_detail.name, source.author_detail.email) == (
+        "Origin Engineering Team",
+        "team@origin.example",
+    )
     # Author names are names: no markup, no address (a valid one goes to atom:email).
     names = [a.get("name", "") for e in parsed.entries for a in e.get("authors", [])]
     assert "Bob & Co" in names and "Carol Diaz" in names and "Grace Hopper" in names
@@ -283,3 +293,33 @@ def test_an_author_becomes_a_clean_name_and_a_valid_address(
     from aggregator.emit import person
 
     assert person(raw) == expected
+
+
+def test_a_source_that_says_nothing_of_itself_still_gets_a_complete_atom_source() -> None:
+    from aggregator.emit import FeedMeta, render_atom
+    from aggregator.models import Entry, Provenance, Source
+
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    entry = Entry(
+        id="urn:uuid:00000000-0000-4000-8000-000000000001",
+        title="A line of a capture",
+        link=None,
+        published=None,
+        updated=when,
+        first_seen=when,
+        excerpt="A line of a capture",
+        authors=(),
+        categories=(),
+        source="capture",
+        sources=(Provenance("capture", None, when),),
+    )
+    meta = FeedMeta(title="M", link="https://m.test/", id="https://m.test/")
+    local = Source(name="capture", url="/srv/captures/latest.txt", kind="text")
+    atom = render_atom(meta, [entry], {"capture": local}, {})
+    (got,) = feedparser.parse(atom).entries
+    # No path is published: the id is minted from the feed's id and the source's name.
+    assert got.source.id.startswith("urn:uuid:") and "srv" not in str(got.source)
+    assert (got.source.title, got.source.author) == ("capture", "capture")
+    assert got.source.updated == "2026-03-01T00:00:00Z" and not got.source.get("links")
+    # Without a link, the excerpt is the content, and is not repeated as a summary.
+    assert got.content[0].value == "A line of a capture" and b"<summary" not in atom
