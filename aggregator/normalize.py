@@ -38,8 +38,16 @@ _ITEM_SEP = "\x1e"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptOptions) -> Excerpt:
-    """Turn one parsed entry into the record the later stages work with."""
+def normalize(
+    item: RawItem,
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    keep_html: bool = True,
+) -> Excerpt:
+    """Turn one parsed entry into the record the later stages work with. With `keep_html`
+    (a feed's item: its HTML is the post's own), the item's HTML is kept for full content."""
     now = _as_utc(now)
     placeholders = (options.code_placeholder, options.formula_placeholder)
     text = _plain_text(item.content, item.content_is_html, options)
@@ -75,7 +83,7 @@ def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptO
         position=item.position,
         text=_folded_text(text, placeholders),
         link_key=link_key,
-        html=_html(item),
+        html=_html(item) if keep_html else None,
     )
 
 
@@ -108,11 +116,16 @@ class _Shown:
 
 
 def normalize_items(
-    items: Sequence[RawItem], *, source: Source, now: datetime, options: ExcerptOptions
+    items: Sequence[RawItem],
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    keep_html: bool = True,
 ) -> tuple[Excerpt, ...]:
     """A document's items as excerpts, in document order, at most the source's max_entries."""
     return tuple(
-        normalize(item, source=source, now=now, options=options)
+        normalize(item, source=source, now=now, options=options, keep_html=keep_html)
         for item in items[: source.max_entries]
     )
 

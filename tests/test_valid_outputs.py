@@ -202,18 +202,28 @@ def test_hard_feeds_merge_into_valid_outputs(
 
 
 @needs_shared
-@pytest.mark.parametrize("author", [False, True])
-def test_the_bundled_example_is_valid(tmp_path: Path, author: bool) -> None:
+@pytest.mark.parametrize(
+    ("author", "content"), [(False, "excerpt"), (True, "excerpt"), (False, "full")]
+)
+def test_the_bundled_example_is_valid(tmp_path: Path, author: bool, content: str) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     text = (ROOT / "config.toml").read_text(encoding="utf-8")
     if author:
         text = text.replace("[feed]\n", '[feed]\nauthor = "The Editors"\n', 1)
+    text = text.replace("[output]\n", f'[output]\ncontent = "{content}"\n', 1)
     (tmp_path / "config.toml").write_text(text, encoding="utf-8")
     config = load_config(tmp_path / "config.toml")
     assert not refresh(config, force=True).failed
     assert_valid_atom(config.output_dir / "feed.atom", config.feed.self_url or "")
-    assert_valid_json_feed(config.output_dir / "feed.json")
+    doc = assert_valid_json_feed(config.output_dir / "feed.json")
     assert_no_control_characters(config.output_dir)
+    by_source: dict[str, set[str]] = {}
+    for item in doc["items"]:
+        kind = "content_html" if "content_html" in item else "content_text"
+        by_source.setdefault(item["_aggregator"]["source"], set()).add(kind)
+    # A page's blocks and a text capture's lines have no HTML of their own: their excerpt.
+    assert by_source["home"] == by_source["capture"] == {"content_text"}
+    assert ("content_html" in by_source["journal"]) is (content == "full")
 
 
 @needs_shared
