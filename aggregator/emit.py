@@ -119,6 +119,15 @@ _MARKUP = re.compile(r"<[/!a-zA-Z]|&(?:#\w+|[a-zA-Z]+);")
 _WRAPPERS = " \t()<>[]\"',;:-"
 
 
+def _plain(text: str) -> str:
+    """`text` without markup: a source's title or name may be HTML (Atom type="html")."""
+    if not _MARKUP.search(text):
+        return text
+    from aggregator.textutil import html_to_text
+
+    return html_to_text(text, code_placeholder="", formula_placeholder="")
+
+
 def person(raw: str) -> tuple[str, str | None] | None:
     """A display name and a valid e-mail address (or None) from an author as a source gave
     it: "Name", "email (Name)", "Name <email>", "Name email", "email", with or without
@@ -130,11 +139,7 @@ def person(raw: str) -> tuple[str, str | None] | None:
         email = address if _VALID_EMAIL.match(address) else None
         raw = raw[: found.start()] + raw[found.end() :]
         raw = raw.replace("()", " ").replace("<>", " ").replace("[]", " ")
-    if _MARKUP.search(raw):
-        from aggregator.textutil import html_to_text
-
-        raw = html_to_text(raw, code_placeholder="", formula_placeholder="")
-    name = " ".join(raw.split()).strip(_WRAPPERS)
+    name = " ".join(_plain(raw).split()).strip(_WRAPPERS)
     name = _ADDRESS.sub("", name).strip(_WRAPPERS)  # a second address in the text
     if not name and found:
         name = found.group(0).split("@", 1)[0]  # only an address: its local part
@@ -156,6 +161,10 @@ def people(raws: Sequence[str]) -> list[tuple[str, str | None]]:
 # --- the source feed an entry came from --------------------------------------------------------
 
 
+# An absolute IRI, as atom:id must be: a scheme, then no white space.
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+
+
 @dataclass(frozen=True, slots=True)
 class _Origin:
     """What an entry's atom:source (and JSON Feed's fallback author) says, for one source."""
@@ -173,16 +182,15 @@ def _origin(meta: FeedMeta, name: str, source: Source | None, feed: SourceFeed |
     minted from the merged feed's id and the source's name, the source's name as title and
     author, its address as self link."""
     url = public_url(source) if source else None
-    title = (feed.title if feed else None) or name
+    title = _plain(feed.title) if feed and feed.title else None
     author = person(feed.author) if feed and feed.author else None
+    own_id = feed.id if feed and feed.id and _IRI.match(feed.id) else None
     return _Origin(
-        id=(feed.id if feed else None)
-        or url
-        or uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.id}#source={name}").urn,
-        title=title,
+        id=own_id or url or uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.id}#source={name}").urn,
+        title=title or name,
         self_url=url,
         link=feed.link if feed and feed.link != url else None,
-        author=author or (title, None),
+        author=author or (title or name, None),
         updated=feed.updated if feed else None,
     )
 
