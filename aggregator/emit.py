@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -69,13 +70,15 @@ def public_url(source: Source) -> str | None:
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 _WHITESPACE_CONTROLS = re.compile("[\t\n\r]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# What clean_field changes in a multi-line text (HTML): a fast check before any change.
+_UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 _T = TypeVar("_T")
 
 
 def clean_field(text: str, *, multiline: bool = False) -> str:
     """`text` without control characters (a tab or line break becomes a space, unless
     `multiline`), and with a lone surrogate as U+FFFD: what every output may carry."""
-    if text.isprintable():
+    if text.isprintable() or (multiline and _UNCLEAN.search(text) is None):
         return text
     text = _SURROGATES.sub("\ufffd", _CONTROLS.sub("", text))
     return text if multiline else _WHITESPACE_CONTROLS.sub(" ", text)
@@ -83,26 +86,58 @@ def clean_field(text: str, *, multiline: bool = False) -> str:
 
 def scrub(value: _T) -> _T:
     """`value` (a record, or a tuple, list or mapping of them) with every string cleaned by
-    clean_field; the HTML of an entry keeps its line breaks."""
-    return _scrub(value, "")  # type: ignore[no-any-return]
+    clean_field; the HTML of an entry keeps its line breaks. What needs no cleaning is
+    returned as it is, not copied."""
+    return _scrub(value, False)  # type: ignore[no-any-return]
 
 
-def _scrub(value: Any, name: str) -> Any:
+def _scrub(value: Any, multiline: bool) -> Any:
     if isinstance(value, str):
-        return clean_field(value, multiline=name == "html")
+        return clean_field(value, multiline=multiline)
     if isinstance(value, tuple | list):
-        return type(value)(_scrub(v, name) for v in value)
+        cleaned = [_scrub(v, multiline) for v in value]
+        if all(new is old for new, old in zip(cleaned, value, strict=True)):
+            return value
+        return type(value)(cleaned)
     if isinstance(value, Mapping):
-        return {k: _scrub(v, name) for k, v in value.items()}
+        items = {k: _scrub(v, multiline) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, Entry) and _clean_entry(value):
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            new = _scrub(old, f.name)
-            if new is not old and new != old:
-                changes[f.name] = new
+        for name in _field_names(type(value)):
+            old = getattr(value, name)
+            new = _scrub(old, name == "html")
+            if new is not old:
+                changes[name] = new
         return dataclasses.replace(value, **changes) if changes else value
     return value
+
+
+def _clean_entry(e: Entry) -> bool:
+    """Whether an entry needs no cleaning, checked in one pass over its text (the common
+    case, and the bulk of what is scrubbed). Its HTML is cleaned where it is used
+    (_full_content): most feeds never publish it."""
+    text = "".join(
+        (
+            e.id,
+            e.title,
+            e.link or "",
+            e.excerpt,
+            e.source,
+            *e.authors,
+            *e.categories,
+            *(p.source + (p.link or "") for p in e.sources),
+            *(d.source + d.key + d.rule for d in e.duplicates),
+        )
+    )
+    return text.isprintable()
+
+
+@cache
+def _field_names(record: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(record))
 
 
 # --- author names ------------------------------------------------------------------------------
@@ -276,7 +311,7 @@ def _full_content(entry: Entry) -> str | None:
         return None
     from aggregator.sanitize import sanitize_html
 
-    return sanitize_html(entry.html, entry.link) or None
+    return clean_field(sanitize_html(entry.html, entry.link), multiline=True) or None
 
 
 def _extend(fe: FeedEntry, via: list[str], origin: _Origin, updated: datetime) -> None:
