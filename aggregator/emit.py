@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -105,8 +105,12 @@ def _scrub(value: Any, multiline: bool) -> Any:
     if isinstance(value, Entry) and _clean_entry(value):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _field_names(type(value))
+        values = [getattr(value, name) for name in names]
+        if all(type(v) in _PLAIN or (type(v) is str and v.isprintable()) for v in values):
+            return value  # a flat record with nothing to clean: the common case
         changes = {}
-        for name in _field_names(type(value)):
+        for name in names:
             old = getattr(value, name)
             new = _scrub(old, name == "html")
             if new is not old:
@@ -133,6 +137,10 @@ def _clean_entry(e: Entry) -> bool:
         )
     )
     return text.isprintable()
+
+
+# Values that hold no text.
+_PLAIN = frozenset({type(None), bool, int, float, datetime})
 
 
 @cache
@@ -163,6 +171,7 @@ def _plain(text: str) -> str:
     return html_to_text(text, code_placeholder="", formula_placeholder="")
 
 
+@lru_cache(maxsize=4096)
 def person(raw: str) -> tuple[str, str | None] | None:
     """A display name and a valid e-mail address (or None) from an author as a source gave
     it: "Name", "email (Name)", "Name <email>", "Name email", "email", with or without
@@ -309,9 +318,16 @@ def _full_content(entry: Entry) -> str | None:
     markup (then the excerpt says all of it, and it is not written twice)."""
     if not entry.html or "<" not in entry.html:
         return None
+    return _sanitized(entry.html, entry.link) or None
+
+
+@lru_cache(maxsize=512)
+def _sanitized(html: str, base: str | None) -> str:
+    """Sanitized and cleaned HTML; remembered, as the Atom feed and the JSON Feed publish
+    the same entries, and a scheduler writes them again after every burst of refreshes."""
     from aggregator.sanitize import sanitize_html
 
-    return clean_field(sanitize_html(entry.html, entry.link), multiline=True) or None
+    return clean_field(sanitize_html(html, base), multiline=True)
 
 
 def _extend(fe: FeedEntry, via: list[str], origin: _Origin, updated: datetime) -> None:
