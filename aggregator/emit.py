@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aggregator import __version__
 from aggregator.errors import EmitError
-from aggregator.models import Entry, Source, SourceFeed, SourceState
+from aggregator.models import Entry, Source, SourceState, display_title
 
 if TYPE_CHECKING:
     from feedgen.entry import FeedEntry
@@ -221,21 +221,24 @@ class _Origin:
     updated: datetime | None
 
 
-def _origin(meta: FeedMeta, name: str, source: Source | None, feed: SourceFeed | None) -> _Origin:
-    """The source feed's own id, title, links, author and date where it gave them; else an id
-    minted from the merged feed's id and the source's name, the source's name as title and
-    author, its address as self link."""
+def _origin(meta: FeedMeta, name: str, source: Source | None, state: SourceState | None) -> _Origin:
+    """The source feed as it describes itself at its last parse (its id, title, site link,
+    author and date, where it gave them; a configured title first); else an id minted from
+    the merged feed's id and the source's name, the source's name as title and author. Its
+    self link is its address, unless it is a local file."""
     url = public_url(source) if source else None
-    title = _plain(feed.title) if feed and feed.title else None
-    author = person(feed.author) if feed and feed.author else None
-    own_id = feed.id if feed and feed.id and _IRI.match(feed.id) else None
+    title = display_title(source, state) if source else (state and state.feed_title) or name
+    title = " ".join(_plain(title).split()) or name
+    author = person(state.feed_author) if state and state.feed_author else None
+    own_id = state.feed_id if state and state.feed_id and _IRI.match(state.feed_id) else None
+    link = state.site_link if state else None
     return _Origin(
         id=own_id or url or uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.id}#source={name}").urn,
-        title=title or name,
+        title=title,
         self_url=url,
-        link=feed.link if feed and feed.link != url else None,
-        author=author or (title or name, None),
-        updated=feed.updated if feed else None,
+        link=link if link != url else None,
+        author=author or (title, None),
+        updated=state.feed_updated if state else None,
     )
 
 
@@ -246,17 +249,17 @@ def render_atom(
     meta: FeedMeta,
     entries: Sequence[Entry],
     sources: Mapping[str, Source],
-    feeds: Mapping[str, SourceFeed] | None = None,
+    states: Mapping[str, SourceState] | None = None,
     *,
     empty_updated: datetime | None = None,
 ) -> bytes:
-    """The Atom 1.0 document for `entries` (already newest first). `feeds` holds what each
-    source's own document says about itself; `empty_updated` dates a feed without entries
-    (default: now)."""
+    """The Atom 1.0 document for `entries` (already newest first). `states` holds what each
+    source's own document said about itself at its last parse; `empty_updated` dates a feed
+    without entries (default: now)."""
     # Imported here: the server imports this module for its file names and never renders Atom.
     from feedgen.feed import FeedGenerator
 
-    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
+    meta, entries, states = scrub(meta), scrub(entries), scrub(dict(states or {}))
     fg = FeedGenerator()
     fg.id(meta.id)
     fg.title(meta.title)
@@ -274,7 +277,7 @@ def render_atom(
     for entry in entries:
         if entry.source not in origins:
             origins[entry.source] = _origin(
-                meta, entry.source, sources.get(entry.source), feeds.get(entry.source)
+                meta, entry.source, sources.get(entry.source), states.get(entry.source)
             )
         _add_entry(fg, entry, origins[entry.source], meta.content)
     atom: bytes = fg.atom_str(pretty=True)
@@ -443,6 +446,8 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         # after repeated permanent redirects the source is read here; the config is unchanged
         "moved_to": state.effective_url if state and source.is_remote else None,
         "next_due": _dt(state.next_due) if state else None,
+        "title": display_title(source, state),
+        "site_link": state.site_link if state else None,
     }
 
 
@@ -491,12 +496,12 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 def render_json_feed(
     meta: FeedMeta,
     entries: Sequence[Entry],
-    feeds: Mapping[str, SourceFeed] | None = None,
     sources: Mapping[str, Source] | None = None,
+    states: Mapping[str, SourceState] | None = None,
 ) -> bytes:
     """The JSON Feed 1.1 document for `entries` (already newest first): the same entries,
     authors and content as the Atom feed."""
-    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
+    meta, entries, states = scrub(meta), scrub(entries), scrub(dict(states or {}))
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": meta.title,
@@ -513,7 +518,7 @@ def render_json_feed(
     for entry in entries:
         if entry.source not in origins:
             source = (sources or {}).get(entry.source)
-            origins[entry.source] = _origin(meta, entry.source, source, feeds.get(entry.source))
+            origins[entry.source] = _origin(meta, entry.source, source, states.get(entry.source))
         items.append(_json_feed_item(entry, origins[entry.source], meta.content))
     doc["items"] = items
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
@@ -613,8 +618,13 @@ def render_index(
             status = f'<span class="error">{status}: {_e(row["error"])}</span>'
         fetched = states.get(s.name)
         when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
+        shown = _e(row["title"])
+        if row["site_link"]:
+            shown = f'<a href="{_e(row["site_link"])}">{shown}</a>'
+        if row["title"] != s.name:
+            shown += f' <span class="meta">({_e(s.name)})</span>'
         out.append(
-            f"<tr><td>{_e(s.name)}</td><td>{_e(s.kind)}</td><td>{status}</td>"
+            f"<tr><td>{shown}</td><td>{_e(s.kind)}</td><td>{status}</td>"
             f"<td>{_e(when)}</td><td>{row['entries']}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -639,3 +649,7 @@ def _index_entry(entry: Entry) -> str:
         f'<span class="source">{_e(entry.source)}</span>{cats}</div>'
         f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
     )
+
+
+# The snapshot's record of a source, for other front-ends (`aggregator sources --json`).
+snapshot_source = _snapshot_source

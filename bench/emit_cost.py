@@ -69,7 +69,6 @@ def main() -> None:
 
         with open_store(config) as store:
             entries = store.latest(args.max_entries)
-            feeds = store.feeds()
             states = {st.name: st for st in store.states()}
             counts = store.entry_counts()
             by_name = {s.name: s for s in config.sources}
@@ -83,11 +82,11 @@ def main() -> None:
             at = emit.EPOCH
             print(f"{len(entries)} entries, CPU per run (median of {args.runs}):")
             timed("read the entries", lambda: store.latest(args.max_entries))
-            timed("Atom, excerpt", lambda: emit.render_atom(meta, entries, by_name, feeds))
-            timed("Atom, full content", lambda: emit.render_atom(full, entries, by_name, feeds))
-            timed("  the same, sanitizing anew", lambda: fresh_full(full, entries, by_name, feeds))
+            timed("Atom, excerpt", lambda: emit.render_atom(meta, entries, by_name, states))
+            timed("Atom, full content", lambda: emit.render_atom(full, entries, by_name, states))
+            timed("  the same, sanitizing anew", lambda: fresh_full(full, entries, by_name, states))
             timed(
-                "JSON Feed, excerpt", lambda: emit.render_json_feed(meta, entries, feeds, by_name)
+                "JSON Feed, excerpt", lambda: emit.render_json_feed(meta, entries, by_name, states)
             )
             timed(
                 "snapshot",

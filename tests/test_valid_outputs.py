@@ -328,7 +328,7 @@ def test_a_source_that_says_nothing_of_itself_still_gets_a_complete_atom_source(
     )
     meta = FeedMeta(title="M", link="https://m.test/", id="https://m.test/")
     local = Source(name="capture", url="/srv/captures/latest.txt", kind="text")
-    atom = render_atom(meta, [entry], {"capture": local}, {})
+    atom = render_atom(meta, [entry], {"capture": local})
     (got,) = feedparser.parse(atom).entries
     # No path is published: the id is minted from the feed's id and the source's name.
     assert got.source.id.startswith("urn:uuid:") and "srv" not in str(got.source)
