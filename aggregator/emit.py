@@ -274,17 +274,22 @@ def render_atom(
     fg.generator("aggregator", version=__version__)
     fg.updated(max((e.updated for e in entries), default=empty_updated or datetime.now(UTC)))
     origins: dict[str, _Origin] = {}
+    newest: dict[str, datetime] = {}  # each source's latest entry here
+    for entry in entries:
+        newest[entry.source] = max(entry.updated, newest.get(entry.source, entry.updated))
     for entry in entries:
         if entry.source not in origins:
             origins[entry.source] = _origin(
                 meta, entry.source, sources.get(entry.source), states.get(entry.source)
             )
-        _add_entry(fg, entry, origins[entry.source], meta.content)
+        _add_entry(fg, entry, origins[entry.source], meta.content, newest[entry.source])
     atom: bytes = fg.atom_str(pretty=True)
     return atom
 
 
-def _add_entry(fg: FeedGenerator, entry: Entry, origin: _Origin, content: ContentMode) -> None:
+def _add_entry(
+    fg: FeedGenerator, entry: Entry, origin: _Origin, content: ContentMode, newest: datetime
+) -> None:
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(entry.title)
@@ -313,7 +318,7 @@ def _add_entry(fg: FeedGenerator, entry: Entry, origin: _Origin, content: Conten
     for cat in entry.categories:
         fe.category(term=cat)
     via = sorted({p.link for p in entry.sources if p.link and p.link != entry.link})
-    _extend(fe, via, origin, entry.updated)
+    _extend(fe, via, origin, _source_updated(origin.updated, entry.updated, newest))
 
 
 def _full_content(entry: Entry) -> str | None:
@@ -331,6 +336,14 @@ def _sanitized(html: str, base: str | None) -> str:
     from aggregator.sanitize import sanitize_html
 
     return clean_field(sanitize_html(html, base), multiline=True)
+
+
+def _source_updated(stated: datetime | None, entry: datetime, newest: datetime) -> datetime:
+    """atom:source's updated: the date the source feed states, kept between the entry's own
+    date (the source changed at least then) and its newest entry's in this feed. Many feeds
+    state the time they were generated; unclamped, the merged feed would change at every
+    fetch of them though no entry did."""
+    return min(max(stated, entry), newest) if stated else entry
 
 
 def _extend(fe: FeedEntry, via: list[str], origin: _Origin, updated: datetime) -> None:
@@ -365,9 +378,7 @@ class _EntryExtension:
         src = etree.SubElement(entry, "source")
         etree.SubElement(src, "id").text = origin.id
         etree.SubElement(src, "title").text = origin.title
-        # The source feed's own date, else the entry's: the source changed at least then.
-        when = origin.updated if origin.updated and origin.updated >= self.updated else None
-        etree.SubElement(src, "updated").text = _dt(when or self.updated)
+        etree.SubElement(src, "updated").text = _dt(self.updated)
         if origin.self_url:
             etree.SubElement(src, "link", rel="self", href=origin.self_url)
         if origin.link:

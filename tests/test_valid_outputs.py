@@ -336,3 +336,26 @@ def test_a_source_that_says_nothing_of_itself_still_gets_a_complete_atom_source(
     assert got.source.updated == "2026-03-01T00:00:00Z" and not got.source.get("links")
     # Without a link, the excerpt is the content, and is not repeated as a summary.
     assert got.content[0].value == "A line of a capture" and b"<summary" not in atom
+
+
+def test_a_feed_restating_when_it_was_built_leaves_the_merged_feed_as_it_was(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    body = (HARD / "planet.rss").read_text(encoding="utf-8")
+    built = "<lastBuildDate>Tue, 03 Mar 2026 12:00:00 GMT</lastBuildDate>"
+    assert built in body
+    server.serve("/planet.rss", body, MEDIA[".rss"])
+    sources = f'[[sources]]\nname = "planet"\nurl = "{server.url("/planet.rss")}"'
+    config = _config(tmp_path, "https://planet-merged.test/", sources)
+    clock = Clock()
+    first = refresh(config, force=True, clock=clock)
+    assert first.feed_written
+    atom = (config.output_dir / "feed.atom").read_bytes()
+    # The same items, the feed saying it was built again later: a new body, read anew.
+    rebuilt = body.replace(built, "<lastBuildDate>Thu, 05 Mar 2026 08:00:00 GMT</lastBuildDate>")
+    server.serve("/planet.rss", rebuilt, MEDIA[".rss"])
+    clock.now += timedelta(hours=1)
+    again = refresh(config, force=True, clock=clock)
+    assert [r.outcome for r in again.results] == ["unchanged"]
+    assert not again.feed_written
+    assert (config.output_dir / "feed.atom").read_bytes() == atom
