@@ -120,6 +120,7 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    page_entry = state.page_entry if document is None else auto_entry(document)
     feed_title, site_link = state.feed_title, state.site_link
     feed_id, feed_author, feed_updated = state.feed_id, state.feed_author, state.feed_updated
     if document is not None:
@@ -148,12 +149,20 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        page_entry=page_entry,
         feed_title=feed_title,
         site_link=site_link,
         feed_id=feed_id,
         feed_author=feed_author,
         feed_updated=feed_updated,
     )
+
+
+def auto_entry(document: ParsedDocument) -> str | None:
+    """The entry selector auto mode found for the document's page (not one from the config)."""
+    if document.auto_select is None or document.auto_method == "given":
+        return None
+    return document.auto_select.entry
 
 
 def _short(text: str | None) -> str | None:

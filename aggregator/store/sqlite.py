@@ -62,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -208,7 +208,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_title TEXT;
     ALTER TABLE sources ADD COLUMN site_link TEXT;
     """,
-    # 11: each copy's source HTML (for full content), and more of what each source's own
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
+    # 12: each copy's source HTML (for full content), and more of what each source's own
     # document says about itself (its id, author and last update, for atom:source).
     """
     ALTER TABLE copies ADD COLUMN html TEXT;
@@ -244,6 +248,7 @@ _STATE_FIELDS = (
     "ttl_seconds",
     "feed_title",
     "site_link",
+    "page_entry",
     "feed_id",
     "feed_author",
     "feed_updated",
