@@ -21,8 +21,8 @@ Tables:
   place of an index of `copies` by fingerprint (fingerprints are random: such an index
   dirties a page of its own for nearly every new copy). The rows find the copies that may
   have a fingerprint; `copies.fingerprint` itself decides.
-- `entries.representative`: the copy that gives the entry its title, link and excerpt, as
-  dedup chose it.
+- `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
+  and HTML content, as dedup chose it.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -62,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -212,6 +212,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE sources ADD COLUMN page_entry TEXT;
     """,
+    # 12: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
+    """
+    ALTER TABLE copies ADD COLUMN html TEXT;
+    ALTER TABLE sources ADD COLUMN feed_id TEXT;
+    ALTER TABLE sources ADD COLUMN feed_author TEXT;
+    ALTER TABLE sources ADD COLUMN feed_updated TEXT;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -241,8 +249,11 @@ _STATE_FIELDS = (
     "feed_title",
     "site_link",
     "page_entry",
+    "feed_id",
+    "feed_author",
+    "feed_updated",
 )
-_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
+_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due", "feed_updated"}
 _SAVE_STATE = (
     f"INSERT INTO sources (name, {', '.join(_STATE_FIELDS)}) "
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
@@ -337,6 +348,7 @@ _CONTENT_COLUMNS = (
     "content_hash",
     "position",
     "text",
+    "html",
 )
 _INSERT_COPY = (
     "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, sketch, "
@@ -368,6 +380,7 @@ def _content_values(e: Excerpt) -> tuple[object, ...]:
         e.content_hash,
         e.position,
         e.text,
+        e.html,
     )
 
 
@@ -1033,7 +1046,7 @@ class SQLiteStore:
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-            "categories, excerpt, rowid FROM copies "
+            "categories, excerpt, rowid, html FROM copies "
             f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
             ids,
         ):
@@ -1044,13 +1057,9 @@ class SQLiteStore:
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
         entry_id, first_seen, published, updated, representative = row
         best = next((c for c in copies if c[10] == representative), copies[0])
-        authors: list[str] = []
         categories: list[str] = []
         seen_cats: set[str] = set()
         for c in copies:
-            for a in json.loads(str(c[7])):
-                if a not in authors:
-                    authors.append(a)
             for cat in json.loads(str(c[8])):
                 if cat.casefold() not in seen_cats:
                     seen_cats.add(cat.casefold())
@@ -1063,7 +1072,8 @@ class SQLiteStore:
             updated=_from_iso(str(updated)),
             first_seen=_from_iso(str(first_seen)),
             excerpt=str(best[9]),
-            authors=tuple(authors),
+            # The representative's own authors: another copy's are another feed's words.
+            authors=tuple(json.loads(str(best[7]))),
             categories=tuple(categories),
             source=str(best[0]),
             sources=tuple(
@@ -1075,6 +1085,7 @@ class SQLiteStore:
                 for c in copies
                 if c[2] not in ("new",)
             ),
+            html=best[11],  # type: ignore[arg-type]
         )
 
     def entry_counts(self) -> dict[str, int]:
