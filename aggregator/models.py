@@ -114,6 +114,9 @@ class SourceState:
     feed_title: str | None = None  # the source's own title, from its last parse
     site_link: str | None = None  # the source's home page (http or https), from its last parse
     page_entry: str | None = None  # the entry selector auto mode settled on at the last read
+    feed_id: str | None = None  # the source's own id (Atom id), from its last parse
+    feed_author: str | None = None  # the source's own author as given, from its last parse
+    feed_updated: datetime | None = None  # when the source says it last changed (last parse)
 
 
 def display_title(source: Source, state: SourceState | None) -> str:
@@ -173,6 +176,9 @@ class ParsedDocument:
     # ("structure", "microdata", "h-entry", "json-ld", or "given" for the config's entry).
     auto_select: SelectRules | None = None
     auto_method: str | None = None
+    feed_id: str | None = None  # the feed's own id (Atom id), verbatim
+    author: str | None = None  # the feed's own author (Atom author, RSS managingEditor), as given
+    updated: datetime | None = None  # when the feed says it last changed, aware UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +203,7 @@ class Excerpt:
     position: int = 0  # order in the document: 0 is the top (newest)
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
     link_key: str | None = None  # identity form of the link (https, no trailing slash)
+    html: str | None = None  # the source's HTML content, unsanitized; None for plain text
 
     @property
     def sort_date(self) -> datetime:
@@ -219,6 +226,7 @@ class Entry:
     source: str  # the representative copy's source
     sources: tuple[Provenance, ...]  # every place it was seen
     duplicates: tuple[Duplicate, ...] = ()  # why each other copy was merged
+    html: str | None = None  # the representative copy's HTML content, unsanitized, if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,12 @@ from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
-from aggregator.models import Outcome, RefreshReport, SourceResult, SourceState
+from aggregator.models import (
+    Outcome,
+    RefreshReport,
+    SourceResult,
+    SourceState,
+)
 from aggregator.netguard import NetGuard
 from aggregator.store import Store, open_store
 
@@ -211,17 +216,21 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
         subtitle=config.feed.subtitle,
         author=config.feed.author,
         self_url=config.feed.self_url,
+        content=config.content,
     )
     entries = store.latest(config.feed.max_entries)
     by_name = {s.name: s for s in config.sources}
-    atom = emit.render_atom(meta, entries, by_name)
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
+    # A feed without entries is dated by its last fetch (never 1970), or now before any.
+    atom = emit.render_atom(
+        meta, entries, by_name, states, empty_updated=max(fetched, default=None) or utcnow()
+    )
     counts = store.entry_counts()
     snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
     page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
-    json_feed = emit.render_json_feed(meta, entries)
+    json_feed = emit.render_json_feed(meta, entries, by_name, states)
     emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
     feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
     emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)

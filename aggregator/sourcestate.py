@@ -122,9 +122,12 @@ def after_success(
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
     page_entry = state.page_entry if document is None else auto_entry(document)
     feed_title, site_link = state.feed_title, state.site_link
+    feed_id, feed_author, feed_updated = state.feed_id, state.feed_author, state.feed_updated
     if document is not None:
         feed_title = " ".join((document.title or "").split())[:200] or None
         site_link = safe_http_url(document.link)
+        feed_id, feed_author = _short(document.feed_id), _short(document.author)
+        feed_updated = document.updated
     return replace(
         state,
         url=source.url,
@@ -149,6 +152,9 @@ def after_success(
         page_entry=page_entry,
         feed_title=feed_title,
         site_link=site_link,
+        feed_id=feed_id,
+        feed_author=feed_author,
+        feed_updated=feed_updated,
     )
 
 
@@ -157,6 +163,11 @@ def auto_entry(document: ParsedDocument) -> str | None:
     if document.auto_select is None or document.auto_method == "given":
         return None
     return document.auto_select.entry
+
+
+def _short(text: str | None) -> str | None:
+    """A value a source gave about itself, on one line and at most 500 characters."""
+    return " ".join((text or "").split())[:500] or None
 
 
 def after_failure(

@@ -108,6 +108,9 @@ def test_source_state_round_trips(store: Store) -> None:
         ttl_seconds=600,
         feed_title="A's own title",
         site_link="https://a.test/",
+        feed_id="tag:a.test,2026:feed",
+        feed_author="Ann Lee <ann@a.test>",
+        feed_updated=T0 - timedelta(hours=2),
     )
     store.save_states([state])
     assert store.get_state("a") == state
@@ -195,11 +198,12 @@ def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
 
 
 def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
-    a = copy_of("a", 1)
+    a = replace(copy_of("a", 1), authors=("Al",))
     b = replace(copy_of("b", 1, at=1), title="The original title", link="https://b.test/1")
     write(store, new(a))
     (entry,) = store.latest(10)
     assert (entry.title, entry.source) == (a.title, "a")
+    b = replace(b, authors=("Bea",), html="<p>The original words</p>")
     write(store, Placement(b, a.id, "text"), representatives={a.id: ("b", b.key)})
     (entry,) = store.latest(10)
     assert (entry.title, entry.link, entry.source, entry.excerpt) == (
@@ -208,6 +212,8 @@ def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
         "b",
         b.excerpt,
     )
+    # Its authors and HTML content too: another copy's are another feed's words.
+    assert (entry.authors, entry.html) == (("Bea",), "<p>The original words</p>")
     assert entry.id == a.id
 
 

@@ -145,6 +145,14 @@ MIGRATIONS: tuple[str, ...] = (
         ALTER COLUMN score SET STATISTICS 0,
         ALTER COLUMN sketch SET STATISTICS 0;
     """,
+    # 6: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
+    """
+    ALTER TABLE copies ADD COLUMN html text;
+    ALTER TABLE copies ALTER COLUMN html SET STATISTICS 0;
+    ALTER TABLE sources ADD COLUMN feed_id text, ADD COLUMN feed_author text,
+        ADD COLUMN feed_updated timestamptz;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -555,7 +563,7 @@ class PostgresStore:
             copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
             for entry_id, *copy in conn.execute(
                 "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-                "categories, excerpt, id FROM copies "
+                "categories, excerpt, id, html FROM copies "
                 "WHERE entry_id = ANY(%s) ORDER BY first_seen, id",
                 (list(copies),),
             ):

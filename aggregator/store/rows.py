@@ -28,6 +28,9 @@ STATE_FIELDS = (
     "feed_title",
     "site_link",
     "page_entry",
+    "feed_id",
+    "feed_author",
+    "feed_updated",
 )
 # The columns of a copy that its excerpt's content fills.
 CONTENT_COLUMNS = (
@@ -44,6 +47,7 @@ CONTENT_COLUMNS = (
     "content_hash",
     "position",
     "text",
+    "html",
 )
 
 
@@ -68,10 +72,11 @@ def content_values(
         e.content_hash,
         e.position,
         e.text,
+        e.html,
     )
 
 
-DATE_STATE_FIELDS = frozenset({"last_fetch", "last_success", "next_due"})
+DATE_STATE_FIELDS = frozenset({"last_fetch", "last_success", "next_due", "feed_updated"})
 
 
 def entry_from(row: Sequence[Any], copies: Sequence[Sequence[Any]]) -> Entry:
@@ -79,18 +84,15 @@ def entry_from(row: Sequence[Any], copies: Sequence[Sequence[Any]]) -> Entry:
 
     `row` is the entry's (id, first_seen, published, updated, representative copy number);
     `copies` its copies, oldest first, each (source, key, rule, score, title, link,
-    first_seen, authors, categories, excerpt, copy number), dates as datetimes and authors and
-    categories as lists. The representative copy gives the title, link and excerpt; authors
-    and categories are those of every copy, each once (categories without regard to case)."""
+    first_seen, authors, categories, excerpt, copy number, html), dates as datetimes and
+    authors and categories as lists. The representative copy gives the title, link, authors,
+    excerpt and HTML content (another copy's are another feed's words); categories are those
+    of every copy, each once without regard to case."""
     entry_id, first_seen, published, updated, representative = row
     best = next((c for c in copies if c[10] == representative), copies[0])
-    authors: list[str] = []
     categories: list[str] = []
     seen_cats: set[str] = set()
     for c in copies:
-        for a in c[7]:
-            if a not in authors:
-                authors.append(a)
         for cat in c[8]:
             if cat.casefold() not in seen_cats:
                 seen_cats.add(cat.casefold())
@@ -103,13 +105,14 @@ def entry_from(row: Sequence[Any], copies: Sequence[Sequence[Any]]) -> Entry:
         updated=updated,
         first_seen=first_seen,
         excerpt=best[9],
-        authors=tuple(authors),
+        authors=tuple(best[7]),
         categories=tuple(categories),
         source=best[0],
         sources=tuple(Provenance(source=c[0], link=c[5], first_seen=c[6]) for c in copies),
         duplicates=tuple(
             Duplicate(source=c[0], key=c[1], rule=c[2], score=c[3]) for c in copies if c[2] != "new"
         ),
+        html=best[11],
     )
 
 

@@ -21,8 +21,8 @@ Tables:
   place of an index of `copies` by fingerprint (fingerprints are random: such an index
   dirties a page of its own for nearly every new copy). The rows find the copies that may
   have a fingerprint; `copies.fingerprint` itself decides.
-- `entries.representative`: the copy that gives the entry its title, link and excerpt, as
-  dedup chose it.
+- `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
+  and HTML content, as dedup chose it.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -68,7 +68,7 @@ from aggregator.store.rows import (
     gained_entries,
 )
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -217,6 +217,14 @@ MIGRATIONS: tuple[str, ...] = (
     # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
     """
     ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
+    # 12: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
+    """
+    ALTER TABLE copies ADD COLUMN html TEXT;
+    ALTER TABLE sources ADD COLUMN feed_id TEXT;
+    ALTER TABLE sources ADD COLUMN feed_author TEXT;
+    ALTER TABLE sources ADD COLUMN feed_updated TEXT;
     """,
 )
 
@@ -979,7 +987,7 @@ class SQLiteStore:
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-            "categories, excerpt, rowid FROM copies "
+            "categories, excerpt, rowid, html FROM copies "
             f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
             ids,
         ):
