@@ -114,7 +114,8 @@ def sniff(body: bytes, content_type: str) -> Literal["feed", "page", "text"]:
     """Tell a feed (XML or JSON Feed) from an HTML page from anything else ("text").
 
     What the body shows wins over what the server says: feeds are often served as
-    text/html, and HTML error pages as application/rss+xml.
+    text/html, and HTML error pages as application/rss+xml. A body that opens with markup is
+    never "text": only a source configured with kind = "text" reads one as a text capture.
     """
     head = peek_text(body[:SNIFF_BYTES]).lstrip()
     media = media_type(content_type)
@@ -132,6 +133,11 @@ def sniff(body: bytes, content_type: str) -> Literal["feed", "page", "text"]:
         return "feed"
     if media in HTML_MEDIA_TYPES:
         return "page"
+    if head.startswith("<"):
+        # Markup (`<?xml`, `<!--`, a root element), but no feed or page showed in it: a broken
+        # feed, whatever the server calls it. The feed parser recovers what it can, or says
+        # what the body is; its lines are never entries of a text capture.
+        return "feed"
     return "text"
 
 
