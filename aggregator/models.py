@@ -82,6 +82,9 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    # survivable problems of the last body read (tolerated malformed XML, a truncated feed,
+    # repeated guids, a later page that failed...); replaced by each fetch that reads a body
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,6 +250,7 @@ def sources_table(
             ("next due", "left"),
             ("entries", "right"),
             ("moved to", "left"),
+            ("warnings", "left"),
         ],
     )
     for s in config.sources:
@@ -268,6 +269,7 @@ def sources_table(
             "never" if sourcestate.is_gone(s, st) else _when(due) if due else "now",
             str(counts.get(s.name, 0)),
             st.effective_url or "",
+            Cell(_cut("; ".join(st.warnings), 80), "yellow" if st.warnings else ""),
         )
     return table
 

@@ -222,7 +222,7 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
     assert first.xpath('.//span[@class="source"]')[0].text == "good"
     assert first.xpath(".//time")[0].get("datetime").startswith("2026-06-")
     rows = {r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in doc.xpath("//tbody/tr")}
-    assert rows["good"] == "ok" and rows["bad"].startswith("error: HTTP 404")
+    assert rows["good"] == "ok" and rows["bad"] == "error: not found (404)"
 
 
 def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path]) -> None:

@@ -105,9 +105,14 @@ def test_source_state_round_trips(store: Store) -> None:
         redirect_url="https://a.test/moved",
         redirect_streak=2,
         ttl_seconds=600,
+        warnings=("not well-formed XML, read leniently: mismatched tag", 'ünïcode ✓ "quoted"'),
     )
     store.save_states([state])
     assert store.get_state("a") == state
+    # Warnings are replaced whole, never merged; an empty list reads back as ().
+    store.save_states([replace(state, warnings=())])
+    assert store.get_state("a") == replace(state, warnings=())
+    store.save_states([state])
     failed = replace(state, last_status="error", error="timed out", error_streak=3)
     store.save_states([failed])
     assert store.get_state("a") == failed
@@ -118,6 +123,15 @@ def test_source_state_round_trips(store: Store) -> None:
     assert sorted(store.states(), key=lambda st: st.name) == [others[1], others[0]]
     store.save_states([])
     assert len(store.states()) == 2
+
+
+def test_a_batch_stores_its_source_s_warnings(store: Store) -> None:
+    e = copy_of("a", 1)
+    state = SourceState(name="a", last_status="ok", warnings=("the feed is cut short",))
+    with store.transaction():
+        store.apply(Decision((new(e),), representatives={e.id: ("a", e.key)}), state)
+    assert store.get_state("a") == state
+    assert [st.warnings for st in store.states()] == [("the feed is cut short",)]
 
 
 def test_candidates_are_found_by_each_value(store: Store) -> None:

@@ -61,7 +61,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -202,6 +202,10 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
+    # 10: each source's survivable problems of its last read (a JSON list of strings).
+    """
+    ALTER TABLE sources ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -228,6 +232,7 @@ _STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "warnings",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
 _SAVE_STATE = (
@@ -249,6 +254,16 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is UTC and dt.year >= 1000:  # the common case, without strftime
         return dt.isoformat(timespec="microseconds")
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column holds it."""
+    value = getattr(state, field)
+    if field in _DATE_STATE_FIELDS:
+        return iso(value)
+    if field == "warnings":
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -472,6 +487,7 @@ class SQLiteStore:
         values = dict(zip(_STATE_FIELDS, row, strict=True))
         for f in _DATE_STATE_FIELDS:
             values[f] = from_iso(values[f])  # type: ignore[arg-type]
+        values["warnings"] = tuple(json.loads(str(values["warnings"])))
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
     def save_states(self, states: Sequence[SourceState]) -> None:
@@ -484,10 +500,7 @@ class SQLiteStore:
             [
                 (
                     state.name,
-                    *(
-                        iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
-                        for f in _STATE_FIELDS
-                    ),
+                    *(_state_value(state, f) for f in _STATE_FIELDS),
                 )
                 for state in states
             ],
