@@ -214,7 +214,11 @@ class Collector:
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.
             excerpts = normalize_items(
-                document.items, source=source, now=self._now, options=self._excerpt
+                document.items,
+                source=source,
+                now=self._now,
+                options=self._excerpt,
+                site=document.link,
             )
         return Collected(source, state, first, document, body_hash, excerpts=excerpts)
 

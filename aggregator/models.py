@@ -158,6 +158,9 @@ class Excerpt:
     position: int = 0  # order in the document: 0 is the top (newest)
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
     link_key: str | None = None  # identity form of the link (https, no trailing slash)
+    # host of the source's own site (its document's home link, else the source URL's host;
+    # urls.site_host form): a copy whose link is on it is the original's own copy
+    site_host: str | None = None
 
     @property
     def sort_date(self) -> datetime:
@@ -283,6 +286,9 @@ class CopyRank:
     length: int  # characters of its excerpt
     first_seen: datetime  # when it was first seen
     rowid: int  # the store's number for it, increasing with age
+    link: str | None = None  # its link, as displayed
+    site_host: str | None = None  # host of its source's own site (Excerpt.site_host)
+    published: datetime | None = None  # its trusted published date
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +340,10 @@ class Decision:
     # entry id -> (source, key) of the copy that represents it, for every entry the batch
     # creates or changes
     representatives: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # stored entry id -> the id it takes: an entry whose copies were all first seen at one
+    # moment is named by its representative copy (placements, merges and representatives name
+    # it by its stored id; the store renames it after writing them)
+    renames: Mapping[str, str] = field(default_factory=dict)
     new: int = 0  # copies of posts seen for the first time
     joined: int = 0  # new copies of posts already known
     updated: int = 0  # stored copies whose content or key changed

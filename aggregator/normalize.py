@@ -16,7 +16,7 @@ from hashlib import blake2b
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source
 from aggregator.textutil import clean_text, cut, first_sentence, fold, html_to_text, is_truncated
-from aggregator.urls import safe_http_url, url_forms
+from aggregator.urls import safe_http_url, site_host, url_forms
 
 __all__ = [
     "EARLIEST_DATE",
@@ -37,8 +37,17 @@ _ITEM_SEP = "\x1e"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptOptions) -> Excerpt:
-    """Turn one parsed entry into the record the later stages work with."""
+def normalize(
+    item: RawItem,
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    site: str | None = None,
+) -> Excerpt:
+    """Turn one parsed entry into the record the later stages work with. `site` is the
+    source's own home page as its document gives it (the feed's alternate link); without it,
+    the source URL's host is the source's site."""
     now = _as_utc(now)
     placeholders = (options.code_placeholder, options.formula_placeholder)
     text = _plain_text(item.content, item.content_is_html, options)
@@ -74,6 +83,7 @@ def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptO
         position=item.position,
         text=_folded_text(text, placeholders),
         link_key=link_key,
+        site_host=site_host(site) or site_host(source.url),
     )
 
 
@@ -106,11 +116,17 @@ class _Shown:
 
 
 def normalize_items(
-    items: Sequence[RawItem], *, source: Source, now: datetime, options: ExcerptOptions
+    items: Sequence[RawItem],
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    site: str | None = None,
 ) -> tuple[Excerpt, ...]:
-    """A document's items as excerpts, in document order, at most the source's max_entries."""
+    """A document's items as excerpts, in document order, at most the source's max_entries.
+    `site` is the document's own home link (see normalize)."""
     return tuple(
-        normalize(item, source=source, now=now, options=options)
+        normalize(item, source=source, now=now, options=options, site=site)
         for item in items[: source.max_entries]
     )
 

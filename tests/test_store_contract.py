@@ -193,7 +193,7 @@ def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
     a1, a2 = copy_of("a", 1), copy_of("a", 2, published=T0 - timedelta(days=1))
     write(store, new(a1), new(a2))
     b1 = copy_of("b", 1, at=1)
-    write(store, Placement(b1, a1.id, "text"))
+    write(store, Placement(b1, a1.id, "text"), representatives={a1.id: ("a", a1.key)})
     assert store.entry_counts() == {"a": 2, "b": 1}
     latest = store.latest(10)
     assert [e.id for e in latest] == [a1.id, a2.id]  # the undated one was seen after a2's date
@@ -220,6 +220,70 @@ def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
         b.excerpt,
     )
     assert entry.id == a.id
+
+
+def test_an_entry_reads_the_same_whatever_order_its_copies_came_in(store: Store) -> None:
+    """Its representative gives its words, authors and dates; the other copies follow by
+    source and key; the copy that started the entry is listed by the rule that joined it."""
+    day = timedelta(days=1)
+
+    def copy(source: str, authors: tuple[str, ...], published: datetime) -> Excerpt:
+        return replace(
+            copy_of(source, 1, link="https://origin.test/p/1", published=published),
+            authors=authors,
+            categories=(source.upper(),),
+        )
+
+    planet = copy("planet", ("Planet Editors",), T0)
+    origin = copy("origin", ("Alice Ng",), T0 - day)
+    mirror = copy("mirror", (), T0 - day)
+    write(store, new(planet))
+    write(
+        store,
+        Placement(origin, planet.id, "link"),
+        Placement(mirror, planet.id, "link"),
+        representatives={planet.id: ("origin", origin.key)},
+    )
+    (entry,) = store.latest(10)
+    assert (entry.id, entry.source, entry.title) == (planet.id, "origin", origin.title)
+    assert entry.authors == ("Alice Ng",)  # never the planet's editors
+    assert entry.published == T0 - day
+    assert [p.source for p in entry.sources] == ["origin", "mirror", "planet"]
+    assert [(d.source, d.rule) for d in entry.duplicates] == [
+        ("mirror", "link"),
+        ("planet", "link"),
+    ]
+    assert entry.categories == ("ORIGIN", "MIRROR", "PLANET")
+
+
+def test_a_renamed_entry_keeps_its_copies_dates_and_counts(store: Store) -> None:
+    a, b = copy_of("a", 1), copy_of("b", 1)
+    other = copy_of("c", 2, text="Another post entirely, with words of its own to tell apart.")
+    write(store, new(a), new(other))
+    before = {e.id: e for e in store.latest(10)}
+    # b joins a's entry and represents it; the entry takes b's id, after the other writes.
+    write(
+        store,
+        Placement(b, a.id, "text"),
+        representatives={a.id: ("b", b.key)},
+        renames={a.id: b.id},
+    )
+    after = {e.id: e for e in store.latest(10)}
+    assert set(after) == {b.id, other.id}
+    renamed = after[b.id]
+    assert (renamed.source, renamed.first_seen, renamed.published, renamed.updated) == (
+        "b",
+        before[a.id].first_seen,
+        before[a.id].published,
+        before[a.id].updated,
+    )
+    assert sorted(p.source for p in renamed.sources) == ["a", "b"]
+    assert after[other.id] == before[other.id]
+    assert store.entries({a.id}) == {}
+    assert [c.source for c in store.entries({b.id})[b.id].copies] == ["a", "b"]
+    assert stored(store, a).entry_id == b.id and stored(store, b).entry_id == b.id
+    assert store.entry_counts() == {"a": 1, "b": 1, "c": 1}
+    assert [c.entry_id for c in store.clusters()] == [b.id]
 
 
 def test_a_rewritten_copy_replaces_its_content_and_index_rows(store: Store) -> None:
