@@ -438,25 +438,23 @@ def _representatives(
 ) -> dict[str, tuple[str, str]]:
     """For each touched entry, the copy that represents it (the best by `representative_rank`
     among all its copies, stored and new), whatever order they arrived in."""
-    best: dict[str, tuple[_Rank, tuple[str, str]]] = {}
-
-    def offer(entry_id: str, rank: _Rank, who: tuple[str, str]) -> None:
-        held = best.get(entry_id)
-        if held is None or rank < held[0]:
-            best[entry_id] = (rank, who)
-
+    offered: dict[str, list[Excerpt | CopyRank]] = {}
     rewritten = {p.existing.rowid: p.excerpt for p in placements if p.existing and p.rewrites}
     for entry in stored.values():
         root = find(entry.id)
         if root in touched:
             for c in entry.copies:
                 # A copy rewritten by the batch ranks by its new content.
-                copy: Excerpt | CopyRank = rewritten.get(c.rowid) or c
-                offer(root, representative_rank(copy), (copy.source, copy.key))
+                offered.setdefault(root, []).append(rewritten.get(c.rowid) or c)
     for p in placements:
         if p.existing is None and p.entry_id in touched:
-            offer(p.entry_id, representative_rank(p.excerpt), (p.excerpt.source, p.excerpt.key))
-    return {entry_id: who for entry_id, (_, who) in best.items()}
+            offered.setdefault(p.entry_id, []).append(p.excerpt)
+    # Most entries a batch touches are new, with one copy: ranked only when there is a choice.
+    chosen = {
+        entry_id: copies[0] if len(copies) == 1 else min(copies, key=representative_rank)
+        for entry_id, copies in offered.items()
+    }
+    return {entry_id: (c.source, c.key) for entry_id, c in chosen.items()}
 
 
 def _ids_of_one_moment(
@@ -465,29 +463,40 @@ def _ids_of_one_moment(
     representatives: dict[str, tuple[str, str]],
     find: Callable[[str], str],
 ) -> tuple[list[Placement], dict[str, tuple[str, str]], dict[str, str]]:
-    """Entries whose every copy was first seen at one moment take the id of their
-    representative copy, so that copies seen together give the same id whichever arrived
-    first. (A later copy never changes an id: its entry was first seen before it.) An entry the
+    """Entries whose every copy was first seen at this batch's moment (in this refresh) take
+    the id of their representative copy, so that copies seen together give the same id
+    whichever arrived first. (An entry first seen earlier keeps its id: it may be out.) An entry the
     batch creates is created under that id; a stored one is renamed by the store, after the
     batch's other writes, which name it by its stored id. Returns the placements, the
     representatives and the renames."""
-    copies: dict[str, list[tuple[datetime, str, str, str]]] = {}  # entry -> copies' ids
+    # entry -> when its copies were first seen, and its representative copy
+    seen: dict[str, set[datetime]] = {}
+    chosen: dict[str, Excerpt | CopyRank] = {}
     for entry in stored.values():
         root = find(entry.id)
         if root in representatives:
             for c in entry.copies:
-                minted = mint_id(c.source, c.key, c.published, c.first_seen)
-                copies.setdefault(root, []).append((c.first_seen, c.source, c.key, minted))
+                seen.setdefault(root, set()).add(c.first_seen)
+                if (c.source, c.key) == representatives[root]:
+                    chosen[root] = c
     for p in placements:
         if p.entry_id in representatives:
             e = p.excerpt
-            copies.setdefault(p.entry_id, []).append((e.first_seen, e.source, e.key, e.id))
+            if p.existing is None:  # a stored copy was first seen when it was stored
+                seen.setdefault(p.entry_id, set()).add(e.first_seen)
+            if (e.source, e.key) == representatives[p.entry_id]:
+                chosen[p.entry_id] = e  # new, or a stored copy under its new key
+    # The batch's moment: every excerpt of a refresh is first seen at its start.
+    moment = {placements[0].excerpt.first_seen} if placements else set()
     moved: dict[str, str] = {}
-    for entry_id, who in representatives.items():
-        seen = copies.get(entry_id, ())
-        if len({first_seen for first_seen, *_ in seen}) != 1:
-            continue
-        minted = next((m for _, source, key, m in seen if (source, key) == who), entry_id)
+    for entry_id, copy in chosen.items():
+        if seen.get(entry_id) != moment:
+            continue  # first seen before this moment: its id may be out already
+        minted = (
+            copy.id
+            if isinstance(copy, Excerpt)
+            else mint_id(copy.source, copy.key, copy.published, copy.first_seen)
+        )
         if minted != entry_id:
             moved[entry_id] = minted
     renames = {k: v for k, v in moved.items() if k in stored}
