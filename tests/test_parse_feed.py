@@ -533,3 +533,19 @@ def test_an_rss_channel_editor_is_not_an_item_author() -> None:
     for fast in (True, False):
         (item,) = _parse(body, fast=fast).items
         assert item.authors == ()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["lxml", "feedparser"])
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16"])
+def test_a_reference_to_no_character_costs_that_character(fast: bool, codec: str) -> None:
+    body = (
+        f'<?xml version="1.0" encoding="{codec}"?>\n<rss version="2.0"><channel><title>T</title>'
+        "<item><title>a &#xD800; b &#55357;&#56832; c &#x110000;</title>"
+        "<link>https://t.example/1</link></item>"
+        "<item><title>clean</title><link>https://t.example/2</link></item></channel></rss>"
+    ).encode(codec)
+    document = _parse(body, fast=fast)
+    assert [item.title for item in document.items] == ["a \ufffd b \U0001f600 c \ufffd", "clean"]
+    assert len(document.warnings) == 1 and document.warnings[0].startswith(
+        "3 character references to no character"
+    )

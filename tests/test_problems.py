@@ -222,6 +222,30 @@ def test_a_later_page_that_matches_nothing_is_a_warning(
     assert "matched nothing" in warnings[0]
 
 
+def test_robots_txt_refusing_a_later_page_is_a_warning(tmp_path: Path, server: LocalServer) -> None:
+    first = (
+        "<html><body><article><h2><a href='/list/p1'>Listed post one</a></h2>"
+        "<p>The first post of the list, with enough words to be read as one.</p></article>"
+        "<a class='next' href='/private/2'>older</a></body></html>"
+    )
+    server.serve("/list/1", first, "text/html")
+    server.serve("/private/2", "<html><body><article>hidden</article></body></html>", "text/html")
+    server.serve("/robots.txt", b"User-agent: *\nDisallow: /private/\n", "text/plain")
+    config = two_sources(
+        tmp_path,
+        server,
+        server.url("/list/1"),
+        extra='kind = "page"\n[sources.select]\nentry = "article"\nnext = "a.next"',
+    )
+    results = refresh_all(config)
+    assert results["hostile"].outcome == "new" and results["hostile"].new == 1
+    assert server.hits("/private/2") == []
+    (warning,) = state(config, "hostile").warnings
+    assert warning.startswith(f"page {server.url('/private/2')}: robots.txt disallows")
+    source = next(s for s in snapshot(config)["sources"] if s["name"] == "hostile")
+    assert source["status"] == "ok" and source["warnings"] == [warning]
+
+
 def test_the_page_shows_plain_words_and_sources_shows_the_detail(
     tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

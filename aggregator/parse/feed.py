@@ -104,7 +104,8 @@ def parse_feed(
     if repaired:
         warning = (
             f"{repaired} character reference{'s' if repaired > 1 else ''} to no character "
-            "(a lone surrogate, or beyond Unicode) read as U+FFFD"
+            "(a surrogate, beyond Unicode, a forbidden control) repaired: U+FFFD, dropped, "
+            "or the character a surrogate pair spells"
         )
         document = replace(document, warnings=(*document.warnings, warning))
     return document
