@@ -15,7 +15,7 @@ import pytest
 
 from aggregator import emit
 from aggregator.cli import main
-from aggregator.config import load_config
+from aggregator.config import Config, load_config
 from aggregator.problems import plain_words
 from aggregator.refresh import refresh
 from aggregator.serve import Server, health_document
@@ -197,53 +197,48 @@ def test_repeated_guids_are_kept_as_warnings_and_shown_everywhere(
     assert "share the guid" in line
 
 
-def test_a_later_page_that_matches_nothing_is_a_warning(
-    tmp_path: Path, server: LocalServer
-) -> None:
+def _paged_source(
+    tmp_path: Path, server: LocalServer, second: str, second_body: str, robots: str = ""
+) -> Config:
+    """A page source whose first page (one post) links to `second` as its next page."""
     first = (
         "<html><body><article><h2><a href='/p/1'>Page post one</a></h2>"
         "<p>The first post of the first page, with enough words to read.</p></article>"
-        "<a class='next' href='/list/2'>older</a></body></html>"
+        f"<a class='next' href='{second}'>older</a></body></html>"
     )
     server.serve("/list/1", first, "text/html")
-    server.serve(
-        "/list/2", "<html><body><p>Redesigned, nothing here</p></body></html>", "text/html"
+    server.serve(second, second_body, "text/html")
+    select = '[sources.select]\nentry = "article"\nnext = "a.next"'
+    return two_sources(
+        tmp_path, server, server.url("/list/1"), extra=f'kind = "page"\n{robots}{select}'
     )
-    config = two_sources(
-        tmp_path,
-        server,
-        server.url("/list/1"),
-        extra='kind = "page"\nrobots = false\n[sources.select]\nentry = "article"\nnext = "a.next"',
-    )
+
+
+def _one_warning(config: Config) -> str:
     results = refresh_all(config)
-    assert results["hostile"].outcome == "new"
-    warnings = state(config, "hostile").warnings
-    assert len(warnings) == 1 and warnings[0].startswith(f"page {server.url('/list/2')}:")
-    assert "matched nothing" in warnings[0]
+    assert results["hostile"].outcome == "new" and results["hostile"].new == 1
+    (warning,) = state(config, "hostile").warnings
+    source = next(s for s in snapshot(config)["sources"] if s["name"] == "hostile")
+    assert source["status"] == "ok" and source["warnings"] == [warning]
+    return warning
+
+
+def test_a_later_page_that_matches_nothing_is_a_warning(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    redesigned = "<html><body><p>Redesigned, nothing here</p></body></html>"
+    config = _paged_source(tmp_path, server, "/list/2", redesigned, "robots = false\n")
+    warning = _one_warning(config)
+    assert warning.startswith(f"page {server.url('/list/2')}:") and "matched nothing" in warning
 
 
 def test_robots_txt_refusing_a_later_page_is_a_warning(tmp_path: Path, server: LocalServer) -> None:
-    first = (
-        "<html><body><article><h2><a href='/list/p1'>Listed post one</a></h2>"
-        "<p>The first post of the list, with enough words to be read as one.</p></article>"
-        "<a class='next' href='/private/2'>older</a></body></html>"
-    )
-    server.serve("/list/1", first, "text/html")
-    server.serve("/private/2", "<html><body><article>hidden</article></body></html>", "text/html")
     server.serve("/robots.txt", b"User-agent: *\nDisallow: /private/\n", "text/plain")
-    config = two_sources(
-        tmp_path,
-        server,
-        server.url("/list/1"),
-        extra='kind = "page"\n[sources.select]\nentry = "article"\nnext = "a.next"',
-    )
-    results = refresh_all(config)
-    assert results["hostile"].outcome == "new" and results["hostile"].new == 1
-    assert server.hits("/private/2") == []
-    (warning,) = state(config, "hostile").warnings
+    hidden = "<html><body><article>hidden</article></body></html>"
+    config = _paged_source(tmp_path, server, "/private/2", hidden)
+    warning = _one_warning(config)
     assert warning.startswith(f"page {server.url('/private/2')}: robots.txt disallows")
-    source = next(s for s in snapshot(config)["sources"] if s["name"] == "hostile")
-    assert source["status"] == "ok" and source["warnings"] == [warning]
+    assert server.hits("/private/2") == []
 
 
 def test_the_page_shows_plain_words_and_sources_shows_the_detail(

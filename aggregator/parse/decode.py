@@ -33,6 +33,8 @@ from collections.abc import Mapping
 
 import charset_normalizer
 
+from aggregator.parse.sniff import wide_codec
+
 __all__ = ["charset_param", "decode", "repair_charrefs", "xml_encoding"]
 
 _BOMS = (
@@ -115,7 +117,7 @@ def repair_charrefs(body: bytes) -> tuple[bytes, int]:
     such reference becomes U+FFFD, and one to a control character that XML forbids is
     dropped. A UTF-16 or UTF-32 body is decoded, repaired and encoded again as it was.
     """
-    wide = _wide_codec(body)
+    wide = wide_codec(body)
     if wide is not None:
         try:
             text = body.decode(wide)
@@ -123,10 +125,8 @@ def repair_charrefs(body: bytes) -> tuple[bytes, int]:
             return body, 0  # not what its opening says: left to the parser
         if "&#" not in text:
             return body, 0
-        repaired, count = repair_charrefs(text.encode("utf-8"))
-        if not count:
-            return body, 0
-        return repaired.decode("utf-8").encode(wide), count
+        fixed, count = repair_charrefs(text.encode("utf-8"))
+        return (fixed.decode("utf-8").encode(wide), count) if count else (body, 0)
     if b"&#" not in body:
         return body, 0
     repaired = 0
@@ -151,28 +151,6 @@ def repair_charrefs(body: bytes) -> tuple[bytes, int]:
         return b"" if 0 <= code < 0x20 else _REPLACEMENT_REF
 
     return _CHARREF.sub(replace, body), repaired
-
-
-# Openings of a document in UTF-16 or UTF-32 (a BOM, or "<" in that encoding), and the codec
-# that reads and writes it back with the same opening.
-_WIDE_OPENINGS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (b"\x00\x00\x00<", "utf-32-be"),
-    (b"<\x00\x00\x00", "utf-32-le"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-    (b"\x00<", "utf-16-be"),
-    (b"<\x00", "utf-16-le"),
-)
-
-
-def _wide_codec(body: bytes) -> str | None:
-    """The codec of a body in UTF-16 or UTF-32, by its opening; None for any other."""
-    for opening, codec in _WIDE_OPENINGS:
-        if body.startswith(opening):
-            return codec
-    return None
 
 
 def _code_point(match: re.Match[bytes]) -> int:

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SNIFF_BYTES", "Prolog", "media_type", "peek_text", "scan_prolog", "sniff"]
+__all__ = [
+    "SNIFF_BYTES",
+    "Prolog",
+    "media_type",
+    "peek_text",
+    "scan_prolog",
+    "sniff",
+    "wide_codec",
+]
 
 SNIFF_BYTES = 4096  # how much of the body sniff() looks at
 
@@ -67,6 +75,15 @@ class Prolog:
 def media_type(content_type: str) -> str:
     """`text/html; charset=x` → `text/html`."""
     return content_type.split(";", 1)[0].strip().lower()
+
+
+def wide_codec(data: bytes) -> str | None:
+    """The codec of a body in UTF-16 or UTF-32, told by its BOM or by how "<" is encoded; None
+    for any other. Decoding with it and encoding the text back gives the same bytes."""
+    for marker, codec in _NON_ASCII_STARTS:
+        if data.startswith(marker):
+            return codec if codec.startswith("utf-") else None
+    return None
 
 
 def peek_text(data: bytes) -> str:
