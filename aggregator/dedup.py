@@ -536,6 +536,12 @@ def representative_rank(copy: Excerpt | CopyRank) -> _Rank:
     )
 
 
+def representatives(entries: Mapping[str, StoredEntry]) -> dict[str, tuple[str, str]]:
+    """The copy that represents each of these stored entries, by the rule a batch applies
+    (`_representatives`): for entries that lost a copy (a source removed) and need one again."""
+    return _representatives([], entries, set(entries), lambda entry_id: entry_id)
+
+
 def _unambiguous(
     e: Excerpt,
     fuzzy: list[tuple[StoredCopy, str, float | None]],

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator import __version__
 from aggregator.errors import EmitError
-from aggregator.models import Entry, Source, SourceState
+from aggregator.models import Entry, Source, SourceState, display_title
 from aggregator.problems import plain_words
 
 if TYPE_CHECKING:
@@ -187,6 +187,8 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         # after repeated permanent redirects the source is read here; the config is unchanged
         "moved_to": state.effective_url if state and source.is_remote else None,
         "next_due": _dt(state.next_due) if state else None,
+        "title": display_title(source, state),
+        "site_link": state.site_link if state else None,
         "interval_seconds": source.interval_seconds,  # /healthz judges last_success by it
         "warnings": list(state.warnings) if state else [],  # survivable problems, last read
     }
@@ -342,8 +344,13 @@ def render_index(
             )
         fetched = states.get(s.name)
         when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
+        shown = _e(row["title"])
+        if row["site_link"]:
+            shown = f'<a href="{_e(row["site_link"])}">{shown}</a>'
+        if row["title"] != s.name:
+            shown += f' <span class="meta">({_e(s.name)})</span>'
         out.append(
-            f"<tr><td>{_e(s.name)}</td><td>{_e(s.kind)}</td><td>{status}</td>"
+            f"<tr><td>{shown}</td><td>{_e(s.kind)}</td><td>{status}</td>"
             f"<td>{_e(when)}</td><td>{row['entries']}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -368,3 +375,7 @@ def _index_entry(entry: Entry) -> str:
         f'<span class="source">{_e(entry.source)}</span>{cats}</div>'
         f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
     )
+
+
+# The snapshot's record of a source, for other front-ends (`aggregator sources --json`).
+snapshot_source = _snapshot_source

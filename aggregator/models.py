@@ -53,6 +53,13 @@ class Source:
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
     robots: bool | None = None  # honour robots.txt; None: only for kind = "page"
+    enabled: bool = True  # false: kept in the config and the store, never fetched
+    title: str | None = None  # display name; None: the feed's own title
+    include: tuple[str, ...] = ()  # regexes: when any, only items matching one are stored
+    exclude: tuple[str, ...] = ()  # regexes: items matching one are not stored
+    # extra request headers, values as written ("${TOKEN}" is read from the environment when
+    # the request is made, so that the secret itself is never held in the config records)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def honours_robots(self) -> bool:
@@ -82,9 +89,17 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    feed_title: str | None = None  # the source's own title, from its last parse
+    site_link: str | None = None  # the source's home page (http or https), from its last parse
     # survivable problems of the last body read (tolerated malformed XML, a truncated feed,
     # repeated guids, a later page that failed...); replaced by each fetch that reads a body
     warnings: tuple[str, ...] = ()
+
+
+def display_title(source: Source, state: SourceState | None) -> str:
+    """What a source is called where people read: its configured title, else the title its
+    last parse found, else its name."""
+    return source.title or (state.feed_title if state else None) or source.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +233,7 @@ class SourceResult:
     status: int | None = None  # HTTP status, when there was a response
     duration: float = 0.0  # seconds spent on the source
     warnings: tuple[str, ...] = ()  # survivable problems
+    excluded: int = 0  # items its include / exclude filters kept out of the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,8 @@ class RefreshReport:
     results: tuple[SourceResult, ...]  # one per source refreshed
     feed_written: bool  # whether feed.atom changed on disk
     snapshot_written: bool  # whether snapshot.json changed on disk
+    removed: tuple[str, ...] = ()  # sources no longer configured, whose copies were removed
+    interrupted: bool = False  # stopped early: the sources not collected were left for later
 
     @property
     def failed(self) -> tuple[SourceResult, ...]:
@@ -352,6 +370,17 @@ class Decision:
     repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
     changed_keys: int = 0  # known copies that came back under a new guid, link or text
     warnings: tuple[str, ...] = ()  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing one source's copies did to the store."""
+
+    source: str  # the source removed
+    copies: int  # its copies deleted
+    entries_removed: int  # entries that no other source had, deleted with them
+    # entries another source also has: they stay, and need their representative chosen again
+    entries_kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

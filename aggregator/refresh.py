@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import requests
@@ -41,6 +41,16 @@ GROUP_EXCERPTS = 5_000  # stored in one transaction at most (sources already fet
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class Interrupt:
+    """A way to stop a refresh early, from a signal handler: `event.set()`. The refresh then
+    starts no other source, gives the fetches in flight a moment, stores what completed and
+    writes the outputs. `in_flight()` tells how many sources are being fetched right now."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    in_flight: Callable[[], int] = field(default=lambda: 0)
 
 
 # While a refresh runs, the cyclic garbage collector looks at young objects every 50,000 new
@@ -83,6 +93,7 @@ def refresh(
     emit: bool = True,
     guard: NetGuard | None = None,
     store: Store | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RefreshReport:
     """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
 
@@ -92,6 +103,8 @@ def refresh(
     resolver and `[fetch] allow_private`. `store` is the store to use (left open); by default
     the configured one, opened for this refresh.
     """
+    from aggregator import manage
+
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
@@ -99,18 +112,23 @@ def refresh(
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     try:
         with fewer_collections(), _opened(config, store) as store:
+            # Sources deleted from the config leave the store (and so the outputs) first.
+            removed = () if names else tuple(r.source for r in manage.prune_removed(config, store))
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
             elif force:
-                chosen = list(config.sources)
+                chosen = [s for s in config.sources if s.enabled]
             else:
                 chosen = sourcestate.due_sources(config.sources, states, started)
             # One "now" for every entry first seen in this run, whichever thread or process
             # normalizes it: copies seen together tie, and store order (config order) decides.
             collector = Collector(config.fetch, config.excerpt, session, now=started, guard=guard)
+            if interrupt is not None:
+                interrupt.in_flight = collector.in_flight
+            stop = interrupt.event if interrupt is not None else None
             results = []
-            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS):
+            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS, stop):
                 with _STORE_LOCK:
                     stored, failure = _store_group(config, store, ready, clock)
                 results.extend(stored)
@@ -119,6 +137,8 @@ def refresh(
                         on_result(result)
                 if failure is not None:
                     raise failure
+            if config.store_keep_seconds is not None:
+                manage.prune_old(config, store, config.store_keep_seconds, started)
             feed_written, snapshot_written = (
                 write_outputs(config, store) if emit else (False, False)
             )
@@ -128,6 +148,8 @@ def refresh(
                 results=tuple(results),
                 feed_written=feed_written,
                 snapshot_written=snapshot_written,
+                removed=removed,
+                interrupted=stop is not None and stop.is_set(),
             )
     finally:
         if own_session:
@@ -249,7 +271,8 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
     """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
     if fetched.error is not None:
-        log.warning("%s", fetched.error)
+        # Reported by the caller (the command line, the scheduler) once; the detail under -v.
+        log.debug("%s", fetched.error)
         status = fetched.error.status if isinstance(fetched.error, FetchError) else None
         result = SourceResult(
             source=source.name,
@@ -312,11 +335,13 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         status=result.status,
         duration=fetched.duration,
         warnings=ok_state.warnings,
+        excluded=fetched.excluded,
     )
 
 
 __all__ = [
     "ConfigError",
+    "Interrupt",
     "due_at",
     "emit_outputs",
     "refresh",

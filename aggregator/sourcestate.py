@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 
 from aggregator.errors import FetchError, SourceError
 from aggregator.models import FetchResult, ParsedDocument, Source, SourceState
+from aggregator.urls import safe_http_url
 
 __all__ = [
     "HEALTHY_INTERVALS",
@@ -84,7 +85,7 @@ def next_due(source: Source, state: SourceState | None) -> datetime | None:
 
 def is_due(source: Source, state: SourceState | None, now: datetime) -> bool:
     """Whether `source` should be fetched at `now`, given what is remembered of it."""
-    if is_gone(source, state):
+    if not source.enabled or is_gone(source, state):
         return False
     when = next_due(source, state)
     return when is None or when <= now
@@ -125,6 +126,10 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    feed_title, site_link = state.feed_title, state.site_link
+    if document is not None:
+        feed_title = " ".join((document.title or "").split())[:200] or None
+        site_link = safe_http_url(document.link)
     return replace(
         state,
         url=source.url,
@@ -146,6 +151,8 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        feed_title=feed_title,
+        site_link=site_link,
         warnings=state.warnings if document is None else document.warnings,
     )
 

@@ -46,6 +46,12 @@ def _feed(*items: tuple[str, str, str], tail: str = "</channel></rss>") -> bytes
     ).encode()
 
 
+def _source_name(row: Any) -> str:
+    """The source name in a row of the page's sources table ("Title (name)" or "name")."""
+    text: str = row.xpath("td")[0].text_content()
+    return text.rsplit("(", 1)[-1].rstrip(")") if text.endswith(")") else text
+
+
 # --- a bad character reference costs that character ---------------------------------------------
 
 
@@ -187,7 +193,7 @@ def test_repeated_guids_are_kept_as_warnings_and_shown_everywhere(
     source = next(s for s in snapshot(config)["sources"] if s["name"] == "hostile")
     assert source["warnings"] == [warning]
     page = lxml.html.fromstring((config.output_dir / emit.INDEX_FILE).read_bytes())
-    rows = {r.xpath("td")[0].text: r for r in page.xpath("//tbody/tr")}
+    rows = {_source_name(r): r for r in page.xpath("//tbody/tr")}
     assert [li.text_content() for li in rows["hostile"].xpath(".//ul[@class='warnings']/li")] == [
         warning
     ]
@@ -250,9 +256,7 @@ def test_the_page_shows_plain_words_and_sources_shows_the_detail(
     error = state(config, "hostile").error
     assert error is not None and error.startswith("cannot connect")
     page = lxml.html.fromstring((config.output_dir / emit.INDEX_FILE).read_bytes())
-    rows = {
-        r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in page.xpath("//tbody/tr")
-    }
+    rows = {_source_name(r): r.xpath("td")[2].text_content() for r in page.xpath("//tbody/tr")}
     assert rows["hostile"] == "error: the server refused the connection"
     assert "Errno" not in (config.output_dir / emit.INDEX_FILE).read_text()
     assert main(["sources", "-c", str(config.path)]) == 0

@@ -408,8 +408,22 @@ def _discover(
     raise ParseError(source, NO_RULES_MESSAGE)
 
 
+def page_title(body: bytes, *, url: str, headers: Mapping[str, str]) -> str | None:
+    """An HTML page's own title."""
+    return _document_title(_load(body, headers, url).tree)
+
+
+def advertised_feeds(body: bytes, *, url: str, headers: Mapping[str, str]) -> list[str]:
+    """Every feed an HTML page advertises, the one it would be read from first."""
+    return _advertised_feeds(_load(body, headers, url))
+
+
 def _advertised_feed(page: _Page) -> str | None:
     """The first advertised feed, preferring one that is not a comments feed."""
+    return next(iter(_advertised_feeds(page)), None)
+
+
+def _advertised_feeds(page: _Page) -> list[str]:
     feeds: list[str] = []
     for node in page.tree.css("link[href]"):
         attrs = node.attributes
@@ -420,8 +434,9 @@ def _advertised_feed(page: _Page) -> str | None:
         url = _link(attrs.get("href"), page.link_base)
         if url is not None:
             feeds.append(url)
+    feeds = list(dict.fromkeys(feeds))
     main = [u for u in feeds if "comment" not in urlsplit(u).path.lower()]
-    return next(iter(main or feeds), None)
+    return main + [u for u in feeds if u not in main]
 
 
 _ARTICLE_TYPES = frozenset(

@@ -56,12 +56,13 @@ from aggregator.models import (
     Excerpt,
     Placement,
     Provenance,
+    Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
 )
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -202,7 +203,12 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
-    # 10: each source's survivable problems of its last read (a JSON list of strings), and the
+    # 10: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title TEXT;
+    ALTER TABLE sources ADD COLUMN site_link TEXT;
+    """,
+    # 11: each source's survivable problems of its last read (a JSON list of strings), and the
     # host of each copy's source's own site, which dedup reads to find the original's copy
     # (unknown for the copies stored so far).
     """
@@ -235,6 +241,8 @@ _STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "feed_title",
+    "site_link",
     "warnings",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
@@ -971,6 +979,116 @@ class SQLiteStore:
         self._db.executemany(
             "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?", changed
         )
+
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies, its emptied entries and its state (see the Protocol)."""
+        out: list[Removal] = []
+        self._write(lambda: out.append(self._remove_source(name)))
+        return out[0]
+
+    def _remove_source(self, name: str) -> Removal:
+        rows = self._db.execute(
+            "SELECT rowid, entry_id FROM copies WHERE source = ?", (name,)
+        ).fetchall()
+        touched = {entry_id for _, entry_id in rows}
+        self._delete_copies([rowid for rowid, _ in rows])
+        kept = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT entry_id FROM copies "
+                "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (_json_list(touched),),
+            )
+        }
+        self._delete_entries(touched - kept)
+        self._after_losing_copies(kept)
+        self._db.execute("DELETE FROM sources WHERE name = ?", (name,))
+        self._db.execute("DELETE FROM source_counts WHERE source = ?", (name,))
+        return Removal(name, len(rows), len(touched - kept), tuple(sorted(kept)))
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+        if rows:
+            self._write(
+                lambda: self._db.executemany(
+                    "UPDATE entries SET representative = "
+                    "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                    rows,
+                ).close()
+            )
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the old entries beyond the newest `keep` (see the Protocol)."""
+        out: list[int] = []
+        self._write(lambda: out.append(self._prune(iso(before) or "", keep)))
+        return out[0]
+
+    def _prune(self, before: str, keep: int) -> int:
+        old = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM entries WHERE first_seen < ? AND updated < ? "
+                "AND id NOT IN (SELECT id FROM entries ORDER BY sort_date DESC, seq DESC LIMIT ?)",
+                (before, before, keep),
+            )
+        ]
+        if old:
+            rowids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT rowid FROM copies WHERE entry_id IN (SELECT value FROM json_each(?))",
+                    (_json_list(old),),
+                )
+            ]
+            self._delete_copies(rowids)
+            self._delete_entries(old)
+        return len(old)
+
+    def _delete_copies(self, rowids: Collection[int]) -> None:
+        """Delete copies with their candidate-index rows (the delete trigger keeps the counts)."""
+        index_rows: list[tuple[int, int]] = []
+        for rowid, fingerprint, blob in self._db.execute(
+            "SELECT rowid, fingerprint, sketch FROM copies "
+            "WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        ):
+            index_rows.extend((h, rowid) for h in _unpacked(blob))
+            index_rows.append((fingerprint_key(fingerprint), rowid))
+        for table in _SKETCH_TABLES:
+            self._db.executemany(f"DELETE FROM {table} WHERE hash = ? AND copy = ?", index_rows)
+        self._db.execute(
+            "DELETE FROM copies WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        )
+        self._forget_seen()
+
+    def _delete_entries(self, ids: Collection[str]) -> None:
+        self._db.execute(
+            "DELETE FROM entries WHERE id IN (SELECT value FROM json_each(?))", (_json_list(ids),)
+        )
+
+    def _after_losing_copies(self, ids: Collection[str]) -> None:
+        """Entries that lost copies: their first sight is their earliest copy's, that copy is
+        the first one (rule "new") when the first is gone, and their dates follow the rest."""
+        if not ids:
+            return
+        wanted = _json_list(ids)
+        self._db.execute(
+            "UPDATE entries SET first_seen = (SELECT min(first_seen) FROM copies c "
+            "WHERE c.entry_id = entries.id) WHERE id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+        self._db.execute(
+            "UPDATE copies SET rule = 'new', score = NULL WHERE rowid IN ("
+            "SELECT (SELECT c.rowid FROM copies c WHERE c.entry_id = e.id "
+            "ORDER BY c.first_seen, c.rowid LIMIT 1) FROM entries e "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+            "(SELECT 1 FROM copies n WHERE n.entry_id = e.id AND n.rule = 'new'))",
+            (wanted,),
+        )
+        self._refresh_dates(ids)
 
     # --- reading for output ---------------------------------------------------------------
 
