@@ -71,6 +71,16 @@ def write(store: Store, *placements: Placement, **fields: object) -> None:
         store.apply(decision, SourceState(name=source))
 
 
+def one_post(store: Store, first: Excerpt, *others: Excerpt, representative: Excerpt) -> None:
+    """`first` stored alone, then `others` joining its entry by link, one copy representing."""
+    write(store, new(first))
+    write(
+        store,
+        *(Placement(e, first.id, "link") for e in others),
+        representatives={first.id: (representative.source, representative.key)},
+    )
+
+
 def stored(store: Store, e: Excerpt) -> StoredCopy:
     return store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)}))).by_key[
         e.source, e.key
@@ -239,13 +249,7 @@ def test_an_entry_reads_the_same_whatever_order_its_copies_came_in(store: Store)
     planet = copy("planet", ("Planet Editors",), T0)
     origin = copy("origin", ("Alice Ng",), T0 - day)
     mirror = copy("mirror", (), T0 - day)
-    write(store, new(planet))
-    write(
-        store,
-        Placement(origin, planet.id, "link"),
-        Placement(mirror, planet.id, "link"),
-        representatives={planet.id: ("origin", origin.key)},
-    )
+    one_post(store, planet, origin, mirror, representative=origin)
     (entry,) = store.latest(10)
     assert (entry.id, entry.source, entry.title) == (planet.id, "origin", origin.title)
     assert entry.authors == ("Alice Ng",)  # never the planet's editors
@@ -458,6 +462,26 @@ def test_a_shared_entry_stays_represented_by_a_remaining_copy(store: Store) -> N
     assert [p.source for p in entry.sources] == ["second"] and entry.duplicates == ()
     assert store.entry_counts() == {"second": 1}
     assert [c.copies[0].source for c in store.clusters()] == []
+
+
+def test_a_new_representative_after_a_removal_gives_its_dates(store: Store) -> None:
+    def copy(source: str, days: int, site: str) -> Excerpt:
+        e = copy_of(source, 1, link="https://origin.test/p", published=T0 - timedelta(days=days))
+        return replace(e, site_host=site)
+
+    first, second, elsewhere = (
+        copy("a", 2, "origin.test"),
+        copy("b", 1, "origin.test"),
+        copy("c", 3, "planet.test"),
+    )
+    one_post(store, first, second, elsewhere, representative=first)
+    assert store.latest(1)[0].published == T0 - timedelta(days=2)
+    with store.transaction():
+        removal = store.remove_source("a")
+        repick(store, removal.entries_kept)
+    (entry,) = store.latest(10)
+    # The original's other copy represents it now, and dates it: not the planet's earlier date.
+    assert (entry.source, entry.published) == ("b", T0 - timedelta(days=1))
 
 
 def test_removing_an_unknown_source_changes_nothing(store: Store) -> None:

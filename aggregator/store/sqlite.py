@@ -1010,14 +1010,17 @@ class SQLiteStore:
 
     def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
         rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+
+        def work() -> None:
+            self._db.executemany(
+                "UPDATE entries SET representative = "
+                "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                rows,
+            ).close()
+            self._refresh_dates(chosen)  # an entry's dates are its representative's
+
         if rows:
-            self._write(
-                lambda: self._db.executemany(
-                    "UPDATE entries SET representative = "
-                    "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
-                    rows,
-                ).close()
-            )
+            self._write(work)
 
     def prune(self, before: datetime, keep: int) -> int:
         """Delete the old entries beyond the newest `keep` (see the Protocol)."""
