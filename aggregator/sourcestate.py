@@ -12,8 +12,8 @@ number. The refresh, the scheduler and the command line's tables all ask here.
   to one place the source lives there) and is due again after its interval, not before the
   server's or the feed's hint. A failure backs off exponentially (`backoff`), not before the
   server's Retry-After.
-- `healthy`, `is_healthy`: whether a source succeeded within HEALTHY_INTERVALS of its
-  interval (what /healthz reports).
+- `is_healthy`: whether a source succeeded within HEALTHY_INTERVALS of its interval (what
+  /healthz reports).
 - `retry_after`, `freshness`: what a response's headers ask for; garbage is ignored and any
   wait is clamped to MAX_HINT.
 """
@@ -43,7 +43,6 @@ __all__ = [
     "current",
     "due_sources",
     "freshness",
-    "healthy",
     "is_due",
     "is_gone",
     "is_healthy",
@@ -173,11 +172,6 @@ def after_failure(
         error_streak=streak,
         next_due=_due_after_failure(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
-
-
-def healthy(source: Source, state: SourceState | None, now: datetime) -> bool:
-    """Whether `source` succeeded lately: within HEALTHY_INTERVALS of its interval."""
-    return is_healthy(current(source, state).last_success, source.interval_seconds, now)
 
 
 def is_healthy(last_success: datetime | None, interval_seconds: int, now: datetime) -> bool:
