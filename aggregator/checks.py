@@ -1,6 +1,5 @@
 """What `aggregator check` finds wrong with a loaded config without fetching anything: local
-files that do not exist (often a web address written without its scheme), and page sources
-that have no selectors.
+files that do not exist (often a web address written without its scheme).
 
 Each finding is an error (the source cannot work: `check` exits 2) or a warning (it may not
 work as meant: `check` says so and exits 0).
@@ -14,13 +13,9 @@ from typing import Literal
 
 from aggregator.config import Config
 
-__all__ = ["PAGE_WITHOUT_SELECT", "Finding", "findings"]
+__all__ = ["Finding", "findings"]
 
 Level = Literal["error", "warning"]
-
-# A page source without [sources.select] is read only through the feed it advertises or its
-# schema.org JSON-LD; automatic post-list detection may read more. A warning, not an error.
-PAGE_WITHOUT_SELECT: Level = "warning"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +37,6 @@ def findings(config: Config) -> list[Finding]:
                     "error",
                     s.name,
                     f"local file {what}: {s.url} (a web address needs http:// or https://)",
-                )
-            )
-        if s.kind == "page" and s.select is None:
-            out.append(
-                Finding(
-                    PAGE_WITHOUT_SELECT,
-                    s.name,
-                    'kind = "page" without [sources.select]: only an advertised feed or '
-                    "schema.org JSON-LD can be read; add CSS selectors for its posts",
                 )
             )
     return out

@@ -840,8 +840,9 @@ _SOURCE_COMMANDS: dict[str, tuple[str, str, Any]] = {
         "[[sources]] block for it to the config file, keeping the file's comments and layout. "
         'A feed is added as kind = "feed", named after its title; a page that advertises '
         "feeds adds the first of them and lists the others; a page without one is added as "
-        'kind = "page", to which you add [sources.select] (then run '
-        "'aggregator check --fetch'). A URL already configured is refused (exit 2).",
+        'kind = "page" with the [sources.select] selectors auto mode finds for its posts '
+        "(when it finds none, write them; then run 'aggregator check --fetch'). A URL "
+        "already configured is refused (exit 2).",
         cmd_add,
     ),
     "remove": (

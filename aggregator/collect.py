@@ -36,6 +36,7 @@ from aggregator.models import (
     ExcerptOptions,
     FetchResult,
     ParsedDocument,
+    SelectRules,
     Source,
     SourceState,
 )
@@ -257,6 +258,7 @@ class Collector:
                 first,
                 partial(self._get, source, state),
                 time_limit=self._settings.parse_timeout,
+                previous_entry=state.page_entry,
             )
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.
@@ -366,6 +368,8 @@ class Preview:
     status: int  # HTTP status of the first response (200 for files)
     final_url: str  # after redirects
     warnings: tuple[str, ...] = ()
+    auto_select: SelectRules | None = None  # the rules auto mode found or completed
+    auto_method: str | None = None  # how auto mode found the post list (see ParsedDocument)
 
 
 def preview(
@@ -399,4 +403,6 @@ def preview(
         status=collected.result.status,
         final_url=collected.result.final_url,
         warnings=collected.document.warnings,
+        auto_select=collected.document.auto_select,
+        auto_method=collected.document.auto_method,
     )

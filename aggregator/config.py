@@ -217,7 +217,7 @@ def _section(table: Schema) -> Schema:
 
 _SELECT = _table(
     {
-        "entry": _str(),
+        "entry": _optional(_str()),
         "title": _optional(_str()),
         "link": _optional(_str()),
         "date": _optional(_str()),

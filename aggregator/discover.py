@@ -3,7 +3,7 @@ same limits and address guard as a refresh, read but not stored.
 
     a feed                      -> kind "feed", its own title and site link
     a page advertising feeds    -> the first of them (read for its title), the others listed
-    a page without one          -> kind "page": it needs [sources.select] (see `detect_select`)
+    a page without one          -> kind "page", with the [sources.select] auto mode settles on
     anything else               -> kind "text"
 """
 
@@ -16,7 +16,7 @@ import requests
 
 from aggregator.config import Config
 from aggregator.fetch import FetchLimits, fetch, new_session
-from aggregator.models import FetchResult, SourceKind
+from aggregator.models import SELECTOR_FIELDS, FetchResult, SourceKind
 from aggregator.netguard import NetGuard
 
 __all__ = ["Found", "detect_select", "discover"]
@@ -37,12 +37,17 @@ class Found:
 
 
 def detect_select(page: FetchResult) -> Mapping[str, str] | None:
-    """The `[sources.select]` keys that find the posts on a page without a feed, or None.
+    """The `[sources.select]` keys that find the posts on a page without a feed, as auto mode
+    settles on them (parse/autopage.py), or None when it finds no post list.
 
-    The hook for automatic post-list detection: `add` writes and prints what this returns as
-    the new source's [sources.select] block. Until a detector fills it, pages get none and
-    `add` says to write the selectors by hand."""
-    return None
+    `add` writes and prints what this returns as the new source's [sources.select] block, so
+    the choice is pinned; without it `add` says to write the selectors by hand."""
+    from aggregator.parse.page import page_rules
+
+    found = page_rules(page.body, url=page.final_url, headers=page.headers)
+    if found is None:
+        return None
+    return {key: value for key in SELECTOR_FIELDS if (value := getattr(found.rules, key))}
 
 
 def discover(

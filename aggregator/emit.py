@@ -179,6 +179,7 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "name": source.name,
         "url": public_url(source) or Path(source.url).name,
         "kind": source.kind,
+        "selectors": source.selectors,
         "status": (state.last_status if state else None) or "new",
         "last_fetch": _dt(state.last_fetch) if state else None,
         "last_success": _dt(state.last_success) if state else None,

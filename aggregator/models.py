@@ -17,9 +17,12 @@ Outcome = Literal["new", "updated", "unchanged", "error"]
 
 @dataclass(frozen=True, slots=True)
 class SelectRules:
-    """CSS selectors that find entries on an HTML page (`[sources.select]`)."""
+    """CSS selectors that find entries on an HTML page (`[sources.select]`).
 
-    entry: str  # one match per entry block
+    A rule left out is found by auto mode (parse/autopage.py); a rule given always wins.
+    """
+
+    entry: str | None = None  # one match per entry block; None: auto mode finds the post list
     title: str | None = None  # relative to the block; default: first heading or link text
     link: str | None = None  # relative to the block; its href; default: first <a href>
     date: str | None = None  # relative to the block; a datetime attribute or the text
@@ -27,6 +30,14 @@ class SelectRules:
     category: str | None = None  # relative to the block; every match is one category
     next: str | None = None  # on the page: links to further pages, each followed once
     max_pages: int = 3  # pages read at most, the first included
+
+    @property
+    def complete(self) -> bool:
+        """Whether every selector is given, so that auto mode has nothing to add."""
+        return all(getattr(self, name) for name in SELECTOR_FIELDS)
+
+
+SELECTOR_FIELDS = ("entry", "title", "link", "date", "excerpt", "category", "next")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,17 @@ class Source:
         return self.robots if self.robots is not None else self.kind == "page"
 
     @property
+    def selectors(self) -> str | None:
+        """How entries are found when the body is an HTML page: "config" (every selector
+        given), "auto" (auto mode finds them) or "config+auto" (auto mode completes the given
+        ones); None for feeds and text captures."""
+        if self.kind in ("feed", "text"):
+            return None
+        if self.select is None:
+            return "auto"
+        return "config" if self.select.complete else "config+auto"
+
+    @property
     def is_remote(self) -> bool:
         return self.url.startswith(("http://", "https://"))
 
@@ -91,6 +113,7 @@ class SourceState:
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
     feed_title: str | None = None  # the source's own title, from its last parse
     site_link: str | None = None  # the source's home page (http or https), from its last parse
+    page_entry: str | None = None  # the entry selector auto mode settled on at the last read
     # survivable problems of the last body read (tolerated malformed XML, a truncated feed,
     # repeated guids, a later page that failed...); replaced by each fetch that reads a body
     warnings: tuple[str, ...] = ()
@@ -149,6 +172,10 @@ class ParsedDocument:
     feed_url: str | None = None  # an HTML page's advertised feed, to be read instead
     ttl_seconds: int | None = None  # the feed's own refresh hint (<ttl>, sy:updatePeriod)
     warnings: tuple[str, ...] = ()  # survivable problems (e.g. a tolerated bozo error)
+    # An HTML page's rules when auto mode found or completed them, and how it found the list
+    # ("structure", "microdata", "h-entry", "json-ld", or "given" for the config's entry).
+    auto_select: SelectRules | None = None
+    auto_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,6 +298,7 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
 def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
     """Place a source's excerpts (dedup) and store the decision with its new state."""
     from aggregator import dedup  # numpy and the sketches, only when there is something to place
+    from aggregator.parse.autopage import LAYOUT_CHANGED  # loaded with the body that was read
 
     source, state, document, result = (
         fetched.source,
@@ -306,6 +307,9 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         fetched.result,
     )
     assert document is not None and result is not None
+    for warning in document.warnings:
+        if warning.startswith(LAYOUT_CHANGED):  # a page that needs a look: said in the log too
+            log.warning("%s: %s", source.name, warning)
     ok_state = sourcestate.after_success(
         source, state, result, document=document, body_hash=fetched.body_hash, now=now
     )

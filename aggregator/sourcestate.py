@@ -125,6 +125,7 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    page_entry = state.page_entry if document is None else auto_entry(document)
     feed_title, site_link = state.feed_title, state.site_link
     if document is not None:
         feed_title = " ".join((document.title or "").split())[:200] or None
@@ -150,10 +151,18 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        page_entry=page_entry,
         feed_title=feed_title,
         site_link=site_link,
         warnings=state.warnings if document is None else document.warnings,
     )
+
+
+def auto_entry(document: ParsedDocument) -> str | None:
+    """The entry selector auto mode found for the document's page (not one from the config)."""
+    if document.auto_select is None or document.auto_method == "given":
+        return None
+    return document.auto_select.entry
 
 
 def after_failure(

@@ -319,6 +319,11 @@ def print_preview(preview: object, show: int) -> None:
     out.print(head)
     for w in preview.warnings:
         out.print(Text(f"  warning: {w}", style="yellow"))
+    if preview.auto_method:
+        from aggregator.parse.autopage import auto_report
+
+        for row in auto_report(preview.auto_select, preview.auto_method).splitlines():
+            out.print(Text(f"  {row}", style="cyan"))
     for e in preview.excerpts[:show]:
         when = e.published or e.updated
         line = Text("  - ")

@@ -62,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -208,7 +208,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_title TEXT;
     ALTER TABLE sources ADD COLUMN site_link TEXT;
     """,
-    # 11: each source's survivable problems of its last read (a JSON list of strings), and the
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
+    # 12: each source's survivable problems of its last read (a JSON list of strings), and the
     # host of each copy's source's own site, which dedup reads to find the original's copy
     # (unknown for the copies stored so far).
     """
@@ -243,6 +247,7 @@ _STATE_FIELDS = (
     "ttl_seconds",
     "feed_title",
     "site_link",
+    "page_entry",
     "warnings",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
