@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from aggregator import __version__
 from aggregator.errors import EmitError
 from aggregator.models import Entry, Source, SourceState, display_title
+from aggregator.problems import plain_words
 
 if TYPE_CHECKING:
     from feedgen.entry import FeedEntry
@@ -460,6 +461,8 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "next_due": _dt(state.next_due) if state else None,
         "title": display_title(source, state),
         "site_link": state.site_link if state else None,
+        "interval_seconds": source.interval_seconds,  # /healthz judges last_success by it
+        "warnings": list(state.warnings) if state else [],  # survivable problems, last read
     }
 
 
@@ -573,7 +576,8 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
 .sub{color:#666;margin-top:0}ol{padding:0;list-style:none}li.entry{margin:0 0 1.2rem}
 .meta{color:#666;font-size:.85rem}.cat{background:#eef;border-radius:3px;padding:0 .3rem}
 .excerpt{margin:.2rem 0 0}table{border-collapse:collapse;font-size:.9rem;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}.error{color:#a00}"""
+td,th{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}.error{color:#a00}
+.warnings{margin:.2rem 0 0;padding-left:1rem;color:#850;font-size:.85rem}"""
 
 
 def _e(value: object) -> str:
@@ -627,7 +631,14 @@ def render_index(
         row = _snapshot_source(s, states.get(s.name), counts.get(s.name, 0))
         status = _e(row["status"])
         if row["error"]:
-            status = f'<span class="error">{status}: {_e(row["error"])}</span>'
+            # Plain words here; the message itself is for `aggregator sources`.
+            status = f'<span class="error">{status}: {_e(plain_words(row["error"]))}</span>'
+        if row["warnings"]:
+            status += (
+                '<ul class="warnings">'
+                + "".join(f"<li>{_e(w)}</li>" for w in row["warnings"])
+                + "</ul>"
+            )
         fetched = states.get(s.name)
         when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
         shown = _e(row["title"])

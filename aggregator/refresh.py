@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import requests
@@ -331,6 +331,8 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.transaction():
         decision = dedup.place(fetched.excerpts, store, options)
+        if decision.warnings:
+            ok_state = replace(ok_state, warnings=(*ok_state.warnings, *decision.warnings))
         store.apply(decision, ok_state, backfill=state.last_success is None)
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
@@ -345,7 +347,7 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         unchanged=decision.unchanged,
         status=result.status,
         duration=fetched.duration,
-        warnings=(*document.warnings, *decision.warnings),
+        warnings=ok_state.warnings,
         excluded=fetched.excluded,
     )
 

@@ -153,6 +153,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_id text, ADD COLUMN feed_author text,
         ADD COLUMN feed_updated timestamptz;
     """,
+    # 7: each source's survivable problems of its last read, and the host of each copy's
+    # source's own site, which dedup reads to find the original's copy (unknown for the
+    # copies stored so far).
+    """
+    ALTER TABLE sources ADD COLUMN warnings text[] NOT NULL DEFAULT '{}';
+    ALTER TABLE copies ADD COLUMN site_host text;
+    ALTER TABLE copies ALTER COLUMN site_host SET STATISTICS 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -366,7 +374,7 @@ class PostgresStore:
         with conn.cursor() as cur:
             cur.executemany(
                 _SAVE_STATE,
-                [(st.name, *(getattr(st, f) for f in STATE_FIELDS)) for st in states],
+                [(st.name, *(_state_value(st, f) for f in STATE_FIELDS)) for st in states],
             )
 
     # --- the candidate view ---------------------------------------------------------------
@@ -445,7 +453,8 @@ class PostgresStore:
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, "
-                "length(c.excerpt), c.first_seen, c.id FROM entries e "
+                "length(c.excerpt), c.first_seen, c.id, c.link, c.site_host, c.published "
+                "FROM entries e "
                 "JOIN copies c ON c.entry_id = e.id "
                 "WHERE e.id = ANY(%s) ORDER BY c.first_seen, c.id",
                 (list(ids),),
@@ -521,6 +530,7 @@ class PostgresStore:
                     "(SELECT id FROM copies WHERE source = %s AND key = %s) WHERE id = %s",
                     rows,
                 )
+                _refresh_dates(conn, chosen)  # an entry's dates are its representative's
 
     def prune(self, before: datetime, keep: int) -> int:
         """Delete the old entries beyond the newest `keep` (see the Protocol)."""
@@ -564,7 +574,8 @@ class PostgresStore:
             for entry_id, *copy in conn.execute(
                 "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
                 "categories, excerpt, id, html FROM copies "
-                "WHERE entry_id = ANY(%s) ORDER BY first_seen, id",
+                # byte order, as SQLite sorts text, whatever the database's collation
+                'WHERE entry_id = ANY(%s) ORDER BY source COLLATE "C", key COLLATE "C"',
                 (list(copies),),
             ):
                 copies[entry_id].append(tuple(copy))
@@ -637,36 +648,55 @@ class _Batch:
         for m in decision.merges:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
-        # An entry's dates are a function of its copies: computed once, after the last copy.
-        _refresh_dates(conn, stale)
+        changed = [
+            (representatives[entry_id], source, key, entry_id)
+            for entry_id, (source, key) in decision.representatives.items()
+            if entry_id not in created
+        ]
         with conn.cursor() as cur:
             cur.executemany(
                 "UPDATE entries SET representative = coalesce(%s, "
                 "(SELECT id FROM copies WHERE source = %s AND key = %s)) WHERE id = %s",
-                [
-                    (representatives[entry_id], source, key, entry_id)
-                    for entry_id, (source, key) in decision.representatives.items()
-                    if entry_id not in created
-                ],
+                changed,
             )
+        stale.update(entry_id for *_, entry_id in changed)
+        # An entry's dates are its representative's: computed once, after the last copy.
+        _refresh_dates(conn, stale)
+        for old, new_id in decision.renames.items():
+            self._rename(old, new_id)
+
+    def _rename(self, old: str, new: str) -> None:
+        """Give an entry another id (dedup decides when: see Decision.renames). Copies point
+        at their entry: the row is copied (its sequence number set aside first: it is unique),
+        the copies moved, the old row deleted."""
+        fields = ENTRY_TABLE_COLUMNS[1:]
+        taken = ", ".join("-seq" if f == "seq" else f for f in fields)
+        self.conn.execute("UPDATE entries SET seq = -seq WHERE id = %s", (old,))
+        self.conn.execute(
+            f"INSERT INTO entries (id, {', '.join(fields)}) SELECT %s, {taken} "
+            "FROM entries WHERE id = %s",
+            (new, old),
+        )
+        self.conn.execute("UPDATE copies SET entry_id = %s WHERE entry_id = %s", (new, old))
+        self.conn.execute("DELETE FROM entries WHERE id = %s", (old,))
 
     def _create_entries(
         self, new: Sequence[Placement], known: set[str], representatives: Mapping[str, int | None]
     ) -> set[str]:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
-        the first copy of each; the top of a page (its newest item) gets the highest sequence
-        number. Returns their ids."""
-        first = created_entries(new, known)
+        the representative copy of each (else its first); the top of a page (its newest item)
+        gets the highest sequence number. Returns their ids."""
+        first = created_entries(new, known, self.decision.representatives)
         if not first:
             return set()
         (seq,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone() or (0,)
         rows: list[tuple[object, ...]] = []
-        for entry_id, e in first:
+        for entry_id, top, e in first:
             seq += 1
             stated = e.updated or e.published
-            sort_date = e.published or stated or (_BACKFILL if self.backfill else e.first_seen)
+            sort_date = e.published or stated or (_BACKFILL if self.backfill else top.first_seen)
             rows.append(
-                (entry_id, e.first_seen, e.published, stated or e.first_seen, sort_date, seq,
+                (entry_id, top.first_seen, e.published, stated or top.first_seen, sort_date, seq,
                  self.backfill, None, representatives.get(entry_id))
             )  # fmt: skip
         with (
@@ -675,7 +705,7 @@ class _Batch:
         ):
             for row in rows:
                 copy.write_row(row)
-        return {entry_id for entry_id, _ in first}
+        return {entry_id for entry_id, _, _ in first}
 
     def _insert_copies(self, new: Sequence[Placement], top: int, known: set[str]) -> set[str]:
         """Insert the batch's new copies, numbered from `top` + 1 in order, with their
@@ -770,25 +800,28 @@ class _Batch:
 
 
 def _refresh_dates(conn: Connection[Any], entry_ids: Collection[str]) -> None:
-    """Recompute entries' dates from their copies, in one statement; only the rows whose
-    dates moved are written.
+    """Recompute entries' dates from their copies, in one statement; only the rows whose dates
+    moved are written.
 
-    published: the earliest date any copy states. updated: the latest date a copy states
-    (else first_seen), or the last time we noticed a copy change, if later."""
+    The representative copy's dates: published is the date it states, else the earliest any
+    copy states; updated is the latest it states, else the latest any copy states, else
+    first_seen, or the last time we noticed a copy change, if later."""
     if not entry_ids:
         return
     conn.execute(
         "UPDATE entries e SET published = d.published, updated = d.updated, "
         "sort_date = d.sort_date FROM ("
-        "  SELECT e.id, x.published,"
-        "    greatest(coalesce(x.stated, e.first_seen), e.changed) AS updated,"
-        "    coalesce(x.published, x.stated,"
+        "  SELECT e.id, coalesce(r.published, x.published) AS published,"
+        "    greatest(coalesce(r.updated, r.published, x.stated, e.first_seen), e.changed)"
+        "      AS updated,"
+        "    coalesce(r.published, x.published, r.updated, x.stated,"
         "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
         "  FROM entries e JOIN ("
         "    SELECT entry_id, min(published) AS published,"
         "      max(coalesce(updated, published)) AS stated"
         "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
         "  ) x ON x.entry_id = e.id"
+        "  LEFT JOIN copies r ON r.id = e.representative"
         ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
         "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
         (_BACKFILL, list(entry_ids)),
@@ -832,7 +865,15 @@ def _after_losing_copies(conn: Connection[Any], ids: Collection[str]) -> None:
 
 
 def _state(name: str, row: Sequence[Any]) -> SourceState:
-    return SourceState(name=name, **dict(zip(STATE_FIELDS, row, strict=True)))
+    values = dict(zip(STATE_FIELDS, row, strict=True))
+    values["warnings"] = tuple(values["warnings"])
+    return SourceState(name=name, **values)
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column takes it (a list for an array)."""
+    value = getattr(state, field)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _configure(conn: Connection[Any]) -> None:

@@ -68,7 +68,7 @@ from aggregator.store.rows import (
     gained_entries,
 )
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -226,6 +226,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_author TEXT;
     ALTER TABLE sources ADD COLUMN feed_updated TEXT;
     """,
+    # 13: each source's survivable problems of its last read (a JSON list of strings), and the
+    # host of each copy's source's own site, which dedup reads to find the original's copy
+    # (unknown for the copies stored so far).
+    """
+    ALTER TABLE sources ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE copies ADD COLUMN site_host TEXT;
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -244,6 +251,8 @@ _SAVE_STATE = (
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
     f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in _STATE_FIELDS)}"
 )
+# The columns of `entries` besides its id.
+_ENTRY_FIELDS = "first_seen, published, updated, sort_date, seq, backfill, changed, representative"
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, title"
 
 
@@ -258,6 +267,16 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is UTC and dt.year >= 1000:  # the common case, without strftime
         return dt.isoformat(timespec="microseconds")
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column holds it."""
+    value = getattr(state, field)
+    if field in _DATE_STATE_FIELDS:
+        return iso(value)
+    if field == "warnings":
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -447,6 +466,7 @@ class SQLiteStore:
         values = dict(zip(_STATE_FIELDS, row, strict=True))
         for f in _DATE_STATE_FIELDS:
             values[f] = from_iso(values[f])  # type: ignore[arg-type]
+        values["warnings"] = tuple(json.loads(str(values["warnings"])))
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
     def save_states(self, states: Sequence[SourceState]) -> None:
@@ -459,10 +479,7 @@ class SQLiteStore:
             [
                 (
                     state.name,
-                    *(
-                        iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
-                        for f in _STATE_FIELDS
-                    ),
+                    *(_state_value(state, f) for f in _STATE_FIELDS),
                 )
                 for state in states
             ],
@@ -574,15 +591,26 @@ class SQLiteStore:
         found: dict[str, tuple[datetime, int, list[CopyRank]]] = {}
         for entry_id, first_seen, seq, *copy in self._db.execute(
             "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, length(c.excerpt), "
-            "c.first_seen, c.rowid FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "c.first_seen, c.rowid, c.link, c.site_host, c.published "
+            "FROM entries e JOIN copies c ON c.entry_id = e.id "
             "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY c.first_seen, c.rowid",
             (_json_list(ids),),
         ):
             if entry_id not in found:
                 found[entry_id] = (_from_iso(first_seen), seq, [])
-            source, key, truncated, length, copy_seen, rowid = copy
+            source, key, truncated, length, copy_seen, rowid, link, site, published = copy
             found[entry_id][2].append(
-                CopyRank(source, key, bool(truncated), length, _from_iso(copy_seen), rowid)
+                CopyRank(
+                    source,
+                    key,
+                    bool(truncated),
+                    length,
+                    _from_iso(copy_seen),
+                    rowid,
+                    link,
+                    site,
+                    from_iso(published),
+                )
             )
         return {
             entry_id: StoredEntry(entry_id, first_seen, seq, tuple(copies))
@@ -681,7 +709,7 @@ class SQLiteStore:
         representatives = {
             entry_id: rowids.get(copy) for entry_id, copy in decision.representatives.items()
         }
-        created = self._create_entries(new, known, backfill, representatives)
+        created = self._create_entries(new, known, backfill, representatives, decision)
         stale = self._insert_copies(new, rowid, known)
         for p in placements:
             if p.rewrites:
@@ -690,17 +718,21 @@ class SQLiteStore:
         for m in decision.merges:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
-        # An entry's dates are a function of its copies: computed once, after the last copy.
-        self._refresh_dates(stale)
+        changed = [
+            (representatives[entry_id], source, key, entry_id)
+            for entry_id, (source, key) in decision.representatives.items()
+            if entry_id not in created
+        ]
         self._db.executemany(
             "UPDATE entries SET representative = "
             "coalesce(?, (SELECT rowid FROM copies WHERE source = ? AND key = ?)) WHERE id = ?",
-            [
-                (representatives[entry_id], source, key, entry_id)
-                for entry_id, (source, key) in decision.representatives.items()
-                if entry_id not in created
-            ],
+            changed,
         )
+        stale.update(entry_id for *_, entry_id in changed)
+        # An entry's dates are its representative's: computed once, after the last copy.
+        self._refresh_dates(stale)
+        for old, new_id in decision.renames.items():
+            self._rename(old, new_id)
         self._save_states((state,))
 
     def _create_entries(
@@ -709,18 +741,19 @@ class SQLiteStore:
         known: set[str],
         backfill: bool,
         representatives: Mapping[str, int | None],
+        decision: Decision,
     ) -> set[str]:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
-        the first copy of each; the top of a page (its newest item) gets the highest sequence
-        number. Returns their ids."""
-        first = created_entries(new, known)
+        the representative copy of each (else its first); the top of a page (its newest item)
+        gets the highest sequence number. Returns their ids."""
+        first = created_entries(new, known, decision.representatives)
         if not first:
             return set()
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         rows: list[tuple[object, ...]] = []
-        for entry_id, e in first:
+        for entry_id, top, e in first:
             seq += 1
-            first_seen = iso(e.first_seen)
+            first_seen = iso(top.first_seen)
             published = iso(e.published)
             stated = iso(e.updated or e.published)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
@@ -733,7 +766,7 @@ class SQLiteStore:
             "representative) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        return {entry_id for entry_id, _ in first}
+        return {entry_id for entry_id, _, _ in first}
 
     def _insert_copies(self, new: Sequence[Placement], rowid: int, known: set[str]) -> set[str]:
         """Insert the batch's new copies, numbered from `rowid` + 1 in order, with their
@@ -835,24 +868,52 @@ class SQLiteStore:
         )
         self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
 
+    def _rename(self, old: str, new: str) -> None:
+        """Give an entry another id (dedup decides when: see Decision.renames)."""
+        # Copies point at their entry: the row is copied, the copies moved, the old row deleted.
+        self._db.execute(
+            f"INSERT INTO entries (id, {_ENTRY_FIELDS}) SELECT ?, {_ENTRY_FIELDS} FROM entries "
+            "WHERE id = ?",
+            (new, old),
+        )
+        self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (new, old))
+        self._db.execute("DELETE FROM entries WHERE id = ?", (old,))
+        for rowid in self._seen_by_entry.pop(old, ()):
+            self._seen.pop(rowid, None)
+
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
 
-        published: the earliest trusted date any copy states. updated: the latest date a copy
-        states (else first_seen), or the last time we noticed a copy change, if later. A copy
-        joining an entry seldom moves them (an undated copy, or one stating the same date):
-        leaving those rows alone spares a write to a random page of entries and of its order.
+        The representative copy's dates: published is the date it states, else the earliest
+        any copy states; updated is the latest it states, else the latest any copy states,
+        else first_seen, or the last time we noticed a copy change, if later. A copy joining an
+        entry seldom moves them: leaving those rows alone spares a write to a random page of
+        entries and of its order.
         """
         if not entry_ids:
             return
         changed: list[tuple[object, ...]] = []
-        for entry_id, first_seen, noticed, backfill, *stored, published, stated in self._db.execute(
+        for (
+            entry_id,
+            first_seen,
+            noticed,
+            backfill,
+            *stored,
+            own_published,
+            own_stated,
+            any_published,
+            any_stated,
+        ) in self._db.execute(
             "SELECT e.id, e.first_seen, e.changed, e.backfill, e.published, e.updated, "
-            "e.sort_date, min(c.published), max(coalesce(c.updated, c.published)) "
+            "e.sort_date, r.published, coalesce(r.updated, r.published), min(c.published), "
+            "max(coalesce(c.updated, c.published)) "
             "FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "LEFT JOIN copies r ON r.rowid = e.representative "
             "WHERE e.id IN (SELECT value FROM json_each(?)) GROUP BY e.id",
             (_json_list(entry_ids),),
         ):
+            published = own_published or any_published
+            stated = own_stated or any_stated
             updated = max(c for c in (stated or first_seen, noticed) if c)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
             if [published, updated, sort_date] != stored:
@@ -891,14 +952,17 @@ class SQLiteStore:
 
     def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
         rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+
+        def work() -> None:
+            self._db.executemany(
+                "UPDATE entries SET representative = "
+                "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                rows,
+            ).close()
+            self._refresh_dates(chosen)  # an entry's dates are its representative's
+
         if rows:
-            self._write(
-                lambda: self._db.executemany(
-                    "UPDATE entries SET representative = "
-                    "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
-                    rows,
-                ).close()
-            )
+            self._write(work)
 
     def prune(self, before: datetime, keep: int) -> int:
         """Delete the old entries beyond the newest `keep` (see the Protocol)."""
@@ -988,7 +1052,7 @@ class SQLiteStore:
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
             "categories, excerpt, rowid, html FROM copies "
-            f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
+            f"WHERE entry_id IN ({marks}) ORDER BY source, key",
             ids,
         ):
             copies[row[0]].append(row[1:])
@@ -996,6 +1060,9 @@ class SQLiteStore:
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
+        """An entry from its row and its copies (by source and key): its title, link, excerpt,
+        source and authors are its representative's; the other copies follow it, by source
+        and key, so the entry reads the same whatever order its copies arrived in."""
         entry_id, first_seen, published, updated, representative = row
         return entry_from(
             (entry_id, _from_iso(str(first_seen)), from_iso(published), _from_iso(str(updated)),  # type: ignore[arg-type]
