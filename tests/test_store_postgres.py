@@ -357,3 +357,38 @@ def test_a_refresh_against_an_unreachable_database_stops_with_one_line(
     assert err.startswith("aggregator: postgresql://agg@127.0.0.1:9/feeds: cannot open the store")
     assert len(err.splitlines()) == 1 and "s3cret" not in err
     assert not (tmp_path / "public").exists()  # nothing written without the store
+
+
+def test_two_refreshes_at_once_store_each_post_once(tmp_path: Path, server: LocalServer) -> None:
+    """Two processes refreshing the same sources into one database take turns at the write
+    lock: the second finds what the first stored, and no post is stored twice."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    sqlite, pg = _configs(tmp_path, server, generate(4, 30))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "refresh", "--all", "-q", "-c", str(pg.path)],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    refresh(sqlite, force=True)
+    with open_store(sqlite) as a, open_store(pg) as b:
+        assert b.entry_counts() == a.entry_counts()
+        assert [e.id for e in b.latest(1000)] == [e.id for e in a.latest(1000)]
+        merged = [  # who merged with whom and why (first sights are each run's clock)
+            [(c.entry_id, [(x.source, x.key, x.rule, x.score) for x in c.copies]) for c in cs]
+            for cs in (a.clusters(), b.clusters())
+        ]
+        assert merged[0] == merged[1] and merged[0]
