@@ -392,3 +392,16 @@ def test_two_refreshes_at_once_store_each_post_once(tmp_path: Path, server: Loca
             for cs in (a.clusters(), b.clusters())
         ]
         assert merged[0] == merged[1] and merged[0]
+
+
+def test_opening_and_reading_a_store_do_not_wait_for_a_writer() -> None:
+    url = PG.fresh()
+    with PostgresStore(url) as writer:
+        writer.save_states([SourceState(name="a", etag='"1"')])
+        with writer.transaction():
+            writer.save_states([SourceState(name="a", etag='"2"')])
+            # The write lock is held (by this thread, on another connection): a reader opens
+            # the store and reads what is committed without waiting for it.
+            with PostgresStore(url) as reader:
+                assert reader.get_state("a") == SourceState(name="a", etag='"1"')
+        assert writer.get_state("a") == SourceState(name="a", etag='"2"')

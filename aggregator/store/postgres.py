@@ -237,24 +237,40 @@ def _copy(row: Sequence[Any]) -> StoredCopy:
     return StoredCopy(copy_id, source, key, entry_id, content_hash, link, truncated, text, title)
 
 
+def schema_version(conn: Connection[Any]) -> int:
+    """The number of migrations the database has had (0: none, or no store at all)."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
 def migrate(conn: Connection[Any], where: str) -> tuple[int, int]:
-    """Bring the schema up to SCHEMA_VERSION, under the write lock (other processes may be
-    migrating the same database). Returns the versions before and after."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-        before = row[0] if row else 0
-        if before > SCHEMA_VERSION:
-            raise StorageError(
-                f"{where}: store has schema version {before}, newer than this program "
-                f"understands ({SCHEMA_VERSION}); upgrade aggregator"
-            )
-        for version in range(before, SCHEMA_VERSION):
-            conn.execute(MIGRATIONS[version])  # several statements, no parameters
-            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    """Bring the schema up to SCHEMA_VERSION. Returns the versions before and after.
+
+    A schema that is up to date is only read: opening a store does not wait for a writer.
+    Otherwise the migrations run under the write lock, since other processes may be migrating
+    the same database (the version is read again once the lock is held)."""
+    before = schema_version(conn)
+    if before == SCHEMA_VERSION:
+        return before, before
+    if before < SCHEMA_VERSION:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            before = row[0] if row else 0
+            for version in range(before, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[version])  # several statements, no parameters
+                conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    if before > SCHEMA_VERSION:
+        raise StorageError(
+            f"{where}: store has schema version {before}, newer than this program "
+            f"understands ({SCHEMA_VERSION}); upgrade aggregator"
+        )
     return before, SCHEMA_VERSION
 
 
