@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from waitress.server import create_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
 
 from aggregator import emit
 from aggregator.errors import ServeError
@@ -44,6 +46,77 @@ HEALTH_PATH = "/healthz"
 # The page only needs its inline stylesheet; nothing else may load or run.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 GZIP_MIN = 512  # smaller bodies are sent as they are
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How much of the server one client may hold (see `guarded_channel`)."""
+
+    per_client: int = 16  # connections open at once from one address; more are closed at once
+    request_seconds: float = 10.0  # a request's line and headers must arrive within this
+    idle_seconds: int = 30  # a kept-alive connection with no request is closed after this
+    total: int = 1000  # connections open at once, all clients together
+
+
+def guarded_channel(limits: ConnectionLimits) -> type[HTTPChannel]:
+    """A waitress channel class that keeps a slow or greedy client from filling the server.
+
+    waitress stops accepting once `connection_limit` connections are open, and closes only
+    connections that stay silent for `channel_timeout`: a client that opens hundreds of
+    connections and sends one header line into each every few seconds (slowloris) holds them
+    all. Two bounds keep room for everyone else: a client address holds at most `per_client`
+    connections (the next ones are closed on arrival), and a request must be complete within
+    `request_seconds` of its first byte (a new connection's first request, within that time of
+    connecting). Both are checked on the server's loop thread, which asks each channel whether
+    it is readable at least once a second.
+    """
+
+    lock = threading.Lock()
+    open_by_client: dict[str, int] = {}
+
+    class GuardedChannel(HTTPChannel):  # type: ignore[misc]
+        def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
+            super().__init__(server, sock, addr, adj, map)
+            self._client = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+            self._started = time.monotonic()  # when the request being read began to arrive
+            self._spoke = False  # whether the client has sent anything on this connection
+            self._counted = True
+            with lock:
+                n = open_by_client.get(self._client, 0) + 1
+                open_by_client[self._client] = n
+            if n > limits.per_client:
+                self.will_close = True
+
+        def received(self, data: bytes) -> bool:
+            if self.request is None and self._spoke:
+                self._started = time.monotonic()  # the next request on a kept-alive connection
+            self._spoke = True
+            result: bool = super().received(data)
+            return result
+
+        def readable(self) -> bool:
+            waiting = self.request is not None or not self._spoke
+            if (
+                waiting
+                and not self.will_close
+                and time.monotonic() - self._started > limits.request_seconds
+            ):
+                self.will_close = True
+            readable: bool = super().readable()
+            return readable
+
+        def del_channel(self, map: Any = None) -> None:
+            if self._counted:
+                self._counted = False
+                with lock:
+                    n = open_by_client.get(self._client, 1) - 1
+                    if n > 0:
+                        open_by_client[self._client] = n
+                    else:
+                        open_by_client.pop(self._client, None)
+            super().del_channel(map)
+
+    return GuardedChannel
 
 
 @dataclass
@@ -282,7 +355,13 @@ class App:
 class Server:
     """waitress serving `App` on a background thread; `stop()` ends it cleanly."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        limits: ConnectionLimits = ConnectionLimits(),
+    ) -> None:
         self.app = App(directory)
         # Requests waiting for a worker thread are normal under load, not worth a log line each.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -294,10 +373,21 @@ class Server:
                 threads=8,
                 ident="aggregator",
                 clear_untrusted_proxy_headers=True,
+                connection_limit=limits.total,
+                channel_timeout=limits.idle_seconds,
+                cleanup_interval=min(limits.idle_seconds, 30),
+                # poll(), not select(): select() cannot watch more than 1024 descriptors.
+                asyncore_use_poll=True,
             )
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+        channel = guarded_channel(limits)
+        listeners = [
+            s for s in getattr(self._server, "map", {}).values() if isinstance(s, BaseWSGIServer)
+        ]
+        for listener in listeners or [self._server]:
+            listener.channel_class = channel
         self._thread: threading.Thread | None = None
 
     @property
