@@ -53,6 +53,7 @@ from aggregator.models import (
     Decision,
     Duplicate,
     Entry,
+    EntryMatch,
     Excerpt,
     Placement,
     Provenance,
@@ -61,7 +62,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -202,6 +203,17 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
+    # 10: the sealed archive pages of each output (RFC 5005): which entries, in which order.
+    """
+    CREATE TABLE archived (
+        output TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        page INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (output, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX archived_page ON archived (output, page, position);
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -270,6 +282,10 @@ def from_iso(text: str | None) -> datetime | None:
 
 def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _casefold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
 
 
 def fingerprint_key(fingerprint: str) -> int:
@@ -396,6 +412,7 @@ class SQLiteStore:
             # sync it. Pages rewritten by several refreshes between checkpoints are copied once.
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.create_function("fingerprint_key", 1, fingerprint_key, deterministic=True)
+            self._db.create_function("casefold", 1, _casefold, deterministic=True)
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -867,6 +884,12 @@ class SQLiteStore:
             (loser, winner),
         )
         self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
+        # An archive page that held the merged entry holds its survivor, unless the survivor
+        # is archived in that output already.
+        self._db.execute(
+            "UPDATE OR IGNORE archived SET entry_id = ? WHERE entry_id = ?", (winner, loser)
+        )
+        self._db.execute("DELETE FROM archived WHERE entry_id = ?", (loser,))
 
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
@@ -903,9 +926,13 @@ class SQLiteStore:
             "ORDER BY sort_date DESC, seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
+        return self._with_copies(rows)
+
+    def _with_copies(self, rows: Sequence[Sequence[object]]) -> list[Entry]:
+        """Entries from their rows (id, first_seen, published, updated, representative)."""
         if not rows:
             return []
-        ids = [r[0] for r in rows]
+        ids = [str(r[0]) for r in rows]
         copies: dict[str, list[tuple[object, ...]]] = {i: [] for i in ids}
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
@@ -915,7 +942,86 @@ class SQLiteStore:
             ids,
         ):
             copies[row[0]].append(row[1:])
-        return [self._entry(r, copies[r[0]]) for r in rows]
+        return [self._entry(r, copies[str(r[0])]) for r in rows]
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        found: dict[str, Sequence[object]] = {}
+        for start in range(0, len(ids), 500):
+            for row in self._db.execute(
+                "SELECT id, first_seen, published, updated, representative FROM entries "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (_json_list(ids[start : start + 500]),),
+            ):
+                found[row[0]] = row
+        rows = [found[i] for i in dict.fromkeys(ids) if i in found]
+        out: list[Entry] = []
+        for start in range(0, len(rows), 500):
+            out.extend(self._with_copies(rows[start : start + 500]))
+        return out
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds,
+        newest first, ties by the order they were stored in."""
+        where = ["NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = ? AND a.entry_id = e.id)"]
+        args: list[object] = [output]
+        if match.sources:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id "
+                "AND c.source IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.sources)))
+        if match.categories:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c, json_each(c.categories) j "
+                "WHERE c.entry_id = e.id AND casefold(j.value) IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.categories)))
+        return [
+            row[0]
+            for row in self._db.execute(
+                f"SELECT e.id FROM entries e WHERE {' AND '.join(where)} "
+                "ORDER BY e.sort_date DESC, e.seq DESC",
+                args,
+            )
+        ]
+
+    def archive_pages(self, output: str) -> int:
+        row = self._db.execute(
+            "SELECT coalesce(max(page), 0) FROM archived WHERE output = ?", (output,)
+        ).fetchone()
+        return int(row[0])
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        return [
+            row[0]
+            for row in self._db.execute(
+                "SELECT entry_id FROM archived WHERE output = ? AND page = ? ORDER BY position",
+                (output, page),
+            )
+        ]
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        def work() -> None:
+            sealed = self.archive_pages(output)
+            if page != sealed + 1:
+                raise StorageError(
+                    f"{self.path}: archive page {page} of {output!r} cannot be sealed: "
+                    f"{sealed} are sealed"
+                )
+            if len(set(ids)) != len(ids):
+                raise StorageError(f"{self.path}: archive page {page} of {output!r} repeats ids")
+            try:
+                self._db.executemany(
+                    "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
+                    [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                )
+            except sqlite3.IntegrityError:
+                raise StorageError(
+                    f"{self.path}: archive page {page} of {output!r}: an entry is in another page"
+                ) from None
+
+        self._write(work)
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
