@@ -1,7 +1,8 @@
 """Serve the output folder to feed readers and browsers: a small WSGI app run by waitress.
 
-Only a fixed set of names is served (no request path ever becomes a file path), so nothing
-outside the output folder can be reached. Each request opens its file once and reads from that
+Only a fixed set of names is served, plus output feeds and archive pages whose paths match a
+strict pattern (a lower-case stem, a page number), so nothing outside the output folder can be
+reached. Each request opens its file once and reads from that
 descriptor: the emitter replaces files by rename, so a request gets the old file or the new one,
 never a mix. Bodies, strong ETags and gzip copies are cached by the file's identity (inode, size,
 mtime), so a reader polling with If-None-Match costs one open, one fstat and a 304.
@@ -15,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +44,17 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/feed.json": (emit.JSON_FEED_FILE, "application/feed+json; charset=utf-8"),
     "/snapshot.json": (emit.SNAPSHOT_FILE, "application/json; charset=utf-8"),
 }
+# Every other output's feeds, and the archive pages: a name the config allows (see
+# config.OUTPUT_NAME) and a page number; nothing in such a path can name another folder.
+_FEED_PATH = re.compile(r"/([a-z0-9][a-z0-9_-]{0,63})\.(atom|json)")
+_PAGE_PATH = re.compile(r"/archive/([a-z0-9][a-z0-9_-]{0,63})/([1-9][0-9]{0,8})\.(atom|json|html)")
+_TYPES = {
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+# A sealed archive page never changes (archive.py): caches may keep it for a year.
+SEALED_CACHE_CONTROL = "public, max-age=31536000, immutable"
 HEALTH_PATH = "/healthz"
 # The page only needs its inline stylesheet; nothing else may load or run.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
@@ -267,7 +280,8 @@ class App:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
-        if path != HEALTH_PATH and path not in ROUTES:
+        route = self._route(path)
+        if path != HEALTH_PATH and route is None:
             return self._plain(start_response, "404 Not Found", b"not found\n", method)
         if method not in ("GET", "HEAD"):
             start_response(
@@ -275,9 +289,9 @@ class App:
                 [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
             )
             return [b""]
-        if path == HEALTH_PATH:
+        if path == HEALTH_PATH or route is None:
             return self._health(start_response, method)
-        name, content_type = ROUTES[path]
+        name, content_type, cache_control = route
         entry = self.files.get(name)
         if entry is None:
             return self._plain(
@@ -290,11 +304,11 @@ class App:
         headers = [
             ("ETag", f'"{entry.tag}-gzip"' if gz else f'"{entry.tag}"'),
             ("Last-Modified", _http_date(entry.mtime)),
-            ("Cache-Control", self.cache_control),
+            ("Cache-Control", cache_control),
             ("Vary", "Accept-Encoding"),
             ("X-Content-Type-Options", "nosniff"),
         ]
-        if name == emit.INDEX_FILE:
+        if content_type.startswith("text/html"):
             headers.append(("Content-Security-Policy", PAGE_CSP))
         inm = environ.get("HTTP_IF_NONE_MATCH")
         ims = environ.get("HTTP_IF_MODIFIED_SINCE")
@@ -315,6 +329,20 @@ class App:
             headers.append(("Content-Encoding", "gzip"))
         start_response("200 OK", headers)
         return [b""] if method == "HEAD" else [body]
+
+    def _route(self, path: str) -> tuple[str, str, str] | None:
+        """The file, Content-Type and Cache-Control a path serves; None: nothing."""
+        if path in ROUTES:
+            return (*ROUTES[path], self.cache_control)
+        if m := _FEED_PATH.fullmatch(path):
+            return path[1:], _TYPES[m.group(2)], self.cache_control
+        if m := _PAGE_PATH.fullmatch(path):
+            output, page, ext = m.groups()
+            # Sealed once a newer page exists (archive.py): the open page is the newest.
+            newer = self.files.directory / "archive" / output / f"{int(page) + 1}.atom"
+            cache = SEALED_CACHE_CONTROL if newer.exists() else self.cache_control
+            return path[1:], _TYPES[ext], cache
+        return None
 
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
         entry = self.files.get(emit.SNAPSHOT_FILE)

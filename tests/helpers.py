@@ -72,6 +72,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -98,9 +99,18 @@ class LocalServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                self.do_GET(sent=self.rfile.read(size))
+
+            def do_GET(self, sent: bytes = b"") -> None:
                 server.requests.append(
-                    Request("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                    Request(
+                        self.command,
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        sent,
+                    )
                 )
                 route = server.routes.get(self.path.split("?")[0]) or server.routes.get(self.path)
                 if route is None:

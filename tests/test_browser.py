@@ -92,7 +92,7 @@ def test_the_page_shows_the_latest_entries(served: Server, tmp_path: Path) -> No
     titles = [li.xpath(".//strong")[0].text_content() for li in items]
     assert titles[0].startswith("今天读完了")  # the newest entry first
     assert "Post 11" in titles and "Post 0" in titles
-    sources = {li.xpath('.//span[@class="source"]')[0].text for li in items}
+    sources = {li.xpath('.//span[@class="source"]')[0].text_content() for li in items}
     assert sources == {"blog", "capture"}
     link = items[1].xpath(".//a")[0].get("href")
     assert link.startswith("http://blog.test/post/")

@@ -219,7 +219,10 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
     assert len(items) == 30
     first = items[0]
     assert first.xpath(".//a")[0].text_content().endswith("<script>alert(1)</script> & more")
-    assert first.xpath('.//span[@class="source"]')[0].text == "good"
+    source = first.xpath('.//span[@class="source"]')[0]
+    assert source.text_content() == "good"
+    (site,) = source.xpath("a/@href")  # the source's site
+    assert site.startswith("http://127.0.0.1:") and site.endswith("/") and "good" not in site
     assert first.xpath(".//time")[0].get("datetime").startswith("2026-06-")
     rows = {r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in doc.xpath("//tbody/tr")}
     assert rows["good"] == "ok" and rows["bad"].startswith("error: HTTP 404")

@@ -1,0 +1,182 @@
+"""Every feed the store gives: the main feed and each `[[outputs]]` feed, with their archives.
+
+An output is a name (its file stem), a title, a filter (`EntryMatch`) and a page size. For
+each, the store says which of its entries are not sealed into an archive page yet;
+`archive.plan` splits them into the feed document, pages to seal now and the open page. This
+module seals those pages, renders each document and writes it when its bytes change:
+
+    <dir>/<name>.atom, <dir>/<name>.json                    the feed documents
+    <dir>/archive/<name>/<page>.atom, .json (.html: main)   the archive pages, oldest is 1
+
+A sealed page is rendered once, when it is sealed (or when its file is missing), and never
+again: its bytes do not change, so it can be cached for good. Then the hub, if any, is told
+which feed documents changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aggregator import archive, emit
+from aggregator.config import Config
+from aggregator.models import Entry, EntryMatch, Source
+from aggregator.store import Store
+
+MAIN = "feed"  # the main output's name: feed.atom and feed.json
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One feed the store gives, and what it selects."""
+
+    name: str  # file stem
+    title: str  # feed title
+    match: EntryMatch  # which entries it holds
+    size: int  # entries in the feed document and in each archive page
+    html: bool = False  # whether its archive pages are also rendered as HTML pages
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What writing one output did."""
+
+    output: Output
+    current: list[Entry]  # the feed document's entries, newest first
+    pages: int  # archive pages, the open one included (0: none)
+    meta: emit.FeedMeta  # what its feed documents say about themselves
+    atom_written: bool  # whether <name>.atom changed
+    changed: tuple[str, ...]  # public URLs of the feed documents whose bytes changed
+
+
+def outputs_of(config: Config) -> list[Output]:
+    """The main output, then each configured one."""
+    main = Output(MAIN, config.feed.title, EntryMatch(), config.feed.max_entries, html=True)
+    return [main] + [
+        Output(o.name, o.title, EntryMatch.of(o.categories, o.sources), o.max_entries)
+        for o in config.outputs
+    ]
+
+
+def public_base(config: Config) -> str:
+    """Where the output folder is published: the folder of `[feed] self_url`, else the site."""
+    if config.feed.self_url:
+        return config.feed.self_url.rsplit("/", 1)[0] + "/"
+    link = config.feed.link
+    return link if link.endswith("/") else link + "/"
+
+
+def write_output(config: Config, store: Store, output: Output) -> Written:
+    """Seal what is due, then write the output's feed documents and archive pages."""
+    base = public_base(config)
+    sealed = store.archive_pages(output.name)
+    plan = archive.plan(store.output_entries(output.name, output.match), sealed, output.size)
+    if plan.new_pages:
+        with store.transaction():
+            for n, ids in enumerate(plan.new_pages, sealed + 1):
+                store.seal_archive(output.name, n, ids)
+    sources = {s.name: s for s in config.sources}
+    meta = feed_meta(config, output, base)
+    pages_dir = config.output_dir / archive.ARCHIVE_DIR / output.name
+    for page in range(1, plan.pages + 1):
+        new = page > sealed
+        if page < plan.pages and not new and _complete(pages_dir, page, output.html):
+            continue  # sealed before: its files never change
+        page_ids: Sequence[str] = (
+            plan.open if page == plan.pages else _page_ids(store, output, plan, page)
+        )
+        entries = store.load_entries(page_ids)
+        _write_page(config, output, meta, base, page, plan.pages, entries, sources)
+    current = store.load_entries(plan.current)
+    changed = []
+    atom_written = False
+    links = archive.feed_links(plan.pages)
+    subscribe = replace(
+        meta,
+        hub=config.websub_hub,
+        links=_atom_links(base, output.name, links),
+        next_url=_url(base, output.name, links.prev_archive, "json"),
+    )
+    atom = emit.render_atom(subscribe, current, sources)
+    if emit.write_if_changed(config.output_dir, f"{output.name}.atom", atom):
+        atom_written = True
+        changed.append(subscribe.self_url or base + f"{output.name}.atom")
+    json_feed = emit.render_json_feed(subscribe, current)
+    if emit.write_if_changed(config.output_dir, f"{output.name}.json", json_feed):
+        changed.append(subscribe.json_url or base + f"{output.name}.json")
+    return Written(output, current, plan.pages, subscribe, atom_written, tuple(changed))
+
+
+def _complete(pages_dir: Path, page: int, html: bool) -> bool:
+    exts = ("atom", "json", "html") if html else ("atom", "json")
+    return all((pages_dir / f"{page}.{ext}").exists() for ext in exts)
+
+
+def _page_ids(store: Store, output: Output, plan: archive.Plan, page: int) -> Sequence[str]:
+    if page > plan.sealed:
+        return plan.new_pages[page - plan.sealed - 1]
+    return store.archive_page(output.name, page)
+
+
+def feed_meta(config: Config, output: Output, base: str) -> emit.FeedMeta:
+    """What an output's documents say about themselves (archive pages add their links)."""
+    if output.name == MAIN:
+        return emit.FeedMeta(
+            title=config.feed.title,
+            link=config.feed.link,
+            id=config.feed.id,
+            subtitle=config.feed.subtitle,
+            author=config.feed.author,
+            self_url=config.feed.self_url,
+        )
+    return emit.FeedMeta(
+        title=output.title,
+        link=config.feed.link,
+        id=f"{base}{output.name}.atom",
+        author=config.feed.author,
+        self_url=f"{base}{output.name}.atom",
+        json_url=f"{base}{output.name}.json",
+    )
+
+
+def _url(base: str, output: str, page: int | None, ext: str) -> str | None:
+    return None if page is None else base + archive.page_path(output, page, ext)
+
+
+def _atom_links(base: str, output: str, links: archive.PageLinks) -> tuple[tuple[str, str], ...]:
+    out = []
+    for rel, page in (("prev-archive", links.prev_archive), ("next-archive", links.next_archive)):
+        url = _url(base, output, page, "atom")
+        if url:
+            out.append((rel, url))
+    if links.archive:
+        out.append(("current", f"{base}{output}.atom"))
+    return tuple(out)
+
+
+def _write_page(
+    config: Config,
+    output: Output,
+    meta: emit.FeedMeta,
+    base: str,
+    page: int,
+    pages: int,
+    entries: Sequence[Entry],
+    sources: Mapping[str, Source],
+) -> None:
+    links = archive.page_links(page, pages)
+    page_meta = replace(
+        meta,
+        self_url=_url(base, output.name, page, "atom"),
+        json_url=_url(base, output.name, page, "json"),
+        links=_atom_links(base, output.name, links),
+        archive=True,
+        next_url=_url(base, output.name, links.prev_archive, "json"),
+    )
+    folder = config.output_dir / archive.ARCHIVE_DIR / output.name
+    emit.write_if_changed(folder, f"{page}.atom", emit.render_atom(page_meta, entries, sources))
+    emit.write_if_changed(folder, f"{page}.json", emit.render_json_feed(page_meta, entries))
+    if output.html:
+        html = emit.render_history(meta, entries, sources, page, pages)
+        emit.write_if_changed(folder, f"{page}.html", html)
