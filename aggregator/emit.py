@@ -309,7 +309,8 @@ _PAGE_CSS = """\
 --tag:#2a2f45;--link:#8ab4f8;--err:#ff8a80}}
 body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;
 color:var(--fg);background:var(--bg)}a{color:var(--link)}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h1 a{color:inherit;text-decoration:none}
+h2{font-size:1.2rem;margin-top:2rem}
 .sub{color:var(--muted);margin-top:0}ol{padding:0;list-style:none}li.entry{margin:0 0 1.2rem}
 .meta{color:var(--muted);font-size:.85rem}.cat{background:var(--tag);border-radius:3px;
 padding:0 .3rem}.excerpt{margin:.2rem 0 0;overflow-wrap:anywhere}
@@ -317,7 +318,8 @@ table{border-collapse:collapse;font-size:.9rem;width:100%}
 td,th{border-bottom:1px solid var(--line);padding:.3rem;text-align:left}.error{color:var(--err)}
 nav.cats{font-size:.85rem;line-height:2}nav.cats a{margin-right:.4rem;white-space:nowrap}
 nav.pages{display:flex;justify-content:space-between;margin:1.5rem 0}
-.also a,.source a{color:inherit}"""
+.also a,.source a,a.cat{color:inherit}a.cat{text-decoration:none}
+@media (max-width:40rem){#sources th:nth-child(2),#sources td:nth-child(2){display:none}}"""
 # Categories offered as filters on one page, the most used first.
 MAX_FILTERS = 40
 
@@ -513,7 +515,12 @@ def _index_entry(entry: Entry, sources: Mapping[str, Source], numbers: Mapping[s
     if entry.link and entry.link.startswith(("http://", "https://")):
         title = f'<a href="{_e(entry.link)}">{title}</a>'
     when = entry.published or entry.updated
-    cats = "".join(f' <span class="cat">{_e(c)}</span>' for c in entry.categories)
+    cats = "".join(
+        f' <a class="cat" href="#c{numbers[c.casefold()]}">{_e(c)}</a>'
+        if c.casefold() in numbers
+        else f' <span class="cat">{_e(c)}</span>'
+        for c in entry.categories
+    )
     classes = "".join(
         f" c{numbers[c.casefold()]}" for c in entry.categories if c.casefold() in numbers
     )
