@@ -213,8 +213,14 @@ class Collector:
             )
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.
+            # A page's entry blocks are listing cards, not the posts: only a feed's HTML is
+            # kept for full content.
             excerpts = normalize_items(
-                document.items, source=source, now=self._now, options=self._excerpt
+                document.items,
+                source=source,
+                now=self._now,
+                options=self._excerpt,
+                keep_html=document.kind == "feed",
             )
         return Collected(source, state, first, document, body_hash, excerpts=excerpts)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 from aggregator.errors import ConfigError
 from aggregator.models import ExcerptOptions, SelectRules, Source
@@ -33,8 +33,8 @@ class FeedSettings:
     id: str  # the feed's Atom id; derived from link unless set
     max_entries: int = 100  # entries in feed.atom and snapshot.json
     subtitle: str | None = None  # optional description
-    author: str | None = None  # optional feed author name
-    self_url: str | None = None  # public URL of feed.atom itself, for rel="self"
+    author: str | None = None  # optional feed author: "Name", or "Name <email>"
+    self_url: str | None = None  # public URL of feed.atom itself; default: feed.atom beside link
 
 
 # An output's name is its file stem and part of its URL paths: lower-case letters, digits, "-"
@@ -86,6 +86,7 @@ class Config:
     sources: tuple[Source, ...]  # [[sources]], in file order
     fetch: FetchSettings = field(default_factory=FetchSettings)  # [fetch]
     dedup: DedupSettings = field(default_factory=DedupSettings)  # [dedup]
+    content: Literal["excerpt", "full"] = "excerpt"  # [output] content: plain excerpt or HTML
     server_host: str = "127.0.0.1"  # [server] host
     server_port: int = 8080  # [server] port
     outputs: tuple[OutputSettings, ...] = ()  # [[outputs]], in file order
@@ -125,6 +126,25 @@ def _url(v: str) -> str:
         raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
     if scheme in ("http", "https") and not urlsplit(v).hostname:
         raise ValueError("URL has no host")
+    return v
+
+
+def _public_url(v: str) -> str:
+    """An absolute http(s) URL: what a reader can follow."""
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. 'https://example.org/feed.atom'")
+    return v
+
+
+def _author(v: str) -> str:
+    """A name (optionally with an e-mail address), one line, without markup."""
+    if not v.strip():
+        return v
+    if any(c in v for c in "<>") and not re.fullmatch(r"[^<>]*<[^<>@\s]+@[^<>\s]+>\s*", v):
+        raise ValueError("must be a plain name, or 'Name <email@example.org>'")
+    if not v.isprintable():
+        raise ValueError("must be one line of printable text")
     return v
 
 
@@ -266,8 +286,8 @@ _ROOT = _table(
                 "id": _optional(_str()),
                 "max_entries": _int(ge=1, le=10_000),
                 "subtitle": _optional(_str(0)),
-                "author": _optional(_str(0)),
-                "self_url": _optional(_str(0)),
+                "author": _optional(_then(_str(0), _author)),
+                "self_url": _optional(_then(_str(), _public_url)),
             },
             FeedSettings,
             link="http://localhost/",
@@ -275,8 +295,13 @@ _ROOT = _table(
         ),
         "output": _section(
             _table(
-                {"dir": _str(), "websub_hub": _optional(_then(_str(), _hub))},
+                {
+                    "dir": _str(),
+                    "content": {"type": "literal", "expected": ["excerpt", "full"]},
+                    "websub_hub": _optional(_then(_str(), _hub)),
+                },
                 dir="public",
+                content=_defaults(Config)["content"],
                 websub_hub=None,
             )
         ),
@@ -436,8 +461,16 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
     feed = root["feed"]
     return Config(
         path=path.resolve(),
-        feed=FeedSettings(**{**feed, "id": feed["id"] or feed["link"]}),
+        feed=FeedSettings(
+            **{
+                **feed,
+                "id": feed["id"] or feed["link"],
+                "author": (feed["author"] or "").strip() or None,
+                "self_url": feed["self_url"] or urljoin(feed["link"], "feed.atom"),
+            }
+        ),
         output_dir=_resolve_path(base, root["output"]["dir"]),
+        content=root["output"]["content"],
         store_path=_resolve_path(base, root["store"]["path"]),
         excerpt=ExcerptOptions(**root["excerpt"]),
         sources=sources,

@@ -1,27 +1,40 @@
-"""Write the merged Atom feed and the JSON snapshot, atomically and only when bytes change.
+"""Write the merged Atom feed, JSON Feed, HTML page and JSON snapshot, atomically and only
+when bytes change.
 
-Every value that reaches an output is plain text from the normalizer (feedgen escapes it), so
-no source markup is ever copied into a feed. Output that did not change is byte-identical: the
-feed's `updated` is its newest entry's, never "now".
+Every value that reaches an output is plain text from the normalizer (escaped where it is
+written), except the source HTML of `[output] content = "full"`, which is sanitized first
+(aggregator/sanitize.py). Every value also passes one cleaning on its way out (`scrub`): no
+control character reaches an output, whatever a source sent. Output that did not change is
+byte-identical: the feed's `updated` is its newest entry's, never "now".
+
+The Atom feed is valid for the W3C Feed Validator as well as RFC 4287: a `rel="self"` link;
+atom:author on every entry (its own, else on its atom:source, which names the source feed's
+own author or, when it gives none, the source itself), unless `[feed] author` covers them;
+author names without markup or e-mail addresses (a valid address goes to atom:email); an
+atom:source with the source feed's id, title, updated, links and author.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aggregator import __version__
 from aggregator.errors import EmitError
-from aggregator.models import Entry, Source, SourceState
+from aggregator.models import Entry, Source, SourceFeed, SourceState
 
 if TYPE_CHECKING:
+    from feedgen.entry import FeedEntry
     from feedgen.feed import FeedGenerator
     from lxml import etree
 
@@ -29,6 +42,7 @@ FEED_FILE = "feed.atom"
 SNAPSHOT_FILE = "snapshot.json"
 SNAPSHOT_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ContentMode = Literal["excerpt", "full"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,7 @@ class FeedMeta:
     subtitle: str | None = None  # optional description
     author: str | None = None  # optional author name
     self_url: str | None = None  # public URL of feed.atom
+    content: ContentMode = "excerpt"  # excerpt: plain text; full: the source's sanitized HTML
     hub: str | None = None  # WebSub hub (Atom rel="hub", JSON Feed hubs)
     links: tuple[tuple[str, str], ...] = ()  # more (rel, href): RFC 5005 archive links
     archive: bool = False  # an RFC 5005 archive document (fh:archive)
@@ -53,11 +68,156 @@ def public_url(source: Source) -> str | None:
     return source.url if source.is_remote else None
 
 
-def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, Source]) -> bytes:
-    """The Atom 1.0 document for `entries` (already newest first)."""
+# --- one cleaning on the way out ---------------------------------------------------------------
+
+# C0 and C1 control characters and DEL; tab, line feed and carriage return are whitespace.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+_WHITESPACE_CONTROLS = re.compile("[\t\n\r]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_T = TypeVar("_T")
+
+
+def clean_field(text: str, *, multiline: bool = False) -> str:
+    """`text` without control characters (a tab or line break becomes a space, unless
+    `multiline`), and with a lone surrogate as U+FFFD: what every output may carry."""
+    if text.isprintable():
+        return text
+    text = _SURROGATES.sub("\ufffd", _CONTROLS.sub("", text))
+    return text if multiline else _WHITESPACE_CONTROLS.sub(" ", text)
+
+
+def scrub(value: _T) -> _T:
+    """`value` (a record, or a tuple, list or mapping of them) with every string cleaned by
+    clean_field; the HTML of an entry keeps its line breaks."""
+    return _scrub(value, "")  # type: ignore[no-any-return]
+
+
+def _scrub(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        return clean_field(value, multiline=name == "html")
+    if isinstance(value, tuple | list):
+        return type(value)(_scrub(v, name) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _scrub(v, name) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _scrub(old, f.name)
+            if new is not old and new != old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
+
+
+# --- author names ------------------------------------------------------------------------------
+
+# Something shaped like an address, and the validator's own rule for a valid one (addr-spec
+# with a dotted domain): only a valid one is written as atom:email.
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
+_VALID_EMAIL = re.compile(
+    r"^[A-Z0-9_\-+.'!#$%&*/=?^`{|}~]+@(?:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.|(?:[A-Z0-9\-]+\.)+)"
+    r"[A-Z0-9][-A-Z0-9]*$",
+    re.IGNORECASE,
+)
+_MARKUP = re.compile(r"<[/!a-zA-Z]|&(?:#\w+|[a-zA-Z]+);")
+_WRAPPERS = " \t()<>[]\"',;:-"
+
+
+def _plain(text: str) -> str:
+    """`text` without markup: a source's title or name may be HTML (Atom type="html")."""
+    if not _MARKUP.search(text):
+        return text
+    from aggregator.textutil import html_to_text
+
+    return html_to_text(text, code_placeholder="", formula_placeholder="")
+
+
+def person(raw: str) -> tuple[str, str | None] | None:
+    """A display name and a valid e-mail address (or None) from an author as a source gave
+    it: "Name", "email (Name)", "Name <email>", "Name email", "email", with or without
+    markup. None when nothing nameable is left."""
+    email = None
+    found = _ADDRESS.search(raw)
+    if found:
+        address = found.group(0)
+        email = address if _VALID_EMAIL.match(address) else None
+        raw = raw[: found.start()] + raw[found.end() :]
+        raw = raw.replace("()", " ").replace("<>", " ").replace("[]", " ")
+    name = " ".join(_plain(raw).split()).strip(_WRAPPERS)
+    name = _ADDRESS.sub("", name).strip(_WRAPPERS)  # a second address in the text
+    if not name and found:
+        name = found.group(0).split("@", 1)[0]  # only an address: its local part
+    return (name, email) if name else None
+
+
+def people(raws: Sequence[str]) -> list[tuple[str, str | None]]:
+    """person() of each author, without repeats of a name."""
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+    for raw in raws:
+        found = person(raw)
+        if found and found[0].casefold() not in seen:
+            seen.add(found[0].casefold())
+            out.append(found)
+    return out
+
+
+# --- the source feed an entry came from --------------------------------------------------------
+
+
+# An absolute IRI, as atom:id must be: a scheme, then no white space.
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What an entry's atom:source (and JSON Feed's fallback author) says, for one source."""
+
+    id: str
+    title: str
+    self_url: str | None
+    link: str | None
+    author: tuple[str, str | None]
+    updated: datetime | None
+
+
+def _origin(meta: FeedMeta, name: str, source: Source | None, feed: SourceFeed | None) -> _Origin:
+    """The source feed's own id, title, links, author and date where it gave them; else an id
+    minted from the merged feed's id and the source's name, the source's name as title and
+    author, its address as self link."""
+    url = public_url(source) if source else None
+    title = _plain(feed.title) if feed and feed.title else None
+    author = person(feed.author) if feed and feed.author else None
+    own_id = feed.id if feed and feed.id and _IRI.match(feed.id) else None
+    return _Origin(
+        id=own_id or url or uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.id}#source={name}").urn,
+        title=title or name,
+        self_url=url,
+        link=feed.link if feed and feed.link != url else None,
+        author=author or (title or name, None),
+        updated=feed.updated if feed else None,
+    )
+
+
+# --- Atom --------------------------------------------------------------------------------------
+
+
+def render_atom(
+    meta: FeedMeta,
+    entries: Sequence[Entry],
+    sources: Mapping[str, Source],
+    feeds: Mapping[str, SourceFeed] | None = None,
+    *,
+    empty_updated: datetime | None = None,
+) -> bytes:
+    """The Atom 1.0 document for `entries` (already newest first). `feeds` holds what each
+    source's own document says about itself; `empty_updated` dates a feed without entries
+    (default: now)."""
     # Imported here: the server imports this module for its file names and never renders Atom.
     from feedgen.feed import FeedGenerator
 
+    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
     fg = FeedGenerator()
     fg.id(meta.id)
     fg.title(meta.title)
@@ -71,18 +231,24 @@ def render_atom(meta: FeedMeta, entries: Sequence[Entry], sources: Mapping[str, 
     if meta.subtitle:
         fg.subtitle(meta.subtitle)
     if meta.author:
-        fg.author(name=meta.author)
+        for name, email in people([meta.author]):
+            fg.author(name=name, email=email)
     if meta.archive:
         fg.register_extension("archive", _ArchiveExtension, atom=True, rss=False)
     fg.generator("aggregator", version=__version__)
-    fg.updated(max((e.updated for e in entries), default=EPOCH))
+    fg.updated(max((e.updated for e in entries), default=empty_updated or datetime.now(UTC)))
+    origins: dict[str, _Origin] = {}
     for entry in entries:
-        _add_entry(fg, entry, sources)
+        if entry.source not in origins:
+            origins[entry.source] = _origin(
+                meta, entry.source, sources.get(entry.source), feeds.get(entry.source)
+            )
+        _add_entry(fg, entry, origins[entry.source], meta.content)
     atom: bytes = fg.atom_str(pretty=True)
     return atom
 
 
-def _add_entry(fg: FeedGenerator, entry: Entry, sources: Mapping[str, Source]) -> None:
+def _add_entry(fg: FeedGenerator, entry: Entry, origin: _Origin, content: ContentMode) -> None:
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(entry.title)
@@ -90,20 +256,28 @@ def _add_entry(fg: FeedGenerator, entry: Entry, sources: Mapping[str, Source]) -
     if entry.published:
         fe.published(entry.published)
     if entry.link:
-        fe.link(href=entry.link, rel="alternate", type="text/html")
-    for other in sorted({p.link for p in entry.sources if p.link and p.link != entry.link}):
-        fe.link(href=other, rel="via")
-    fe.summary(entry.excerpt or entry.title, type="text")
-    if not entry.link:
+        # feedgen writes only the href of an entry's links (FeedEntry.atom_entry reuses the
+        # name `link` for the element it creates, so rel, type, hreflang, title and length
+        # are read from the element instead of the link given, and are lost): a link without
+        # rel is the alternate, so the one alternate is left to feedgen, and every other
+        # link is written by _EntryExtension.
+        fe.link(href=entry.link)
+    text = entry.excerpt or entry.title
+    full = _full_content(entry) if content == "full" else None
+    if full:
+        fe.content(full, type="html")
+        fe.summary(text, type="text")
+    elif entry.link:
+        fe.summary(text, type="text")
+    else:
         # RFC 4287 4.1.1: an entry without an alternate link must carry content.
-        fe.content(entry.excerpt or entry.title, type="text")
-    for name in entry.authors:
-        fe.author(name=name)
+        fe.content(text, type="text")
+    for name, email in people(entry.authors):
+        fe.author(name=name, email=email)
     for cat in entry.categories:
         fe.category(term=cat)
-    src = sources.get(entry.source)
-    fe.register_extension("aggregator_source", _SourceExtension, atom=True, rss=False)
-    fe.aggregator_source.set(entry.source, public_url(src) if src else None)
+    via = sorted({p.link for p in entry.sources if p.link and p.link != entry.link})
+    _extend(fe, via, origin, entry.updated)
 
 
 FH_NS = "http://purl.org/syndication/history/1.0"
@@ -122,15 +296,32 @@ class _ArchiveExtension:
         return feed
 
 
-class _SourceExtension:
-    """Adds `<source>` (RFC 4287 4.2.11) naming the source an entry came from."""
+def _full_content(entry: Entry) -> str | None:
+    """The entry's source HTML, sanitized; None when there is none, or when it holds no
+    markup (then the excerpt says all of it, and it is not written twice)."""
+    if not entry.html or "<" not in entry.html:
+        return None
+    from aggregator.sanitize import sanitize_html
+
+    return sanitize_html(entry.html, entry.link) or None
+
+
+def _extend(fe: FeedEntry, via: list[str], origin: _Origin, updated: datetime) -> None:
+    fe.register_extension("aggregator_entry", _EntryExtension, atom=True, rss=False)
+    fe.aggregator_entry.set(via, origin, updated)
+
+
+class _EntryExtension:
+    """Writes what feedgen cannot: the `rel="via"` links (other places the post was seen) and
+    `<source>` (RFC 4287 4.2.11), the feed the entry was taken from."""
 
     def __init__(self) -> None:
-        self.name = ""
-        self.url: str | None = None
+        self.via: list[str] = []
+        self.origin: _Origin | None = None
+        self.updated = EPOCH
 
-    def set(self, name: str, url: str | None) -> None:
-        self.name, self.url = name, url
+    def set(self, via: list[str], origin: _Origin, updated: datetime) -> None:
+        self.via, self.origin, self.updated = via, origin, updated
 
     def extend_ns(self) -> dict[str, str]:
         return {}
@@ -139,12 +330,26 @@ class _SourceExtension:
         from lxml import etree
 
         # Like feedgen's own elements, these take the feed's default (Atom) namespace.
+        for href in self.via:
+            etree.SubElement(entry, "link", rel="via", href=href)
+        origin = self.origin
+        if origin is None:
+            return entry
         src = etree.SubElement(entry, "source")
-        if self.url:
-            etree.SubElement(src, "id").text = self.url
-        etree.SubElement(src, "title").text = self.name
-        if self.url:
-            etree.SubElement(src, "link", href=self.url)
+        etree.SubElement(src, "id").text = origin.id
+        etree.SubElement(src, "title").text = origin.title
+        # The source feed's own date, else the entry's: the source changed at least then.
+        when = origin.updated if origin.updated and origin.updated >= self.updated else None
+        etree.SubElement(src, "updated").text = _dt(when or self.updated)
+        if origin.self_url:
+            etree.SubElement(src, "link", rel="self", href=origin.self_url)
+        if origin.link:
+            etree.SubElement(src, "link", rel="alternate", type="text/html", href=origin.link)
+        author = etree.SubElement(src, "author")
+        name, email = origin.author
+        etree.SubElement(author, "name").text = name
+        if email:
+            etree.SubElement(author, "email").text = email
         return entry
 
 
@@ -162,7 +367,7 @@ def snapshot_entry(entry: Entry) -> dict[str, Any]:
         "first_seen": _dt(entry.first_seen),
         "excerpt": entry.excerpt,
         "categories": list(entry.categories),
-        "authors": list(entry.authors),
+        "authors": [name for name, _ in people(entry.authors)],
         "source": entry.source,
         "sources": [
             {"name": p.source, "link": p.link, "first_seen": _dt(p.first_seen)}
@@ -183,6 +388,7 @@ def render_snapshot(
     counts: Mapping[str, int],
     generated_at: datetime,
 ) -> bytes:
+    meta, entries, sources, states = scrub(meta), scrub(entries), scrub(sources), scrub(states)
     doc = {
         "version": SNAPSHOT_VERSION,
         "generated_at": _dt(generated_at),
@@ -251,15 +457,22 @@ def write_if_changed(directory: Path, name: str, data: bytes) -> bool:
     return True
 
 
-# --- JSON Feed 1.1 and the HTML page (same entries, same write path) ----------------------------
+# --- JSON Feed 1.1 and the HTML page (same entries, same write path) ---------------------------
 
 JSON_FEED_FILE = "feed.json"
 INDEX_FILE = "index.html"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 
-def render_json_feed(meta: FeedMeta, entries: Sequence[Entry]) -> bytes:
-    """The JSON Feed 1.1 document for `entries` (already newest first)."""
+def render_json_feed(
+    meta: FeedMeta,
+    entries: Sequence[Entry],
+    feeds: Mapping[str, SourceFeed] | None = None,
+    sources: Mapping[str, Source] | None = None,
+) -> bytes:
+    """The JSON Feed 1.1 document for `entries` (already newest first): the same entries,
+    authors and content as the Atom feed."""
+    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": meta.title,
@@ -268,31 +481,48 @@ def render_json_feed(meta: FeedMeta, entries: Sequence[Entry]) -> bytes:
     if meta.json_url:
         doc["feed_url"] = meta.json_url
     elif meta.self_url:
-        base = meta.self_url.rsplit("/", 1)[0]
-        doc["feed_url"] = f"{base}/{JSON_FEED_FILE}"
+        doc["feed_url"] = json_feed_url(meta.self_url)
     if meta.next_url:
         doc["next_url"] = meta.next_url
     if meta.subtitle:
         doc["description"] = meta.subtitle
     if meta.author:
-        doc["authors"] = [{"name": meta.author}]
+        doc["authors"] = [{"name": name} for name, _ in people([meta.author])]
     if meta.hub:
         doc["hubs"] = [{"type": "WebSub", "url": meta.hub}]
-    doc["items"] = [_json_feed_item(e) for e in entries]
+    origins: dict[str, _Origin] = {}
+    items = []
+    for entry in entries:
+        if entry.source not in origins:
+            source = (sources or {}).get(entry.source)
+            origins[entry.source] = _origin(meta, entry.source, source, feeds.get(entry.source))
+        items.append(_json_feed_item(entry, origins[entry.source], meta.content))
+    doc["items"] = items
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def _json_feed_item(entry: Entry) -> dict[str, Any]:
+def json_feed_url(self_url: str) -> str:
+    """feed.json's address: beside feed.atom's."""
+    return f"{self_url.rsplit('/', 1)[0]}/{JSON_FEED_FILE}"
+
+
+def _json_feed_item(entry: Entry, origin: _Origin, content: ContentMode) -> dict[str, Any]:
     item: dict[str, Any] = {"id": entry.id}
     if entry.link:
         item["url"] = entry.link
     item["title"] = entry.title
-    item["content_text"] = entry.excerpt or entry.title
+    full = _full_content(entry) if content == "full" else None
+    if full:
+        item["content_html"] = full
+        item["summary"] = entry.excerpt or entry.title
+    else:
+        item["content_text"] = entry.excerpt or entry.title
     if entry.published:
         item["date_published"] = _dt(entry.published)
     item["date_modified"] = _dt(entry.updated)
-    if entry.authors:
-        item["authors"] = [{"name": a} for a in entry.authors]
+    # The entry's own authors, else its source feed's (as atom:source says in the Atom feed).
+    named = people(entry.authors) or [origin.author]
+    item["authors"] = [{"name": name} for name, _ in named]
     if entry.categories:
         item["tags"] = list(entry.categories)
     item["_aggregator"] = {
@@ -412,6 +642,7 @@ def render_index(
     main feed, rendered as archive/feed/<page>.html. The page depends only on stored data (no
     wall clock), so it is byte-identical when nothing changed.
     """
+    meta, entries, sources, states = scrub(meta), scrub(entries), scrub(sources), scrub(states)
     by_name = {s.name: s for s in sources}
     numbers, filters, filter_css = _filters(entries)
     out = _head(meta.title, "", [(FEED_FILE.removesuffix(".atom"), meta.title), *outputs])
@@ -477,6 +708,7 @@ def render_history(
 ) -> bytes:
     """Archive page `page` of `pages` as an HTML page (archive/feed/<page>.html), with links
     to the newer and older pages. Like the archive documents, a sealed page never changes."""
+    meta, entries = scrub(meta), scrub(entries)
     numbers, filters, filter_css = _filters(entries)
     root = "../../"
     title = f"{meta.title}: older entries, page {page}"

@@ -131,6 +131,9 @@ class ParsedDocument:
     feed_url: str | None = None  # an HTML page's advertised feed, to be read instead
     ttl_seconds: int | None = None  # the feed's own refresh hint (<ttl>, sy:updatePeriod)
     warnings: tuple[str, ...] = ()  # survivable problems (e.g. a tolerated bozo error)
+    feed_id: str | None = None  # the feed's own id (Atom id), verbatim
+    author: str | None = None  # the feed's own author (Atom author, RSS managingEditor), as given
+    updated: datetime | None = None  # when the feed says it last changed, aware UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,7 @@ class Excerpt:
     position: int = 0  # order in the document: 0 is the top (newest)
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
     link_key: str | None = None  # identity form of the link (https, no trailing slash)
+    html: str | None = None  # the source's HTML content, unsanitized; None for plain text
 
     @property
     def sort_date(self) -> datetime:
@@ -177,6 +181,20 @@ class Entry:
     source: str  # the representative copy's source
     sources: tuple[Provenance, ...]  # every place it was seen
     duplicates: tuple[Duplicate, ...] = ()  # why each other copy was merged
+    html: str | None = None  # the representative copy's HTML content, unsanitized, if any
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFeed:
+    """What a source's own document says about itself, from its last parse: what the merged
+    feed's atom:source elements carry."""
+
+    name: str  # the configured source's name
+    id: str | None = None  # the document's own id (Atom id), verbatim
+    title: str | None = None  # its title
+    link: str | None = None  # its home page (site link)
+    author: str | None = None  # its own author, as given (may hold an e-mail address)
+    updated: datetime | None = None  # when it says it last changed, aware UTC
 
 
 @dataclass(frozen=True, slots=True)

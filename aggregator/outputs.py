@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from aggregator import archive, emit
 from aggregator.config import Config
-from aggregator.models import Entry, EntryMatch, Source
+from aggregator.models import Entry, EntryMatch, Source, SourceFeed
 from aggregator.store import Store
 
 MAIN = "feed"  # the main output's name: feed.atom and feed.json
@@ -67,8 +68,15 @@ def public_base(config: Config) -> str:
     return link if link.endswith("/") else link + "/"
 
 
-def write_output(config: Config, store: Store, output: Output) -> Written:
-    """Seal what is due, then write the output's feed documents and archive pages."""
+def write_output(
+    config: Config,
+    store: Store,
+    output: Output,
+    feeds: Mapping[str, SourceFeed],
+    empty_updated: datetime,
+) -> Written:
+    """Seal what is due, then write the output's feed documents and archive pages. `feeds`
+    is what each source says about itself; `empty_updated` dates a feed without entries."""
     base = public_base(config)
     sealed = store.archive_pages(output.name)
     plan = archive.plan(store.output_entries(output.name, output.match), sealed, output.size)
@@ -79,6 +87,10 @@ def write_output(config: Config, store: Store, output: Output) -> Written:
     sources = {s.name: s for s in config.sources}
     meta = feed_meta(config, output, base)
     pages_dir = config.output_dir / archive.ARCHIVE_DIR / output.name
+    current = store.load_entries(plan.current)
+    # An empty open page is dated by the feed's newest entry: the same on every refresh.
+    docs = Documents(config, output, meta, base, sources, feeds)
+    docs.empty_updated = max((e.updated for e in current), default=empty_updated)
     for page in range(1, plan.pages + 1):
         new = page > sealed
         if page < plan.pages and not new and _complete(pages_dir, page, output.html):
@@ -86,9 +98,7 @@ def write_output(config: Config, store: Store, output: Output) -> Written:
         page_ids: Sequence[str] = (
             plan.open if page == plan.pages else _page_ids(store, output, plan, page)
         )
-        entries = store.load_entries(page_ids)
-        _write_page(config, output, meta, base, page, plan.pages, entries, sources)
-    current = store.load_entries(plan.current)
+        docs.write_page(page, plan.pages, store.load_entries(page_ids))
     changed = []
     atom_written = False
     links = archive.feed_links(plan.pages)
@@ -98,11 +108,11 @@ def write_output(config: Config, store: Store, output: Output) -> Written:
         links=_atom_links(base, output.name, links),
         next_url=_url(base, output.name, links.prev_archive, "json"),
     )
-    atom = emit.render_atom(subscribe, current, sources)
+    atom = emit.render_atom(subscribe, current, sources, feeds, empty_updated=empty_updated)
     if emit.write_if_changed(config.output_dir, f"{output.name}.atom", atom):
         atom_written = True
         changed.append(subscribe.self_url or base + f"{output.name}.atom")
-    json_feed = emit.render_json_feed(subscribe, current)
+    json_feed = emit.render_json_feed(subscribe, current, feeds, sources)
     if emit.write_if_changed(config.output_dir, f"{output.name}.json", json_feed):
         changed.append(subscribe.json_url or base + f"{output.name}.json")
     return Written(output, current, plan.pages, subscribe, atom_written, tuple(changed))
@@ -129,6 +139,7 @@ def feed_meta(config: Config, output: Output, base: str) -> emit.FeedMeta:
             subtitle=config.feed.subtitle,
             author=config.feed.author,
             self_url=config.feed.self_url,
+            content=config.content,
         )
     return emit.FeedMeta(
         title=output.title,
@@ -137,6 +148,7 @@ def feed_meta(config: Config, output: Output, base: str) -> emit.FeedMeta:
         author=config.feed.author,
         self_url=f"{base}{output.name}.atom",
         json_url=f"{base}{output.name}.json",
+        content=config.content,
     )
 
 
@@ -155,28 +167,40 @@ def _atom_links(base: str, output: str, links: archive.PageLinks) -> tuple[tuple
     return tuple(out)
 
 
-def _write_page(
-    config: Config,
-    output: Output,
-    meta: emit.FeedMeta,
-    base: str,
-    page: int,
-    pages: int,
-    entries: Sequence[Entry],
-    sources: Mapping[str, Source],
-) -> None:
-    links = archive.page_links(page, pages)
-    page_meta = replace(
-        meta,
-        self_url=_url(base, output.name, page, "atom"),
-        json_url=_url(base, output.name, page, "json"),
-        links=_atom_links(base, output.name, links),
-        archive=True,
-        next_url=_url(base, output.name, links.prev_archive, "json"),
-    )
-    folder = config.output_dir / archive.ARCHIVE_DIR / output.name
-    emit.write_if_changed(folder, f"{page}.atom", emit.render_atom(page_meta, entries, sources))
-    emit.write_if_changed(folder, f"{page}.json", emit.render_json_feed(page_meta, entries))
-    if output.html:
-        html = emit.render_history(meta, entries, sources, page, pages)
-        emit.write_if_changed(folder, f"{page}.html", html)
+class Documents:
+    """Renders and writes an output's archive pages."""
+
+    def __init__(
+        self,
+        config: Config,
+        output: Output,
+        meta: emit.FeedMeta,
+        base: str,
+        sources: Mapping[str, Source],
+        feeds: Mapping[str, SourceFeed],
+    ) -> None:
+        self.config, self.output, self.meta, self.base = config, output, meta, base
+        self.sources, self.feeds = sources, feeds
+        self.empty_updated: datetime | None = None  # the date of a page without entries
+        self.folder = config.output_dir / archive.ARCHIVE_DIR / output.name
+
+    def write_page(self, page: int, pages: int, entries: Sequence[Entry]) -> None:
+        name, base = self.output.name, self.base
+        links = archive.page_links(page, pages)
+        page_meta = replace(
+            self.meta,
+            self_url=_url(base, name, page, "atom"),
+            json_url=_url(base, name, page, "json"),
+            links=_atom_links(base, name, links),
+            archive=True,
+            next_url=_url(base, name, links.prev_archive, "json"),
+        )
+        atom = emit.render_atom(
+            page_meta, entries, self.sources, self.feeds, empty_updated=self.empty_updated
+        )
+        emit.write_if_changed(self.folder, f"{page}.atom", atom)
+        json_feed = emit.render_json_feed(page_meta, entries, self.feeds, self.sources)
+        emit.write_if_changed(self.folder, f"{page}.json", json_feed)
+        if self.output.html:
+            html = emit.render_history(self.meta, entries, self.sources, page, pages)
+            emit.write_if_changed(self.folder, f"{page}.html", html)

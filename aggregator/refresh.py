@@ -25,7 +25,14 @@ from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
-from aggregator.models import Outcome, RefreshReport, SourceResult, SourceState
+from aggregator.models import (
+    Outcome,
+    ParsedDocument,
+    RefreshReport,
+    SourceFeed,
+    SourceResult,
+    SourceState,
+)
 from aggregator.netguard import NetGuard
 from aggregator.store import Store, open_store
 
@@ -183,12 +190,18 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
     that fetched nothing leaves every file byte-identical.
     """
-    written = [outputs.write_output(config, store, o) for o in outputs.outputs_of(config)]
-    main = written[0]
-    entries = main.current
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
+    # A feed without entries is dated by its last fetch (never 1970), or now before any.
+    empty_updated = max(fetched, default=None) or utcnow()
+    feeds = store.feeds()
+    written = [
+        outputs.write_output(config, store, o, feeds, empty_updated)
+        for o in outputs.outputs_of(config)
+    ]
+    main = written[0]
+    entries = main.current
     counts = store.entry_counts()
     snapshot = emit.render_snapshot(
         main.meta, entries, config.sources, states, counts, generated_at
@@ -300,6 +313,7 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     with store.transaction():
         decision = dedup.place(fetched.excerpts, store, options)
         store.apply(decision, ok_state, backfill=state.last_success is None)
+        store.save_feeds([_source_feed(source.name, document)])
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
@@ -314,6 +328,18 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         status=result.status,
         duration=fetched.duration,
         warnings=(*document.warnings, *decision.warnings),
+    )
+
+
+def _source_feed(name: str, document: ParsedDocument) -> SourceFeed:
+    """What a source's document said about itself, to keep for the merged feed."""
+    return SourceFeed(
+        name=name,
+        id=document.feed_id,
+        title=document.title,
+        link=document.link,
+        author=document.author,
+        updated=document.updated,
     )
 
 

@@ -34,6 +34,10 @@ entry = ".post"
 """
 
 
+def declared_content() -> object:
+    return {f.name: f.default for f in fields(Config)}["content"]
+
+
 def test_what_the_file_leaves_out_is_the_records_default(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, MINIMAL))
     assert config.fetch == FetchSettings()
@@ -43,7 +47,9 @@ def test_what_the_file_leaves_out_is_the_records_default(tmp_path: Path) -> None
     assert a == Source(name="a", url="https://a.example/feed")
     assert b.select == SelectRules(entry=".post")
     link = "http://localhost/"
-    assert config.feed == FeedSettings(title="x", link=link, id=link)
+    # The feed's id and self link are derived from its link.
+    assert config.feed == FeedSettings(title="x", link=link, id=link, self_url=link + "feed.atom")
+    assert config.content == declared_content()
     declared = {f.name: f.default for f in fields(Config)}
     assert config.server_host == declared["server_host"]
     assert config.server_port == declared["server_port"]
@@ -143,3 +149,29 @@ def test_a_wrong_output_is_named(tmp_path: Path, change: tuple[str, str], messag
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, OUTPUTS.replace(*change)))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("feed", "output", "expected"),
+    [
+        ('self_url = "feed.atom"', "", "feed.self_url: must be an absolute http(s) URL"),
+        ('self_url = "ftp://x.example/feed.atom"', "", "feed.self_url: must be an absolute"),
+        ('author = "<b>Bold</b>"', "", "feed.author: must be a plain name, or 'Name <email"),
+        ('author = "Ann\\nLee"', "", "feed.author: must be one line of printable text"),
+        ("", 'content = "html"', "output.content: Input should be 'excerpt' or 'full'"),
+    ],
+)
+def test_the_output_keys_are_checked(tmp_path: Path, feed: str, output: str, expected: str) -> None:
+    body = MINIMAL.replace("[feed]\n", f"[feed]\n{feed}\n", 1) + f"[output]\n{output}\n"
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_config(tmp_path, body))
+    assert expected in str(exc.value)
+
+
+def test_the_output_keys_given(tmp_path: Path) -> None:
+    feed = 'author = "Ann Lee <ann@example.org>"\nself_url = "https://x.example/pub/feed.atom"'
+    body = MINIMAL.replace("[feed]\n", f"[feed]\n{feed}\n", 1) + '[output]\ncontent = "full"\n'
+    config = load_config(write_config(tmp_path, body))
+    assert config.feed.author == "Ann Lee <ann@example.org>"
+    assert config.feed.self_url == "https://x.example/pub/feed.atom"
+    assert config.content == "full"

@@ -22,9 +22,11 @@ from aggregator.config import Config, load_config
 from aggregator.refresh import refresh
 from aggregator.serve import SEALED_CACHE_CONTROL, Server
 from aggregator.store import open_store
-from tests.helpers import DATA, LocalServer, write_config
+from tests.helpers import LocalServer, write_config
+from tests.test_valid_outputs import JSON_FEED_SCHEMA as SCHEMA_FILE
+from tests.test_valid_outputs import assert_valid_atom, assert_valid_json_feed, needs_shared
 
-JSON_FEED_SCHEMA = json.loads((DATA / "jsonfeed" / "jsonfeed-1.1.schema.json").read_text())
+JSON_FEED_SCHEMA = json.loads(SCHEMA_FILE.read_text())
 FH = "{http://purl.org/syndication/history/1.0}"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -181,7 +183,7 @@ def test_archive_pages_link_both_ways_and_sealed_ones_are_cached_for_good(site: 
     out = site.config.output_dir
     first = (out / "archive/feed/1.atom").read_bytes()
     page = etree.fromstring(first)
-    links = {link.get("rel"): link.get("href") for link in page.iter(f"{ATOM}link")}
+    links = {link.get("rel"): link.get("href") for link in page.findall(f"{ATOM}link")}
     base = site.server.url
     assert links["self"] == base + "archive/feed/1.atom"
     assert links["next-archive"] == base + "archive/feed/2.atom"
@@ -270,3 +272,22 @@ def test_a_failing_hub_is_a_warning_not_a_failed_refresh(
     assert len(warnings) == 4
     assert all(site.hub.url("/hub") in w for w in warnings)
     assert ("HTTP 500" if answer == "error" else "cannot connect") in warnings[0]
+
+
+@needs_shared
+def test_every_document_passes_the_w3c_validator(site: Site) -> None:
+    site.refresh(0, 13)
+    out = site.config.output_dir
+    docs = [out / "feed.atom", out / "ml.atom", *sorted((out / "archive").rglob("*.atom"))]
+    assert len(docs) == 2 + 3 + 2  # feed and ml, 3 pages of feed, 2 of ml
+    for doc in docs:
+        assert_valid_atom(doc, site.server.url + str(doc.relative_to(out)))
+        assert_valid_json_feed(doc.with_suffix(".json"))
+    # The open page of a feed whose entries fill it: empty, still valid, dated by the feed.
+    site.refresh(0, 15)
+    empty = out / "archive" / "feed" / "4.atom"
+    assert len(etree.parse(str(empty)).findall(f"{ATOM}entry")) == 0
+    assert_valid_atom(empty, site.server.url + "archive/feed/4.atom")
+    before = empty.read_bytes()
+    site.refresh(0, 15)
+    assert empty.read_bytes() == before

@@ -22,6 +22,7 @@ from aggregator.models import (
     Placement,
     RawItem,
     Source,
+    SourceFeed,
     SourceState,
     StoredCopy,
 )
@@ -100,6 +101,7 @@ def test_a_new_store_is_empty(store: Store) -> None:
     empty = store.candidates(CandidateQuery(keys=frozenset({("a", "k")}), links=frozenset({"l"})))
     assert (empty.by_key, empty.by_link, empty.by_fingerprint, empty.by_hash) == ({}, {}, {}, {})
     assert store.entries({"urn:x"}) == {}
+    assert dict(store.feeds()) == {}
 
 
 def test_source_state_round_trips(store: Store) -> None:
@@ -205,12 +207,33 @@ def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
     assert store.latest(1) == latest[:1]
 
 
+def test_what_sources_say_about_themselves_round_trips(store: Store) -> None:
+    a = SourceFeed(
+        name="a",
+        id="tag:a.test,2026:feed",
+        title="A's notes",
+        link="https://a.test/",
+        author="Ann Lee <ann@a.test>",
+        updated=T0,
+    )
+    b = SourceFeed(name="b")  # a text capture says nothing about itself
+    store.save_feeds([a, b])
+    assert dict(store.feeds()) == {"a": a, "b": b}
+    # A later parse replaces what was kept for that source only.
+    a2 = replace(a, title="A's notes, renamed", author=None, updated=T0 + timedelta(days=1))
+    with store.transaction():
+        store.save_feeds([a2])
+    store.save_feeds([])
+    assert dict(store.feeds()) == {"a": a2, "b": b}
+
+
 def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
-    a = copy_of("a", 1)
+    a = replace(copy_of("a", 1), authors=("Al",))
     b = replace(copy_of("b", 1, at=1), title="The original title", link="https://b.test/1")
     write(store, new(a))
     (entry,) = store.latest(10)
     assert (entry.title, entry.source) == (a.title, "a")
+    b = replace(b, authors=("Bea",), html="<p>The original words</p>")
     write(store, Placement(b, a.id, "text"), representatives={a.id: ("b", b.key)})
     (entry,) = store.latest(10)
     assert (entry.title, entry.link, entry.source, entry.excerpt) == (
@@ -219,6 +242,8 @@ def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
         "b",
         b.excerpt,
     )
+    # Its authors and HTML content too: another copy's are another feed's words.
+    assert (entry.authors, entry.html) == (("Bea",), "<p>The original words</p>")
     assert entry.id == a.id
 
 

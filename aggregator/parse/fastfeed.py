@@ -45,7 +45,7 @@ from lxml import etree
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import from_struct_time
 from aggregator.parse.decode import charset_param, xml_encoding
-from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
+from aggregator.parse.fields import person, text_or_none, ttl_seconds, unique_names
 from aggregator.urls import safe_http_url
 
 __all__ = ["parse_fast"]
@@ -237,6 +237,7 @@ def _rss(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
     channel = channels[0]
     title = link = None
     ttl = period = frequency = None
+    about = _About()
     items: list[RawItem] = []
     count = 0
     for child in channel:
@@ -251,13 +252,19 @@ def _rss(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
             link = _link_fix(_join(base, _value(child)))
         elif tag == "ttl":
             ttl = _value(child)
+        elif tag == "managingEditor":
+            about.name = _value(child)  # as written: "email (Name)", "Name <email>", ...
+        elif tag == "lastBuildDate":
+            about.updated = _date(child)
+        elif tag == "pubDate":
+            about.published = _date(child)
         elif tag == SY + "updatePeriod":
             period = _value(child)
         elif tag == SY + "updateFrequency":
             frequency = _value(child)
         elif tag in (ATOM + "link", "textInput", "textinput") and child.get("rel") != "self":
             raise _Unsure  # feedparser may take its link for the channel's
-    return _document(items, title, link, base, ttl, period, frequency), count
+    return _document(items, title, link, base, ttl, period, frequency, about), count
 
 
 def _rss_item(item: Any, base: str, position: int) -> RawItem:
@@ -329,6 +336,7 @@ def _rss_item(item: Any, base: str, position: int) -> RawItem:
 def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
     title = link = None
     period = frequency = None
+    about = _About()
     inherited: list[str] = []
     items: list[RawItem] = []
     count = 0
@@ -348,6 +356,12 @@ def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
             name = _atom_author(child)
             if name:
                 inherited.append(name)
+            if about.name is None and about.email is None:
+                about.name, about.email = _atom_person(child)
+        elif tag == ATOM + "id":
+            about.id = _value(child)
+        elif tag == ATOM + "updated":
+            about.updated = _date(child)
         elif tag == SY + "updatePeriod":
             period = _value(child)
         elif tag == SY + "updateFrequency":
@@ -356,7 +370,7 @@ def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
         if count < max_items:
             items.append(_atom_entry(entry, base, count, tuple(inherited)))
         count += 1
-    return _document(items, title, link, base, None, period, frequency), count
+    return _document(items, title, link, base, None, period, frequency, about), count
 
 
 def _alternate(el: Any, base: str) -> str | None:
@@ -374,6 +388,11 @@ def _alternate(el: Any, base: str) -> str | None:
 
 
 def _atom_author(el: Any) -> str | None:
+    name, email = _atom_person(el)
+    return name or email
+
+
+def _atom_person(el: Any) -> tuple[str | None, str | None]:
     name = email = None
     for child in el:
         if child.tag == ATOM + "name":
@@ -382,7 +401,7 @@ def _atom_author(el: Any) -> str | None:
             email = _value(child)
         elif child.tag != ATOM + "uri":
             raise _Unsure
-    return name or email
+    return name, email
 
 
 def _atom_entry(entry: Any, base: str, position: int, inherited: tuple[str, ...]) -> RawItem:
@@ -490,6 +509,7 @@ def _document(
     ttl: str | None,
     period: str | None,
     frequency: str | None,
+    about: _About,
 ) -> ParsedDocument:
     return ParsedDocument(
         kind="feed",
@@ -497,4 +517,18 @@ def _document(
         title=text_or_none(title),
         link=safe_http_url(link, base),
         ttl_seconds=ttl_seconds(ttl, period, frequency),
+        feed_id=text_or_none(about.id),
+        author=person(about.name, about.email),
+        updated=about.updated or about.published,
     )
+
+
+class _About:
+    """What a feed says about itself, gathered from its top-level elements."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.email: str | None = None
+        self.updated: datetime | None = None
+        self.published: datetime | None = None

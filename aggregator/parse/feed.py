@@ -47,7 +47,7 @@ from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import from_struct_time, parse_rfc3339
 from aggregator.parse.decode import charset_param, xml_encoding
-from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
+from aggregator.parse.fields import person, text_or_none, ttl_seconds, unique_names
 from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
 from aggregator.urls import safe_http_url
 
@@ -271,7 +271,23 @@ def _parse_xml_feed(
             _field(feed, "ttl"), _field(feed, "sy_updateperiod"), _field(feed, "sy_updatefrequency")
         ),
         warnings=tuple(warnings),
+        feed_id=text_or_none(_field(feed, "id")),
+        author=_feed_author(feed, atom=version.startswith("atom")),
+        updated=from_struct_time(_field(feed, "updated_parsed"))
+        or from_struct_time(_field(feed, "published_parsed")),
     )
+
+
+def _feed_author(feed: _Node, *, atom: bool) -> str | None:
+    """The feed's own first author: an Atom author's name and e-mail as fields.person writes
+    them; RSS's managingEditor as written (feedparser's split of it can cut the address)."""
+    if not atom:
+        return text_or_none(_field(feed, "author"))
+    for author in _nodes(feed, "authors"):
+        found = person(_field(author, "name"), _field(author, "email"))
+        if found:
+            return found
+    return None
 
 
 def _finish_fast(document: ParsedDocument, count: int, *, max_items: int) -> ParsedDocument:
@@ -405,6 +421,7 @@ def _parse_json_feed(
         title=text_or_none(document.get("title")),
         link=safe_http_url(text_or_none(document.get("home_page_url")), url),
         warnings=tuple(warnings),
+        author=next(iter(inherited), None),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["text_or_none", "ttl_seconds", "unique_names"]
+__all__ = ["person", "text_or_none", "ttl_seconds", "unique_names"]
 
 _SY_PERIOD_SECONDS = {
     "hourly": 3600,
@@ -21,6 +21,14 @@ def text_or_none(value: object) -> str | None:
         return None
     stripped = value.strip()
     return stripped or None
+
+
+def person(name: object, email: object) -> str | None:
+    """A feed's own author as one string: "Name <email>", or whichever of the two it gave."""
+    name, email = text_or_none(name), text_or_none(email)
+    if name and email and email not in name:
+        return f"{' '.join(name.split())} <{email}>"
+    return " ".join(name.split()) if name else email
 
 
 def unique_names(values: Iterable[object]) -> tuple[str, ...]:

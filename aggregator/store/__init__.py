@@ -22,6 +22,7 @@ from aggregator.models import (
     Decision,
     Entry,
     EntryMatch,
+    SourceFeed,
     SourceState,
     StoredEntry,
 )
@@ -66,6 +67,18 @@ class Store(CandidateView, Protocol):
 
     def save_states(self, states: Sequence[SourceState]) -> None:
         """Several sources' states in one write."""
+        ...
+
+    # --- what sources say about themselves ----------------------------------------------
+
+    def save_feeds(self, feeds: Sequence[SourceFeed]) -> None:
+        """What sources' own documents said about themselves at their last parse, replacing
+        what was kept for those sources; in one write."""
+        ...
+
+    def feeds(self) -> Mapping[str, SourceFeed]:
+        """What each source's document said about itself, by source name (sources never
+        parsed are left out)."""
         ...
 
     # --- a batch --------------------------------------------------------------------------

@@ -21,8 +21,12 @@ Tables:
   place of an index of `copies` by fingerprint (fingerprints are random: such an index
   dirties a page of its own for nearly every new copy). The rows find the copies that may
   have a fingerprint; `copies.fingerprint` itself decides.
-- `entries.representative`: the copy that gives the entry its title, link and excerpt, as
-  dedup chose it.
+- `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
+  and HTML content, as dedup chose it.
+- `source_feeds`: what each source's own document said about itself at its last parse (id,
+  title, site link, author, updated).
+- `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
+  page and its position there. An entry is in at most one page of an output.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -57,12 +61,13 @@ from aggregator.models import (
     Excerpt,
     Placement,
     Provenance,
+    SourceFeed,
     SourceState,
     StoredCopy,
     StoredEntry,
 )
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -203,7 +208,16 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
-    # 10: the sealed archive pages of each output (RFC 5005): which entries, in which order.
+    # 10: each copy's source HTML (for full content), and what each source's own document
+    # says about itself (for the merged feed's atom:source elements).
+    """
+    ALTER TABLE copies ADD COLUMN html TEXT;
+    CREATE TABLE source_feeds (
+        name TEXT PRIMARY KEY,
+        id TEXT, title TEXT, link TEXT, author TEXT, updated TEXT
+    );
+    """,
+    # 11: the sealed archive pages of each output (RFC 5005): which entries, in which order.
     """
     CREATE TABLE archived (
         output TEXT NOT NULL,
@@ -340,6 +354,7 @@ _CONTENT_COLUMNS = (
     "content_hash",
     "position",
     "text",
+    "html",
 )
 _INSERT_COPY = (
     "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, sketch, "
@@ -371,6 +386,7 @@ def _content_values(e: Excerpt) -> tuple[object, ...]:
         e.content_hash,
         e.position,
         e.text,
+        e.html,
     )
 
 
@@ -509,6 +525,30 @@ class SQLiteStore:
                 for state in states
             ],
         )
+
+    # --- what sources say about themselves ----------------------------------------------
+
+    def save_feeds(self, feeds: Sequence[SourceFeed]) -> None:
+        rows = [(f.name, f.id, f.title, f.link, f.author, iso(f.updated)) for f in feeds]
+        if rows:
+            self._write(lambda: self._save_feeds(rows))
+
+    def _save_feeds(self, rows: Sequence[tuple[str | None, ...]]) -> None:
+        self._db.executemany(
+            "INSERT INTO source_feeds (name, id, title, link, author, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "id = excluded.id, title = excluded.title, link = excluded.link, "
+            "author = excluded.author, updated = excluded.updated",
+            rows,
+        )
+
+    def feeds(self) -> dict[str, SourceFeed]:
+        return {
+            name: SourceFeed(name, id_, title, link, author, from_iso(updated))
+            for name, id_, title, link, author, updated in self._db.execute(
+                "SELECT name, id, title, link, author, updated FROM source_feeds"
+            )
+        }
 
     # --- the candidate view ---------------------------------------------------------------
 
@@ -937,7 +977,7 @@ class SQLiteStore:
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-            "categories, excerpt, rowid FROM copies "
+            "categories, excerpt, rowid, html FROM copies "
             f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
             ids,
         ):
@@ -1027,13 +1067,9 @@ class SQLiteStore:
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
         entry_id, first_seen, published, updated, representative = row
         best = next((c for c in copies if c[10] == representative), copies[0])
-        authors: list[str] = []
         categories: list[str] = []
         seen_cats: set[str] = set()
         for c in copies:
-            for a in json.loads(str(c[7])):
-                if a not in authors:
-                    authors.append(a)
             for cat in json.loads(str(c[8])):
                 if cat.casefold() not in seen_cats:
                     seen_cats.add(cat.casefold())
@@ -1046,7 +1082,8 @@ class SQLiteStore:
             updated=_from_iso(str(updated)),
             first_seen=_from_iso(str(first_seen)),
             excerpt=str(best[9]),
-            authors=tuple(authors),
+            # The representative's own authors: another copy's are another feed's words.
+            authors=tuple(json.loads(str(best[7]))),
             categories=tuple(categories),
             source=str(best[0]),
             sources=tuple(
@@ -1058,6 +1095,7 @@ class SQLiteStore:
                 for c in copies
                 if c[2] not in ("new",)
             ),
+            html=best[11],  # type: ignore[arg-type]
         )
 
     def entry_counts(self) -> dict[str, int]:
