@@ -9,8 +9,10 @@ module seals those pages, renders each document and writes it when its bytes cha
     <dir>/archive/<name>/<page>.atom, .json (.html: main)   the archive pages, oldest is 1
 
 A sealed page is rendered once, when it is sealed (or when its file is missing), and never
-again: its bytes do not change, so it can be cached for good. Then the hub, if any, is told
-which feed documents changed.
+again: its bytes do not change, so it can be cached for good. A refresh renders at most
+`MISSING_PAGES` pages that have no files yet, newest first: a large store's first refresh
+seals its whole history at once, and the oldest pages appear over the next refreshes. The
+caller tells the WebSub hub of the feed documents that changed (`Written.changed`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from aggregator.models import Entry, EntryMatch, Source, SourceFeed
 from aggregator.store import Store
 
 MAIN = "feed"  # the main output's name: feed.atom and feed.json
+# Archive pages whose files are missing rendered in one refresh, at most (about 50 ms each).
+MISSING_PAGES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ def write_output(
     output: Output,
     feeds: Mapping[str, SourceFeed],
     empty_updated: datetime,
+    *,
+    missing_pages: int = MISSING_PAGES,
 ) -> Written:
     """Seal what is due, then write the output's feed documents and archive pages. `feeds`
     is what each source says about itself; `empty_updated` dates a feed without entries."""
@@ -91,10 +97,16 @@ def write_output(
     # An empty open page is dated by the feed's newest entry: the same on every refresh.
     docs = Documents(config, output, meta, base, sources, feeds)
     docs.empty_updated = max((e.updated for e in current), default=empty_updated)
-    for page in range(1, plan.pages + 1):
-        new = page > sealed
-        if page < plan.pages and not new and _complete(pages_dir, page, output.html):
-            continue  # sealed before: its files never change
+    # The open page, and the page that was open until now (its file holds what it held then),
+    # are always written; other pages only when their files are missing, newest first, at
+    # most MISSING_PAGES a refresh (a large store's first refresh seals many pages at once).
+    must = {plan.pages, sealed + 1} if plan.new_pages else {plan.pages}
+    budget = missing_pages
+    for page in range(plan.pages, 0, -1):
+        if page not in must:
+            if budget == 0 or _complete(pages_dir, page, output.html):
+                continue  # a sealed page's files never change
+            budget -= 1
         page_ids: Sequence[str] = (
             plan.open if page == plan.pages else _page_ids(store, output, plan, page)
         )

@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +18,7 @@ import jsonschema
 import pytest
 from lxml import etree
 
-from aggregator import websub
+from aggregator import outputs, websub
 from aggregator.config import Config, load_config
 from aggregator.refresh import refresh
 from aggregator.serve import SEALED_CACHE_CONTROL, Server
@@ -28,6 +29,7 @@ from tests.test_valid_outputs import assert_valid_atom, assert_valid_json_feed, 
 
 JSON_FEED_SCHEMA = json.loads(SCHEMA_FILE.read_text())
 FH = "{http://purl.org/syndication/history/1.0}"
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
@@ -291,3 +293,18 @@ def test_every_document_passes_the_w3c_validator(site: Site) -> None:
     before = empty.read_bytes()
     site.refresh(0, 15)
     assert empty.read_bytes() == before
+
+
+def test_a_long_history_sealed_at_once_appears_newest_page_first(site: Site) -> None:
+    site.upstream.serve("/blog.xml", posts(0, 16))  # 17 entries: pages 1-3 sealed at once
+    refresh(site.config, force=True, emit=False)
+    main = outputs.outputs_of(site.config)[0]
+    pages = site.config.output_dir / "archive" / "feed"
+    with open_store(site.config) as store:
+        written = outputs.write_output(site.config, store, main, {}, T0, missing_pages=1)
+        assert written.pages == 4
+        assert sorted(p.name for p in pages.glob("*.atom")) == ["1.atom", "3.atom", "4.atom"]
+        outputs.write_output(site.config, store, main, {}, T0, missing_pages=1)
+    assert (pages / "2.atom").exists()
+    ids, _ = walk_atom(site, "/feed.atom")
+    assert sorted(ids) == sorted(stored_ids(site.config))
