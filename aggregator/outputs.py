@@ -28,8 +28,8 @@ from aggregator.models import Entry, EntryMatch, Source, SourceFeed
 from aggregator.store import Store
 
 MAIN = "feed"  # the main output's name: feed.atom and feed.json
-# Archive pages whose files are missing rendered in one refresh, at most (about 50 ms each).
-MISSING_PAGES = 200
+# Archive pages whose files are missing rendered in one refresh, at most (about 30 ms each).
+MISSING_PAGES = 100
 
 
 @dataclass(frozen=True, slots=True)

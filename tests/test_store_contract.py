@@ -439,3 +439,27 @@ def test_a_merged_entry_leaves_its_page_to_the_survivor(store: Store) -> None:
     # c (archived now) folds into a (archived in the same page): a stays, once.
     fold(store, copy_of("e", 10, at=6), c.id, a, 0.9)
     assert store.archive_page("feed", 1) == [a.id]
+
+
+def test_asked_again_an_output_sees_what_changed_since(store: Store) -> None:
+    ml = EntryMatch.of(categories=["ml"])
+    a = copy_of("a", 1, categories=("ML",), at=1)
+    b = copy_of("a", 2, categories=("web",), at=2)
+    write(store, new(a), new(b))
+    assert store.output_entries("ml", ml) == [a.id]
+    assert store.output_entries("ml", ml) == [a.id]  # asked again: the same
+    c = copy_of("a", 3, categories=("ml",), at=3)
+    write(store, new(c))  # a new entry
+    assert store.output_entries("ml", ml) == [c.id, a.id]
+    # An entry stored earlier gains a copy that brings the category: it is selected now.
+    write(store, Placement(copy_of("b", 4, categories=("ml",), at=4), b.id, "text"))
+    assert store.output_entries("ml", ml) == [c.id, b.id, a.id]
+    store.seal_archive("ml", 1, [a.id])
+    assert store.output_entries("ml", ml) == [c.id, b.id]
+    # c folds into b: only b is left.
+    fold(store, copy_of("d", 5, at=5), c.id, b, 0.9)
+    assert store.output_entries("ml", ml) == [b.id]
+    # Another filter for the same output is judged afresh.
+    assert store.output_entries("ml", EntryMatch()) == [b.id]
+    assert store.output_entries("ml", EntryMatch.of(sources=["a"])) == [b.id]
+    assert store.output_entries("ml", EntryMatch.of(sources=["zzz"])) == []

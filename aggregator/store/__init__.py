@@ -119,7 +119,12 @@ class Store(CandidateView, Protocol):
 
     def output_entries(self, output: str, match: EntryMatch) -> list[str]:
         """The ids of the entries `match` selects that no archive page of `output` holds, in
-        the feed's order: newest first (as `latest`), ties by the order they were stored in."""
+        the feed's order: newest first (as `latest`), ties by the order they were stored in.
+
+        An implementation may remember its answer for `output` and, asked again with the same
+        filter, judge only those ids and the entries created or given a copy since: an entry's
+        categories and sources only change when it gains a copy (or one is rewritten in place,
+        which such an implementation may notice only at the entry's next copy)."""
         ...
 
     def archive_pages(self, output: str) -> int:

@@ -27,6 +27,9 @@ Tables:
   title, site link, author, updated).
 - `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
   page and its position there. An entry is in at most one page of an output.
+- `output_reads`: what `output_entries` last answered for each output (its filter, the newest
+  entry and copy then, the ids), so that the next call judges only the entries that are new or
+  gained a copy since, not the whole store.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -227,6 +230,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (output, entry_id)
     ) WITHOUT ROWID;
     CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE TABLE output_reads (
+        output TEXT PRIMARY KEY,
+        match TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        answer TEXT NOT NULL
+    );
     """,
 )
 
@@ -1002,9 +1012,29 @@ class SQLiteStore:
 
     def output_entries(self, output: str, match: EntryMatch) -> list[str]:
         """The ids of the entries `match` selects that no archive page of `output` holds,
-        newest first, ties by the order they were stored in."""
+        newest first, ties by the order they were stored in.
+
+        The answer is remembered (`output_reads`): the next call for the same output and
+        filter judges only what it answered then and the entries created or given a copy
+        since (entries by `seq`, copies by rowid, both only grow), instead of every entry."""
+        key = json.dumps([sorted(match.categories), sorted(match.sources)])
+        # The newest entry and copy before reading: anything stored after is judged next time.
+        top_seq, top_copy = self._db.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM entries), "
+            "(SELECT coalesce(max(rowid), 0) FROM copies)"
+        ).fetchone()
         where = ["NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = ? AND a.entry_id = e.id)"]
         args: list[object] = [output]
+        last = self._db.execute(
+            "SELECT match, seq, copy, answer FROM output_reads WHERE output = ?", (output,)
+        ).fetchone()
+        if last is not None and last[0] == key:
+            where.append(
+                "e.id IN (SELECT value FROM json_each(?) UNION ALL "
+                "SELECT id FROM entries WHERE seq > ? UNION ALL "
+                "SELECT entry_id FROM copies WHERE rowid > ?)"
+            )
+            args += [last[3], last[1], last[2]]
         if match.sources:
             where.append(
                 "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id "
@@ -1017,7 +1047,7 @@ class SQLiteStore:
                 "WHERE c.entry_id = e.id AND casefold(j.value) IN (SELECT value FROM json_each(?)))"
             )
             args.append(_json_list(sorted(match.categories)))
-        return [
+        ids = [
             row[0]
             for row in self._db.execute(
                 f"SELECT e.id FROM entries e WHERE {' AND '.join(where)} "
@@ -1025,6 +1055,16 @@ class SQLiteStore:
                 args,
             )
         ]
+        row = (output, key, top_seq, top_copy, _json_list(ids))
+        self._write(lambda: self._remember_read(row))
+        return ids
+
+    def _remember_read(self, row: tuple[object, ...]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO output_reads (output, match, seq, copy, answer) "
+            "VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
 
     def archive_pages(self, output: str) -> int:
         row = self._db.execute(
