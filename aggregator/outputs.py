@@ -50,6 +50,7 @@ class Written:
     output: Output
     current: list[Entry]  # the feed document's entries, newest first
     pages: int  # archive pages, the open one included (0: none)
+    newest: int | None  # the newest page with entries: where the page's "older" link goes
     meta: emit.FeedMeta  # what its feed documents say about themselves
     atom_written: bool  # whether <name>.atom changed
     changed: tuple[str, ...]  # public URLs of the feed documents whose bytes changed
@@ -127,7 +128,8 @@ def write_output(
     json_feed = emit.render_json_feed(subscribe, current, feeds, sources)
     if emit.write_if_changed(config.output_dir, f"{output.name}.json", json_feed):
         changed.append(subscribe.json_url or base + f"{output.name}.json")
-    return Written(output, current, plan.pages, subscribe, atom_written, tuple(changed))
+    newest = (plan.pages if plan.open else plan.pages - 1) or None
+    return Written(output, current, plan.pages, newest, subscribe, atom_written, tuple(changed))
 
 
 def _complete(pages_dir: Path, page: int, html: bool) -> bool:

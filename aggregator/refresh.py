@@ -214,7 +214,7 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
         counts,
         generated_at,
         outputs=[(o.name, o.title) for o in config.outputs],
-        history=main.pages or None,
+        history=main.newest,
     )
     emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
     # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.

@@ -287,6 +287,8 @@ def test_every_document_passes_the_w3c_validator(site: Site) -> None:
         assert_valid_json_feed(doc.with_suffix(".json"))
     # The open page of a feed whose entries fill it: empty, still valid, dated by the feed.
     site.refresh(0, 15)
+    # The page links to the newest page with entries, not to the empty one.
+    assert b'href="archive/feed/3.html"' in (out / "index.html").read_bytes()
     empty = out / "archive" / "feed" / "4.atom"
     assert len(etree.parse(str(empty)).findall(f"{ATOM}entry")) == 0
     assert_valid_atom(empty, site.server.url + "archive/feed/4.atom")
