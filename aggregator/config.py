@@ -91,6 +91,7 @@ class Config:
     server_port: int = 8080  # [server] port
     outputs: tuple[OutputSettings, ...] = ()  # [[outputs]], in file order
     websub_hub: str | None = None  # [output] websub_hub: the hub told of each changed feed
+    store_keep_seconds: int | None = None  # [store] keep: entries older than this are pruned
 
     def source(self, name: str) -> Source:
         for s in self.sources:
@@ -153,6 +154,30 @@ def _interval(v: str | int) -> str | int:
     return v
 
 
+def _patterns(v: str | list[str]) -> tuple[str, ...]:
+    """`include` / `exclude`: one regular expression or a list of them, each compiled once
+    here so that a mistake is a config error, not a refresh failure."""
+    patterns = (v,) if isinstance(v, str) else tuple(v)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return patterns
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _headers(v: dict[str, str]) -> dict[str, str]:
+    for name, value in v.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError(f"header {name}: a value may not contain a line break")
+    return v
+
+
 def _int_as_float(v: Any) -> Any:
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
@@ -193,6 +218,10 @@ def _then(schema: Schema, check: Callable[[Any], Any]) -> Schema:
 
 
 _INTERVAL_SCHEMA = _then({"type": "union", "choices": [_str(0), _int()]}, _interval)
+_PATTERNS: Schema = {
+    "type": "union",
+    "choices": [_str(), {"type": "list", "items_schema": _str()}],
+}
 
 
 def _defaults(record: type) -> dict[str, Any]:
@@ -227,7 +256,7 @@ def _section(table: Schema) -> Schema:
 
 _SELECT = _table(
     {
-        "entry": _str(),
+        "entry": _optional(_str()),
         "title": _optional(_str()),
         "link": _optional(_str()),
         "date": _optional(_str()),
@@ -251,9 +280,17 @@ _SOURCE = _table(
         "allow_duplicate_links": _BOOL,
         "max_entries": _int(ge=1, le=100_000),
         "robots": _optional(_BOOL),
+        "enabled": _BOOL,
+        "title": _optional(_str()),
+        "include": _then(_PATTERNS, _patterns),
+        "exclude": _then(_PATTERNS, _patterns),
+        "headers": _then(
+            {"type": "dict", "keys_schema": _str(), "values_schema": _str(0)}, _headers
+        ),
     },
     Source,
     interval=None,  # the [schedule] interval
+    headers={},
 )
 
 _OUTPUT = _table(
@@ -306,7 +343,13 @@ _ROOT = _table(
             )
         ),
         "outputs": {"type": "list", "items_schema": _OUTPUT},
-        "store": _section(_table({"path": _str()}, path="data/aggregator.db")),
+        "store": _section(
+            _table(
+                {"path": _str(), "keep": _optional(_INTERVAL_SCHEMA)},
+                path="data/aggregator.db",
+                keep=None,
+            )
+        ),
         "excerpt": _section(
             _table(
                 {
@@ -382,15 +425,43 @@ def _loc(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     return out or "(top level)"
 
 
-def _first_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return ConfigError(f"{path}: {_loc(loc, data)}: {msg}{suffix}")
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` (a pydantic location, the unknown key last) accepts."""
+    schema: Schema = _ROOT
+    for part in loc[:-1]:
+        while schema["type"] in ("default", "nullable", "function-after", "function-before"):
+            schema = schema["schema"]
+        if schema["type"] == "list":
+            schema = schema["items_schema"]
+            continue
+        if schema["type"] != "typed-dict" or part not in schema["fields"]:
+            return []
+        schema = schema["fields"][part]["schema"]
+    while schema["type"] in ("default", "nullable", "function-after", "function-before"):
+        schema = schema["schema"]
+    return list(schema.get("fields", ()))
+
+
+def _problems(path: Path, exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    """Every problem pydantic found, one line each: file, key, what is wrong; for an unknown
+    key, the nearest known one."""
+    from difflib import get_close_matches
+
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # A union (include = "x" or a list) reports each choice; the location names them.
+        loc = tuple(p for p in loc if p not in ("str", "list[str]", "int"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+            near = get_close_matches(str(loc[-1]), _known_keys(loc), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean {near[0]}?)"
+        line = f"{path}: {_loc(loc, data)}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
 
 
 def _resolve_path(base: Path, value: str) -> Path:
@@ -413,7 +484,9 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(
+            f"{path}: config file not found: create one with `aggregator init`"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     try:
@@ -432,13 +505,16 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
     try:
         root = _validator().validate_python(data)
     except ValidationError as exc:
-        raise _first_error(path, exc, data) from None
+        raise ConfigError("\n".join(_problems(path, exc, data))) from None
     base = path.resolve().parent
     seen: set[str] = set()
+    duplicates: list[str] = []
     for i, s in enumerate(root["sources"]):
         if s["name"] in seen:
-            raise ConfigError(f"{path}: sources[{i}].name: duplicate source name {s['name']!r}")
+            duplicates.append(f"{path}: sources[{i}].name: duplicate source name {s['name']!r}")
         seen.add(s["name"])
+    if duplicates:
+        raise ConfigError("\n".join(duplicates))
     default_interval = parse_interval(root["schedule"]["interval"])
     sources = tuple(
         Source(
@@ -454,6 +530,11 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
             allow_duplicate_links=s["allow_duplicate_links"],
             max_entries=s["max_entries"],
             robots=s["robots"],
+            enabled=s["enabled"],
+            title=s["title"],
+            include=s["include"],
+            exclude=s["exclude"],
+            headers=tuple(s["headers"].items()),
         )
         for s in root["sources"]
     )
@@ -480,6 +561,9 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         server_port=root["server"]["port"],
         outputs=outputs,
         websub_hub=root["output"]["websub_hub"],
+        store_keep_seconds=(
+            None if root["store"]["keep"] is None else parse_interval(root["store"]["keep"])
+        ),
     )
 
 

@@ -460,6 +460,12 @@ def _representatives(
     return {entry_id: who for entry_id, (_, _, who) in best.items()}
 
 
+def representatives(entries: Mapping[str, StoredEntry]) -> dict[str, tuple[str, str]]:
+    """The copy that represents each of these stored entries, by the rule a batch applies
+    (`_representatives`): for entries that lost a copy (a source removed) and need one again."""
+    return _representatives([], entries, set(entries), lambda entry_id: entry_id)
+
+
 def _unambiguous(
     e: Excerpt,
     fuzzy: list[tuple[StoredCopy, str, float | None]],

@@ -26,12 +26,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from aggregator import __version__
 from aggregator.errors import EmitError
-from aggregator.models import Entry, Source, SourceFeed, SourceState
+from aggregator.models import Entry, Source, SourceState, display_title
 
 if TYPE_CHECKING:
     from feedgen.entry import FeedEntry
@@ -74,13 +75,15 @@ def public_url(source: Source) -> str | None:
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 _WHITESPACE_CONTROLS = re.compile("[\t\n\r]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# What clean_field changes in a multi-line text (HTML): a fast check before any change.
+_UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 _T = TypeVar("_T")
 
 
 def clean_field(text: str, *, multiline: bool = False) -> str:
     """`text` without control characters (a tab or line break becomes a space, unless
     `multiline`), and with a lone surrogate as U+FFFD: what every output may carry."""
-    if text.isprintable():
+    if text.isprintable() or (multiline and _UNCLEAN.search(text) is None):
         return text
     text = _SURROGATES.sub("\ufffd", _CONTROLS.sub("", text))
     return text if multiline else _WHITESPACE_CONTROLS.sub(" ", text)
@@ -88,26 +91,66 @@ def clean_field(text: str, *, multiline: bool = False) -> str:
 
 def scrub(value: _T) -> _T:
     """`value` (a record, or a tuple, list or mapping of them) with every string cleaned by
-    clean_field; the HTML of an entry keeps its line breaks."""
-    return _scrub(value, "")  # type: ignore[no-any-return]
+    clean_field; the HTML of an entry keeps its line breaks. What needs no cleaning is
+    returned as it is, not copied."""
+    return _scrub(value, False)  # type: ignore[no-any-return]
 
 
-def _scrub(value: Any, name: str) -> Any:
+def _scrub(value: Any, multiline: bool) -> Any:
     if isinstance(value, str):
-        return clean_field(value, multiline=name == "html")
+        return clean_field(value, multiline=multiline)
     if isinstance(value, tuple | list):
-        return type(value)(_scrub(v, name) for v in value)
+        cleaned = [_scrub(v, multiline) for v in value]
+        if all(new is old for new, old in zip(cleaned, value, strict=True)):
+            return value
+        return type(value)(cleaned)
     if isinstance(value, Mapping):
-        return {k: _scrub(v, name) for k, v in value.items()}
+        items = {k: _scrub(v, multiline) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, Entry) and _clean_entry(value):
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _field_names(type(value))
+        values = [getattr(value, name) for name in names]
+        if all(type(v) in _PLAIN or (type(v) is str and v.isprintable()) for v in values):
+            return value  # a flat record with nothing to clean: the common case
         changes = {}
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            new = _scrub(old, f.name)
-            if new is not old and new != old:
-                changes[f.name] = new
+        for name in names:
+            old = getattr(value, name)
+            new = _scrub(old, name == "html")
+            if new is not old:
+                changes[name] = new
         return dataclasses.replace(value, **changes) if changes else value
     return value
+
+
+def _clean_entry(e: Entry) -> bool:
+    """Whether an entry needs no cleaning, checked in one pass over its text (the common
+    case, and the bulk of what is scrubbed). Its HTML is cleaned where it is used
+    (_full_content): most feeds never publish it."""
+    text = "".join(
+        (
+            e.id,
+            e.title,
+            e.link or "",
+            e.excerpt,
+            e.source,
+            *e.authors,
+            *e.categories,
+            *(p.source + (p.link or "") for p in e.sources),
+            *(d.source + d.key + d.rule for d in e.duplicates),
+        )
+    )
+    return text.isprintable()
+
+
+# Values that hold no text.
+_PLAIN = frozenset({type(None), bool, int, float, datetime})
+
+
+@cache
+def _field_names(record: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(record))
 
 
 # --- author names ------------------------------------------------------------------------------
@@ -133,6 +176,7 @@ def _plain(text: str) -> str:
     return html_to_text(text, code_placeholder="", formula_placeholder="")
 
 
+@lru_cache(maxsize=4096)
 def person(raw: str) -> tuple[str, str | None] | None:
     """A display name and a valid e-mail address (or None) from an author as a source gave
     it: "Name", "email (Name)", "Name <email>", "Name email", "email", with or without
@@ -182,21 +226,24 @@ class _Origin:
     updated: datetime | None
 
 
-def _origin(meta: FeedMeta, name: str, source: Source | None, feed: SourceFeed | None) -> _Origin:
-    """The source feed's own id, title, links, author and date where it gave them; else an id
-    minted from the merged feed's id and the source's name, the source's name as title and
-    author, its address as self link."""
+def _origin(meta: FeedMeta, name: str, source: Source | None, state: SourceState | None) -> _Origin:
+    """The source feed as it describes itself at its last parse (its id, title, site link,
+    author and date, where it gave them; a configured title first); else an id minted from
+    the merged feed's id and the source's name, the source's name as title and author. Its
+    self link is its address, unless it is a local file."""
     url = public_url(source) if source else None
-    title = _plain(feed.title) if feed and feed.title else None
-    author = person(feed.author) if feed and feed.author else None
-    own_id = feed.id if feed and feed.id and _IRI.match(feed.id) else None
+    title = display_title(source, state) if source else (state and state.feed_title) or name
+    title = " ".join(_plain(title).split()) or name
+    author = person(state.feed_author) if state and state.feed_author else None
+    own_id = state.feed_id if state and state.feed_id and _IRI.match(state.feed_id) else None
+    link = state.site_link if state else None
     return _Origin(
         id=own_id or url or uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.id}#source={name}").urn,
-        title=title or name,
+        title=title,
         self_url=url,
-        link=feed.link if feed and feed.link != url else None,
-        author=author or (title or name, None),
-        updated=feed.updated if feed else None,
+        link=link if link != url else None,
+        author=author or (title, None),
+        updated=state.feed_updated if state else None,
     )
 
 
@@ -207,17 +254,17 @@ def render_atom(
     meta: FeedMeta,
     entries: Sequence[Entry],
     sources: Mapping[str, Source],
-    feeds: Mapping[str, SourceFeed] | None = None,
+    states: Mapping[str, SourceState] | None = None,
     *,
     empty_updated: datetime | None = None,
 ) -> bytes:
-    """The Atom 1.0 document for `entries` (already newest first). `feeds` holds what each
-    source's own document says about itself; `empty_updated` dates a feed without entries
-    (default: now)."""
+    """The Atom 1.0 document for `entries` (already newest first). `states` holds what each
+    source's own document said about itself at its last parse; `empty_updated` dates a feed
+    without entries (default: now)."""
     # Imported here: the server imports this module for its file names and never renders Atom.
     from feedgen.feed import FeedGenerator
 
-    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
+    meta, entries, states = scrub(meta), scrub(entries), scrub(dict(states or {}))
     fg = FeedGenerator()
     fg.id(meta.id)
     fg.title(meta.title)
@@ -238,17 +285,22 @@ def render_atom(
     fg.generator("aggregator", version=__version__)
     fg.updated(max((e.updated for e in entries), default=empty_updated or datetime.now(UTC)))
     origins: dict[str, _Origin] = {}
+    newest: dict[str, datetime] = {}  # each source's latest entry here
+    for entry in entries:
+        newest[entry.source] = max(entry.updated, newest.get(entry.source, entry.updated))
     for entry in entries:
         if entry.source not in origins:
             origins[entry.source] = _origin(
-                meta, entry.source, sources.get(entry.source), feeds.get(entry.source)
+                meta, entry.source, sources.get(entry.source), states.get(entry.source)
             )
-        _add_entry(fg, entry, origins[entry.source], meta.content)
+        _add_entry(fg, entry, origins[entry.source], meta.content, newest[entry.source])
     atom: bytes = fg.atom_str(pretty=True)
     return atom
 
 
-def _add_entry(fg: FeedGenerator, entry: Entry, origin: _Origin, content: ContentMode) -> None:
+def _add_entry(
+    fg: FeedGenerator, entry: Entry, origin: _Origin, content: ContentMode, newest: datetime
+) -> None:
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.title(entry.title)
@@ -277,7 +329,7 @@ def _add_entry(fg: FeedGenerator, entry: Entry, origin: _Origin, content: Conten
     for cat in entry.categories:
         fe.category(term=cat)
     via = sorted({p.link for p in entry.sources if p.link and p.link != entry.link})
-    _extend(fe, via, origin, entry.updated)
+    _extend(fe, via, origin, _source_updated(origin.updated, entry.updated, newest))
 
 
 FH_NS = "http://purl.org/syndication/history/1.0"
@@ -301,9 +353,24 @@ def _full_content(entry: Entry) -> str | None:
     markup (then the excerpt says all of it, and it is not written twice)."""
     if not entry.html or "<" not in entry.html:
         return None
+    return _sanitized(entry.html, entry.link) or None
+
+
+@lru_cache(maxsize=512)
+def _sanitized(html: str, base: str | None) -> str:
+    """Sanitized and cleaned HTML; remembered, as the Atom feed and the JSON Feed publish
+    the same entries, and a scheduler writes them again after every burst of refreshes."""
     from aggregator.sanitize import sanitize_html
 
-    return sanitize_html(entry.html, entry.link) or None
+    return clean_field(sanitize_html(html, base), multiline=True)
+
+
+def _source_updated(stated: datetime | None, entry: datetime, newest: datetime) -> datetime:
+    """atom:source's updated: the date the source feed states, kept between the entry's own
+    date (the source changed at least then) and its newest entry's in this feed. Many feeds
+    state the time they were generated; unclamped, the merged feed would change at every
+    fetch of them though no entry did."""
+    return min(max(stated, entry), newest) if stated else entry
 
 
 def _extend(fe: FeedEntry, via: list[str], origin: _Origin, updated: datetime) -> None:
@@ -338,9 +405,7 @@ class _EntryExtension:
         src = etree.SubElement(entry, "source")
         etree.SubElement(src, "id").text = origin.id
         etree.SubElement(src, "title").text = origin.title
-        # The source feed's own date, else the entry's: the source changed at least then.
-        when = origin.updated if origin.updated and origin.updated >= self.updated else None
-        etree.SubElement(src, "updated").text = _dt(when or self.updated)
+        etree.SubElement(src, "updated").text = _dt(self.updated)
         if origin.self_url:
             etree.SubElement(src, "link", rel="self", href=origin.self_url)
         if origin.link:
@@ -411,6 +476,7 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "name": source.name,
         "url": public_url(source) or Path(source.url).name,
         "kind": source.kind,
+        "selectors": source.selectors,
         "status": (state.last_status if state else None) or "new",
         "last_fetch": _dt(state.last_fetch) if state else None,
         "last_success": _dt(state.last_success) if state else None,
@@ -419,6 +485,8 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         # after repeated permanent redirects the source is read here; the config is unchanged
         "moved_to": state.effective_url if state and source.is_remote else None,
         "next_due": _dt(state.next_due) if state else None,
+        "title": display_title(source, state),
+        "site_link": state.site_link if state else None,
     }
 
 
@@ -467,12 +535,12 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 def render_json_feed(
     meta: FeedMeta,
     entries: Sequence[Entry],
-    feeds: Mapping[str, SourceFeed] | None = None,
     sources: Mapping[str, Source] | None = None,
+    states: Mapping[str, SourceState] | None = None,
 ) -> bytes:
     """The JSON Feed 1.1 document for `entries` (already newest first): the same entries,
     authors and content as the Atom feed."""
-    meta, entries, feeds = scrub(meta), scrub(entries), scrub(dict(feeds or {}))
+    meta, entries, states = scrub(meta), scrub(entries), scrub(dict(states or {}))
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": meta.title,
@@ -495,7 +563,7 @@ def render_json_feed(
     for entry in entries:
         if entry.source not in origins:
             source = (sources or {}).get(entry.source)
-            origins[entry.source] = _origin(meta, entry.source, source, feeds.get(entry.source))
+            origins[entry.source] = _origin(meta, entry.source, source, states.get(entry.source))
         items.append(_json_feed_item(entry, origins[entry.source], meta.content))
     doc["items"] = items
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
@@ -691,8 +759,13 @@ def _sources_table(
             status = f'<span class="error">{status}: {_e(row["error"])}</span>'
         fetched = states.get(s.name)
         when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
+        shown = _e(row["title"])
+        if row["site_link"]:
+            shown = f'<a href="{_e(row["site_link"])}">{shown}</a>'
+        if row["title"] != s.name:
+            shown += f' <span class="meta">({_e(s.name)})</span>'
         out.append(
-            f"<tr><td>{_e(s.name)}</td><td>{_e(s.kind)}</td><td>{status}</td>"
+            f"<tr><td>{shown}</td><td>{_e(s.kind)}</td><td>{status}</td>"
             f"<td>{_e(when)}</td><td>{row['entries']}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -770,3 +843,7 @@ def _index_entry(entry: Entry, sources: Mapping[str, Source], numbers: Mapping[s
         f'<span class="source">{_source_name(entry.source, sources)}</span>{also}{cats}</div>'
         f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
     )
+
+
+# The snapshot's record of a source, for other front-ends (`aggregator sources --json`).
+snapshot_source = _snapshot_source

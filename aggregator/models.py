@@ -17,9 +17,12 @@ Outcome = Literal["new", "updated", "unchanged", "error"]
 
 @dataclass(frozen=True, slots=True)
 class SelectRules:
-    """CSS selectors that find entries on an HTML page (`[sources.select]`)."""
+    """CSS selectors that find entries on an HTML page (`[sources.select]`).
 
-    entry: str  # one match per entry block
+    A rule left out is found by auto mode (parse/autopage.py); a rule given always wins.
+    """
+
+    entry: str | None = None  # one match per entry block; None: auto mode finds the post list
     title: str | None = None  # relative to the block; default: first heading or link text
     link: str | None = None  # relative to the block; its href; default: first <a href>
     date: str | None = None  # relative to the block; a datetime attribute or the text
@@ -27,6 +30,14 @@ class SelectRules:
     category: str | None = None  # relative to the block; every match is one category
     next: str | None = None  # on the page: links to further pages, each followed once
     max_pages: int = 3  # pages read at most, the first included
+
+    @property
+    def complete(self) -> bool:
+        """Whether every selector is given, so that auto mode has nothing to add."""
+        return all(getattr(self, name) for name in SELECTOR_FIELDS)
+
+
+SELECTOR_FIELDS = ("entry", "title", "link", "date", "excerpt", "category", "next")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +64,28 @@ class Source:
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
     robots: bool | None = None  # honour robots.txt; None: only for kind = "page"
+    enabled: bool = True  # false: kept in the config and the store, never fetched
+    title: str | None = None  # display name; None: the feed's own title
+    include: tuple[str, ...] = ()  # regexes: when any, only items matching one are stored
+    exclude: tuple[str, ...] = ()  # regexes: items matching one are not stored
+    # extra request headers, values as written ("${TOKEN}" is read from the environment when
+    # the request is made, so that the secret itself is never held in the config records)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def honours_robots(self) -> bool:
         return self.robots if self.robots is not None else self.kind == "page"
+
+    @property
+    def selectors(self) -> str | None:
+        """How entries are found when the body is an HTML page: "config" (every selector
+        given), "auto" (auto mode finds them) or "config+auto" (auto mode completes the given
+        ones); None for feeds and text captures."""
+        if self.kind in ("feed", "text"):
+            return None
+        if self.select is None:
+            return "auto"
+        return "config" if self.select.complete else "config+auto"
 
     @property
     def is_remote(self) -> bool:
@@ -82,6 +111,18 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    feed_title: str | None = None  # the source's own title, from its last parse
+    site_link: str | None = None  # the source's home page (http or https), from its last parse
+    page_entry: str | None = None  # the entry selector auto mode settled on at the last read
+    feed_id: str | None = None  # the source's own id (Atom id), from its last parse
+    feed_author: str | None = None  # the source's own author as given, from its last parse
+    feed_updated: datetime | None = None  # when the source says it last changed (last parse)
+
+
+def display_title(source: Source, state: SourceState | None) -> str:
+    """What a source is called where people read: its configured title, else the title its
+    last parse found, else its name."""
+    return source.title or (state.feed_title if state else None) or source.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +172,10 @@ class ParsedDocument:
     feed_url: str | None = None  # an HTML page's advertised feed, to be read instead
     ttl_seconds: int | None = None  # the feed's own refresh hint (<ttl>, sy:updatePeriod)
     warnings: tuple[str, ...] = ()  # survivable problems (e.g. a tolerated bozo error)
+    # An HTML page's rules when auto mode found or completed them, and how it found the list
+    # ("structure", "microdata", "h-entry", "json-ld", or "given" for the config's entry).
+    auto_select: SelectRules | None = None
+    auto_method: str | None = None
     feed_id: str | None = None  # the feed's own id (Atom id), verbatim
     author: str | None = None  # the feed's own author (Atom author, RSS managingEditor), as given
     updated: datetime | None = None  # when the feed says it last changed, aware UTC
@@ -185,19 +230,6 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class SourceFeed:
-    """What a source's own document says about itself, from its last parse: what the merged
-    feed's atom:source elements carry."""
-
-    name: str  # the configured source's name
-    id: str | None = None  # the document's own id (Atom id), verbatim
-    title: str | None = None  # its title
-    link: str | None = None  # its home page (site link)
-    author: str | None = None  # its own author, as given (may hold an e-mail address)
-    updated: datetime | None = None  # when it says it last changed, aware UTC
-
-
-@dataclass(frozen=True, slots=True)
 class EntryMatch:
     """Which entries an output holds: every entry, or those its filter selects."""
 
@@ -248,6 +280,7 @@ class SourceResult:
     status: int | None = None  # HTTP status, when there was a response
     duration: float = 0.0  # seconds spent on the source
     warnings: tuple[str, ...] = ()  # survivable problems
+    excluded: int = 0  # items its include / exclude filters kept out of the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +292,8 @@ class RefreshReport:
     results: tuple[SourceResult, ...]  # one per source refreshed
     feed_written: bool  # whether feed.atom changed on disk
     snapshot_written: bool  # whether snapshot.json changed on disk
+    removed: tuple[str, ...] = ()  # sources no longer configured, whose copies were removed
+    interrupted: bool = False  # stopped early: the sources not collected were left for later
 
     @property
     def failed(self) -> tuple[SourceResult, ...]:
@@ -375,6 +410,17 @@ class Decision:
     repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
     changed_keys: int = 0  # known copies that came back under a new guid, link or text
     warnings: tuple[str, ...] = ()  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing one source's copies did to the store."""
+
+    source: str  # the source removed
+    copies: int  # its copies deleted
+    entries_removed: int  # entries that no other source had, deleted with them
+    # entries another source also has: they stay, and need their representative chosen again
+    entries_kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

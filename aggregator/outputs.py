@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aggregator import archive, emit
 from aggregator.config import Config
-from aggregator.models import Entry, EntryMatch, Source, SourceFeed
+from aggregator.models import Entry, EntryMatch, Source, SourceState
 from aggregator.store import Store
 
 MAIN = "feed"  # the main output's name: feed.atom and feed.json
@@ -77,13 +77,13 @@ def write_output(
     config: Config,
     store: Store,
     output: Output,
-    feeds: Mapping[str, SourceFeed],
+    states: Mapping[str, SourceState],
     empty_updated: datetime,
     *,
     missing_pages: int = MISSING_PAGES,
 ) -> Written:
-    """Seal what is due, then write the output's feed documents and archive pages. `feeds`
-    is what each source says about itself; `empty_updated` dates a feed without entries."""
+    """Seal what is due, then write the output's feed documents and archive pages. `states`
+    hold what each source says about itself; `empty_updated` dates a feed without entries."""
     base = public_base(config)
     sealed = store.archive_pages(output.name)
     plan = archive.plan(store.output_entries(output.name, output.match), sealed, output.size)
@@ -96,7 +96,7 @@ def write_output(
     pages_dir = config.output_dir / archive.ARCHIVE_DIR / output.name
     current = store.load_entries(plan.current)
     # An empty open page is dated by the feed's newest entry: the same on every refresh.
-    docs = Documents(config, output, meta, base, sources, feeds)
+    docs = Documents(config, output, meta, base, sources, states)
     docs.empty_updated = max((e.updated for e in current), default=empty_updated)
     # The open page, and the page that was open until now (its file holds what it held then),
     # are always written; other pages only when their files are missing, newest first, at
@@ -121,11 +121,11 @@ def write_output(
         links=_atom_links(base, output.name, links),
         next_url=_url(base, output.name, links.prev_archive, "json"),
     )
-    atom = emit.render_atom(subscribe, current, sources, feeds, empty_updated=empty_updated)
+    atom = emit.render_atom(subscribe, current, sources, states, empty_updated=empty_updated)
     if emit.write_if_changed(config.output_dir, f"{output.name}.atom", atom):
         atom_written = True
         changed.append(subscribe.self_url or base + f"{output.name}.atom")
-    json_feed = emit.render_json_feed(subscribe, current, feeds, sources)
+    json_feed = emit.render_json_feed(subscribe, current, sources, states)
     if emit.write_if_changed(config.output_dir, f"{output.name}.json", json_feed):
         changed.append(subscribe.json_url or base + f"{output.name}.json")
     newest = (plan.pages if plan.open else plan.pages - 1) or None
@@ -191,10 +191,10 @@ class Documents:
         meta: emit.FeedMeta,
         base: str,
         sources: Mapping[str, Source],
-        feeds: Mapping[str, SourceFeed],
+        states: Mapping[str, SourceState],
     ) -> None:
         self.config, self.output, self.meta, self.base = config, output, meta, base
-        self.sources, self.feeds = sources, feeds
+        self.sources, self.states = sources, states
         self.empty_updated: datetime | None = None  # the date of a page without entries
         self.folder = config.output_dir / archive.ARCHIVE_DIR / output.name
 
@@ -210,10 +210,10 @@ class Documents:
             next_url=_url(base, name, links.prev_archive, "json"),
         )
         atom = emit.render_atom(
-            page_meta, entries, self.sources, self.feeds, empty_updated=self.empty_updated
+            page_meta, entries, self.sources, self.states, empty_updated=self.empty_updated
         )
         emit.write_if_changed(self.folder, f"{page}.atom", atom)
-        json_feed = emit.render_json_feed(page_meta, entries, self.feeds, self.sources)
+        json_feed = emit.render_json_feed(page_meta, entries, self.sources, self.states)
         emit.write_if_changed(self.folder, f"{page}.json", json_feed)
         if self.output.html:
             html = emit.render_history(self.meta, entries, self.sources, page, pages)

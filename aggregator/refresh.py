@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
@@ -27,9 +28,7 @@ from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
 from aggregator.models import (
     Outcome,
-    ParsedDocument,
     RefreshReport,
-    SourceFeed,
     SourceResult,
     SourceState,
 )
@@ -47,6 +46,16 @@ GROUP_EXCERPTS = 5_000  # stored in one transaction at most (sources already fet
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class Interrupt:
+    """A way to stop a refresh early, from a signal handler: `event.set()`. The refresh then
+    starts no other source, gives the fetches in flight a moment, stores what completed and
+    writes the outputs. `in_flight()` tells how many sources are being fetched right now."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    in_flight: Callable[[], int] = field(default=lambda: 0)
 
 
 # While a refresh runs, the cyclic garbage collector looks at young objects every 50,000 new
@@ -89,6 +98,7 @@ def refresh(
     emit: bool = True,
     guard: NetGuard | None = None,
     store: Store | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RefreshReport:
     """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
 
@@ -98,6 +108,8 @@ def refresh(
     resolver and `[fetch] allow_private`. `store` is the store to use (left open); by default
     the configured one, opened for this refresh.
     """
+    from aggregator import manage
+
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
@@ -105,18 +117,23 @@ def refresh(
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     try:
         with fewer_collections(), _opened(config, store) as store:
+            # Sources deleted from the config leave the store (and so the outputs) first.
+            removed = () if names else tuple(r.source for r in manage.prune_removed(config, store))
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
             elif force:
-                chosen = list(config.sources)
+                chosen = [s for s in config.sources if s.enabled]
             else:
                 chosen = sourcestate.due_sources(config.sources, states, started)
             # One "now" for every entry first seen in this run, whichever thread or process
             # normalizes it: copies seen together tie, and store order (config order) decides.
             collector = Collector(config.fetch, config.excerpt, session, now=started, guard=guard)
+            if interrupt is not None:
+                interrupt.in_flight = collector.in_flight
+            stop = interrupt.event if interrupt is not None else None
             results = []
-            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS):
+            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS, stop):
                 with _STORE_LOCK:
                     stored, failure = _store_group(config, store, ready, clock)
                 results.extend(stored)
@@ -125,6 +142,8 @@ def refresh(
                         on_result(result)
                 if failure is not None:
                     raise failure
+            if config.store_keep_seconds is not None:
+                manage.prune_old(config, store, config.store_keep_seconds, started)
             feed_written, snapshot_written = (
                 write_outputs(config, store) if emit else (False, False)
             )
@@ -134,6 +153,8 @@ def refresh(
                 results=tuple(results),
                 feed_written=feed_written,
                 snapshot_written=snapshot_written,
+                removed=removed,
+                interrupted=stop is not None and stop.is_set(),
             )
     finally:
         if own_session:
@@ -195,9 +216,8 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     generated_at = max(fetched, default=emit.EPOCH)
     # A feed without entries is dated by its last fetch (never 1970), or now before any.
     empty_updated = max(fetched, default=None) or utcnow()
-    feeds = store.feeds()
     written = [
-        outputs.write_output(config, store, o, feeds, empty_updated)
+        outputs.write_output(config, store, o, states, empty_updated)
         for o in outputs.outputs_of(config)
     ]
     main = written[0]
@@ -266,7 +286,8 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
     """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
     if fetched.error is not None:
-        log.warning("%s", fetched.error)
+        # Reported by the caller (the command line, the scheduler) once; the detail under -v.
+        log.debug("%s", fetched.error)
         status = fetched.error.status if isinstance(fetched.error, FetchError) else None
         result = SourceResult(
             source=source.name,
@@ -292,6 +313,7 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
 def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
     """Place a source's excerpts (dedup) and store the decision with its new state."""
     from aggregator import dedup  # numpy and the sketches, only when there is something to place
+    from aggregator.parse.autopage import LAYOUT_CHANGED  # loaded with the body that was read
 
     source, state, document, result = (
         fetched.source,
@@ -300,6 +322,9 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         fetched.result,
     )
     assert document is not None and result is not None
+    for warning in document.warnings:
+        if warning.startswith(LAYOUT_CHANGED):  # a page that needs a look: said in the log too
+            log.warning("%s: %s", source.name, warning)
     ok_state = sourcestate.after_success(
         source, state, result, document=document, body_hash=fetched.body_hash, now=now
     )
@@ -313,7 +338,6 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     with store.transaction():
         decision = dedup.place(fetched.excerpts, store, options)
         store.apply(decision, ok_state, backfill=state.last_success is None)
-        store.save_feeds([_source_feed(source.name, document)])
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
@@ -328,23 +352,13 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         status=result.status,
         duration=fetched.duration,
         warnings=(*document.warnings, *decision.warnings),
-    )
-
-
-def _source_feed(name: str, document: ParsedDocument) -> SourceFeed:
-    """What a source's document said about itself, to keep for the merged feed."""
-    return SourceFeed(
-        name=name,
-        id=document.feed_id,
-        title=document.title,
-        link=document.link,
-        author=document.author,
-        updated=document.updated,
+        excluded=fetched.excluded,
     )
 
 
 __all__ = [
     "ConfigError",
+    "Interrupt",
     "due_at",
     "emit_outputs",
     "refresh",

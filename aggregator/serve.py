@@ -68,7 +68,7 @@ class ConnectionLimits:
     per_client: int = 16  # connections open at once from one address; more are closed at once
     request_seconds: float = 10.0  # a request's line and headers must arrive within this
     idle_seconds: int = 30  # a kept-alive connection with no request is closed after this
-    total: int = 1000  # connections open at once, all clients together
+    total: int = 100  # connections open at once, all clients together
 
 
 def guarded_channel(limits: ConnectionLimits) -> type[HTTPChannel]:
@@ -404,8 +404,6 @@ class Server:
                 connection_limit=limits.total,
                 channel_timeout=limits.idle_seconds,
                 cleanup_interval=min(limits.idle_seconds, 30),
-                # poll(), not select(): select() cannot watch more than 1024 descriptors.
-                asyncore_use_poll=True,
             )
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -27,6 +27,7 @@ from email.utils import parsedate_to_datetime
 
 from aggregator.errors import FetchError, SourceError
 from aggregator.models import FetchResult, ParsedDocument, Source, SourceState
+from aggregator.urls import safe_http_url
 
 __all__ = [
     "MAX_BACKOFF",
@@ -78,7 +79,7 @@ def next_due(source: Source, state: SourceState | None) -> datetime | None:
 
 def is_due(source: Source, state: SourceState | None, now: datetime) -> bool:
     """Whether `source` should be fetched at `now`, given what is remembered of it."""
-    if is_gone(source, state):
+    if not source.enabled or is_gone(source, state):
         return False
     when = next_due(source, state)
     return when is None or when <= now
@@ -119,6 +120,14 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    page_entry = state.page_entry if document is None else auto_entry(document)
+    feed_title, site_link = state.feed_title, state.site_link
+    feed_id, feed_author, feed_updated = state.feed_id, state.feed_author, state.feed_updated
+    if document is not None:
+        feed_title = " ".join((document.title or "").split())[:200] or None
+        site_link = safe_http_url(document.link)
+        feed_id, feed_author = _short(document.feed_id), _short(document.author)
+        feed_updated = document.updated
     return replace(
         state,
         url=source.url,
@@ -140,7 +149,25 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        page_entry=page_entry,
+        feed_title=feed_title,
+        site_link=site_link,
+        feed_id=feed_id,
+        feed_author=feed_author,
+        feed_updated=feed_updated,
     )
+
+
+def auto_entry(document: ParsedDocument) -> str | None:
+    """The entry selector auto mode found for the document's page (not one from the config)."""
+    if document.auto_select is None or document.auto_method == "given":
+        return None
+    return document.auto_select.entry
+
+
+def _short(text: str | None) -> str | None:
+    """A value a source gave about itself, on one line and at most 500 characters."""
+    return " ".join((text or "").split())[:500] or None
 
 
 def after_failure(

@@ -235,14 +235,8 @@ EARLIER = rss(("e-1", "Earlier one"), ("e-2", "Earlier two"))
 STEADY = rss(("s-1", "Steady one"), ("s-2", "Steady two"))
 
 
-def two_sources(
-    tmp_path: Path, server: LocalServer, hostile_url: str, *, fetch: str = "", extra: str = ""
-) -> Config:
-    """A config with a well-behaved `steady` source and the `hostile` one under test."""
-    server.serve("/steady.xml", STEADY, "application/rss+xml")
-    path = write_config(
-        tmp_path,
-        f"""
+# The top of a test config: the merged feed, the outputs in out/, the store in state/.
+CONFIG_HEAD = """
 [feed]
 title = "Merged"
 link = "https://merged.test/"
@@ -250,7 +244,23 @@ link = "https://merged.test/"
 dir = "out"
 [store]
 path = "state/agg.db"
-[fetch]
+"""
+
+
+def config_source(name: str, url: str, extra: str = "") -> str:
+    """A [[sources]] block."""
+    return f'[[sources]]\nname = "{name}"\nurl = "{url}"\n{extra}\n'
+
+
+def two_sources(
+    tmp_path: Path, server: LocalServer, hostile_url: str, *, fetch: str = "", extra: str = ""
+) -> Config:
+    """A config with a well-behaved `steady` source and the `hostile` one under test."""
+    server.serve("/steady.xml", STEADY, "application/rss+xml")
+    path = write_config(
+        tmp_path,
+        CONFIG_HEAD
+        + f"""[fetch]
 timeout = 2
 {fetch}
 [[sources]]

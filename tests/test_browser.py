@@ -108,9 +108,11 @@ def test_the_page_shows_the_latest_entries(served: Server, tmp_path: Path) -> No
     link = items[1].xpath(".//a")[0].get("href")
     assert link.startswith("http://blog.test/post/")
     status = {
-        r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in dom.xpath("//tbody/tr")
+        r.xpath("td")[0].text_content(): r.xpath("td")[2].text_content()
+        for r in dom.xpath("//tbody/tr")
     }
-    assert status == {"blog": "ok", "capture": "ok"}
+    # A source is shown by its feed's own title, its name beside it when they differ.
+    assert status == {"t (blog)": "ok", "capture": "ok"}
     feeds = dom.xpath('//link[@rel="alternate"]/@href')
     assert feeds == ["feed.atom", "feed.json"]
 

@@ -91,12 +91,58 @@ def test_a_mistake_names_its_key(tmp_path: Path, extra: str, expected: str) -> N
     assert expected in str(exc.value) and str(tmp_path) in str(exc.value)
 
 
-def test_the_first_problem_is_shown_with_a_count_of_the_others(tmp_path: Path) -> None:
-    body = MINIMAL.replace('name = "b"', 'name = "b"\ncolour = 1\nmax_entries = 0')
+def test_every_problem_is_listed_at_once_with_the_nearest_key(tmp_path: Path) -> None:
+    body = MINIMAL.replace('title = "x"', 'titel = "x"').replace(
+        'name = "b"', 'name = "b"\ncolour = 1\nmax_entries = 0\ncatgory = "x"'
+    )
     with pytest.raises(ConfigError) as exc:
         load_config(write_config(tmp_path, body))
-    message = str(exc.value)
-    assert "sources[1] ('b')." in message and message.endswith("(and 1 more problem)")
+    lines = str(exc.value).splitlines()
+    assert all(line.startswith(f"{tmp_path / 'config.toml'}: ") for line in lines)
+    problems = sorted(line.split(": ", 1)[1] for line in lines)
+    assert problems == [
+        "feed.titel: unknown key (did you mean title?)",
+        "feed.title: Field required",
+        "sources[1] ('b').catgory: unknown key (did you mean category?)",
+        "sources[1] ('b').colour: unknown key",
+        "sources[1] ('b').max_entries: Input should be greater than or equal to 1",
+    ]
+
+
+def test_per_source_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = MINIMAL.replace(
+        'url = "https://a.example/feed"',
+        'url = "https://a.example/feed"\nenabled = false\ntitle = "Site A"\n'
+        'include = "(?i)python"\nexclude = ["sponsored", "^Ad:"]\n'
+        'headers = { Authorization = "Bearer ${A_TOKEN}" }',
+    )
+    config = load_config(write_config(tmp_path, body + '[store]\nkeep = "365d"\n'))
+    a, b = config.sources
+    assert (a.enabled, a.title, a.include, a.exclude) == (
+        False,
+        "Site A",
+        ("(?i)python",),
+        ("sponsored", "^Ad:"),
+    )
+    # The value is kept as written: the secret is read when the request is made.
+    assert a.headers == (("Authorization", "Bearer ${A_TOKEN}"),)
+    assert (b.enabled, b.include, b.headers) == (True, (), ())
+    assert config.store_keep_seconds == 365 * 86400
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('include = "("', "include: invalid regular expression '('"),
+        ('headers = { "Bad Name" = "x" }', "headers: invalid header name 'Bad Name'"),
+        ("enabled = 0", "enabled: Input should be a valid boolean"),
+    ],
+)
+def test_a_bad_source_option_names_its_key(tmp_path: Path, line: str, expected: str) -> None:
+    body = MINIMAL.replace('name = "a"', f'name = "a"\n{line}')
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_config(tmp_path, body))
+    assert expected in str(exc.value)
 
 
 OUTPUTS = """
@@ -175,3 +221,10 @@ def test_the_output_keys_given(tmp_path: Path) -> None:
     assert config.feed.author == "Ann Lee <ann@example.org>"
     assert config.feed.self_url == "https://x.example/pub/feed.atom"
     assert config.content == "full"
+
+
+def test_a_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match="config file not found: create one with `aggregator init`"
+    ):
+        load_config(tmp_path / "nope.toml")

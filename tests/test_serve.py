@@ -224,8 +224,12 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
     (site,) = source.xpath("a/@href")  # the source's site
     assert site.startswith("http://127.0.0.1:") and site.endswith("/") and "good" not in site
     assert first.xpath(".//time")[0].get("datetime").startswith("2026-06-")
-    rows = {r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in doc.xpath("//tbody/tr")}
-    assert rows["good"] == "ok" and rows["bad"].startswith("error: HTTP 404")
+    rows = {
+        r.xpath("td")[0].text_content(): r.xpath("td")[2].text_content()
+        for r in doc.xpath("//tbody/tr")
+    }
+    # Shown by its feed's own title ("t"), the name beside it; a source never read by its name.
+    assert rows["t (good)"] == "ok" and rows["bad"].startswith("error: HTTP 404")
 
 
 def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path]) -> None:

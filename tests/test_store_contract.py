@@ -22,7 +22,6 @@ from aggregator.models import (
     Placement,
     RawItem,
     Source,
-    SourceFeed,
     SourceState,
     StoredCopy,
 )
@@ -101,7 +100,6 @@ def test_a_new_store_is_empty(store: Store) -> None:
     empty = store.candidates(CandidateQuery(keys=frozenset({("a", "k")}), links=frozenset({"l"})))
     assert (empty.by_key, empty.by_link, empty.by_fingerprint, empty.by_hash) == ({}, {}, {}, {})
     assert store.entries({"urn:x"}) == {}
-    assert dict(store.feeds()) == {}
 
 
 def test_source_state_round_trips(store: Store) -> None:
@@ -121,6 +119,11 @@ def test_source_state_round_trips(store: Store) -> None:
         redirect_url="https://a.test/moved",
         redirect_streak=2,
         ttl_seconds=600,
+        feed_title="A's own title",
+        site_link="https://a.test/",
+        feed_id="tag:a.test,2026:feed",
+        feed_author="Ann Lee <ann@a.test>",
+        feed_updated=T0 - timedelta(hours=2),
     )
     store.save_states([state])
     assert store.get_state("a") == state
@@ -205,26 +208,6 @@ def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
     assert [(c.source, c.rule) for c in cluster.copies] == [("a", "new"), ("b", "text")]
     assert store.clusters("b") == [cluster] and store.clusters("zzz") == []
     assert store.latest(1) == latest[:1]
-
-
-def test_what_sources_say_about_themselves_round_trips(store: Store) -> None:
-    a = SourceFeed(
-        name="a",
-        id="tag:a.test,2026:feed",
-        title="A's notes",
-        link="https://a.test/",
-        author="Ann Lee <ann@a.test>",
-        updated=T0,
-    )
-    b = SourceFeed(name="b")  # a text capture says nothing about itself
-    store.save_feeds([a, b])
-    assert dict(store.feeds()) == {"a": a, "b": b}
-    # A later parse replaces what was kept for that source only.
-    a2 = replace(a, title="A's notes, renamed", author=None, updated=T0 + timedelta(days=1))
-    with store.transaction():
-        store.save_feeds([a2])
-    store.save_feeds([])
-    assert dict(store.feeds()) == {"a": a2, "b": b}
 
 
 def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
@@ -463,3 +446,95 @@ def test_asked_again_an_output_sees_what_changed_since(store: Store) -> None:
     assert store.output_entries("ml", EntryMatch()) == [b.id]
     assert store.output_entries("ml", EntryMatch.of(sources=["a"])) == [b.id]
     assert store.output_entries("ml", EntryMatch.of(sources=["zzz"])) == []
+
+
+# --- removing a source and pruning ---------------------------------------------------------------
+
+
+def repick(store: Store, kept: tuple[str, ...]) -> None:
+    """Choose the kept entries' representatives again by dedup's rule, as `remove` does."""
+    store.set_representatives(dedup.representatives(store.entries(kept)))
+
+
+def test_removing_a_source_deletes_what_only_it_had(store: Store) -> None:
+    only = copy_of("gone", 1)
+    other = copy_of("stays", 2, at=1)
+    write(store, new(only, (31, 32)))
+    write(store, new(other))
+    store.save_states([SourceState(name="gone", etag='"g"'), SourceState(name="stays")])
+    with store.transaction():
+        removal = store.remove_source("gone")
+        repick(store, removal.entries_kept)
+    assert (removal.source, removal.copies, removal.entries_removed) == ("gone", 1, 1)
+    assert removal.entries_kept == ()
+    assert [e.id for e in store.latest(10)] == [other.id]
+    assert store.entry_counts() == {"stays": 1}
+    assert store.get_state("gone") is None and store.get_state("stays") is not None
+    found = store.candidates(
+        CandidateQuery(
+            keys=frozenset({("gone", only.key)}),
+            fingerprints=frozenset({only.fingerprint}),
+            hashes=frozenset({31, 32}),
+        )
+    )
+    assert (found.by_key, found.by_fingerprint, found.by_hash) == ({}, {}, {})
+
+
+def test_a_shared_entry_stays_represented_by_a_remaining_copy(store: Store) -> None:
+    # "first" has the longer, untruncated text: it represents the entry until it is removed.
+    first = copy_of("first", 1, text=TEXT + " It goes on for a while longer than the other.")
+    second = copy_of("second", 1, link="https://second.test/1", at=2)
+    write(store, new(first))
+    write(
+        store,
+        Placement(second, first.id, "similar", 0.9),
+        representatives={first.id: ("first", first.key)},
+    )
+    assert store.latest(1)[0].source == "first"
+    with store.transaction():
+        removal = store.remove_source("first")
+        repick(store, removal.entries_kept)
+    assert removal.entries_kept == (first.id,) and removal.entries_removed == 0
+    (entry,) = store.latest(10)
+    assert entry.id == first.id  # the id never changes
+    assert (entry.source, entry.title, entry.link) == ("second", second.title, second.link)
+    assert entry.first_seen == second.first_seen
+    assert [p.source for p in entry.sources] == ["second"] and entry.duplicates == ()
+    assert store.entry_counts() == {"second": 1}
+    assert [c.copies[0].source for c in store.clusters()] == []
+
+
+def test_removing_an_unknown_source_changes_nothing(store: Store) -> None:
+    e = copy_of("a", 1)
+    write(store, new(e))
+    removal = store.remove_source("nobody")
+    assert (removal.copies, removal.entries_removed, removal.entries_kept) == (0, 0, ())
+    assert [x.id for x in store.latest(10)] == [e.id]
+
+
+def test_prune_keeps_the_newest_entries_and_the_recent_ones(store: Store) -> None:
+    day = timedelta(days=1)
+    old = [copy_of("a", n, published=T0 - (100 + n) * day) for n in range(4)]
+    recent = copy_of("a", 9, published=T0 - 2 * day)
+    for e in (*old, recent):
+        write(store, new(e))
+    # Entries first seen at T0: none is old by first sight until the cut is after T0.
+    assert store.prune(T0 - 30 * day, keep=1) == 0
+    cut = T0 + timedelta(hours=1)
+    assert store.prune(cut, keep=2) == 3  # the newest two stay, whatever their age
+    assert [e.id for e in store.latest(10)] == [recent.id, old[0].id]
+    assert store.entry_counts() == {"a": 2}
+    found = store.candidates(CandidateQuery(keys=frozenset({("a", old[3].key)})))
+    assert found.by_key == {}
+    assert store.prune(cut, keep=5) == 0
+
+
+def test_an_entry_removed_with_its_source_leaves_its_page(store: Store) -> None:
+    a, b = copy_of("a", 1, at=1), copy_of("b", 2, at=2)
+    write(store, new(a))
+    write(store, new(b))
+    store.seal_archive("feed", 1, [b.id, a.id])
+    with store.transaction():
+        store.remove_source("b")
+    assert store.archive_page("feed", 1) == [a.id]
+    assert store.archive_pages("feed") == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -22,7 +23,7 @@ from aggregator.models import (
     Decision,
     Entry,
     EntryMatch,
-    SourceFeed,
+    Removal,
     SourceState,
     StoredEntry,
 )
@@ -69,18 +70,6 @@ class Store(CandidateView, Protocol):
         """Several sources' states in one write."""
         ...
 
-    # --- what sources say about themselves ----------------------------------------------
-
-    def save_feeds(self, feeds: Sequence[SourceFeed]) -> None:
-        """What sources' own documents said about themselves at their last parse, replacing
-        what was kept for those sources; in one write."""
-        ...
-
-    def feeds(self) -> Mapping[str, SourceFeed]:
-        """What each source's document said about itself, by source name (sources never
-        parsed are left out)."""
-        ...
-
     # --- a batch --------------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -94,6 +83,26 @@ class Store(CandidateView, Protocol):
 
         `backfill` marks a source's first crawl: its undated entries are back-catalogue, so
         they sort below every dated entry instead of flooding the top as "seen just now"."""
+        ...
+
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies and its state, in one write (a savepoint inside a
+        transaction). An entry left without copies goes with them; an entry another source
+        also has stays, with its dates, first copy and counts recomputed from the copies left,
+        and is listed in `entries_kept`: its representative is chosen again by the caller
+        (dedup's rule) and written with `set_representatives`, in the same transaction."""
+        ...
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        """Entry id -> (source, key) of the copy that represents it from now on."""
+        ...
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the entries (with their copies) first seen and last updated before `before`
+        that are not among the newest `keep` entries of the outputs' order. Returns how many
+        entries left."""
         ...
 
     # --- reading for output ---------------------------------------------------------------

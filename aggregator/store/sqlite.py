@@ -23,8 +23,6 @@ Tables:
   have a fingerprint; `copies.fingerprint` itself decides.
 - `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
   and HTML content, as dedup chose it.
-- `source_feeds`: what each source's own document said about itself at its last parse (id,
-  title, site link, author, updated).
 - `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
   page and its position there. An entry is in at most one page of an output.
 - `output_reads`: what `output_entries` last answered for each output (its filter, the newest
@@ -64,13 +62,13 @@ from aggregator.models import (
     Excerpt,
     Placement,
     Provenance,
-    SourceFeed,
+    Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
 )
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 13
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -211,16 +209,26 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
-    # 10: each copy's source HTML (for full content), and what each source's own document
-    # says about itself (for the merged feed's atom:source elements).
+    # 10: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title TEXT;
+    ALTER TABLE sources ADD COLUMN site_link TEXT;
+    """,
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
+    # 12: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
     """
     ALTER TABLE copies ADD COLUMN html TEXT;
-    CREATE TABLE source_feeds (
-        name TEXT PRIMARY KEY,
-        id TEXT, title TEXT, link TEXT, author TEXT, updated TEXT
-    );
+    ALTER TABLE sources ADD COLUMN feed_id TEXT;
+    ALTER TABLE sources ADD COLUMN feed_author TEXT;
+    ALTER TABLE sources ADD COLUMN feed_updated TEXT;
     """,
-    # 11: the sealed archive pages of each output (RFC 5005): which entries, in which order.
+    # 13: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # an entry deleted (pruned, or its only source removed) leaves its page. And what
+    # output_entries last answered for each output.
     """
     CREATE TABLE archived (
         output TEXT NOT NULL,
@@ -230,6 +238,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (output, entry_id)
     ) WITHOUT ROWID;
     CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries BEGIN
+        DELETE FROM archived WHERE entry_id = old.id;
+    END;
     CREATE TABLE output_reads (
         output TEXT PRIMARY KEY,
         match TEXT NOT NULL,
@@ -264,8 +276,14 @@ _STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "feed_title",
+    "site_link",
+    "page_entry",
+    "feed_id",
+    "feed_author",
+    "feed_updated",
 )
-_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due"}
+_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due", "feed_updated"}
 _SAVE_STATE = (
     f"INSERT INTO sources (name, {', '.join(_STATE_FIELDS)}) "
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
@@ -535,30 +553,6 @@ class SQLiteStore:
                 for state in states
             ],
         )
-
-    # --- what sources say about themselves ----------------------------------------------
-
-    def save_feeds(self, feeds: Sequence[SourceFeed]) -> None:
-        rows = [(f.name, f.id, f.title, f.link, f.author, iso(f.updated)) for f in feeds]
-        if rows:
-            self._write(lambda: self._save_feeds(rows))
-
-    def _save_feeds(self, rows: Sequence[tuple[str | None, ...]]) -> None:
-        self._db.executemany(
-            "INSERT INTO source_feeds (name, id, title, link, author, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "id = excluded.id, title = excluded.title, link = excluded.link, "
-            "author = excluded.author, updated = excluded.updated",
-            rows,
-        )
-
-    def feeds(self) -> dict[str, SourceFeed]:
-        return {
-            name: SourceFeed(name, id_, title, link, author, from_iso(updated))
-            for name, id_, title, link, author, updated in self._db.execute(
-                "SELECT name, id, title, link, author, updated FROM source_feeds"
-            )
-        }
 
     # --- the candidate view ---------------------------------------------------------------
 
@@ -933,13 +927,12 @@ class SQLiteStore:
             "(SELECT backfill FROM entries WHERE id = ?)) WHERE id = ?",
             (loser, winner),
         )
-        self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
         # An archive page that held the merged entry holds its survivor, unless the survivor
-        # is archived in that output already.
+        # is archived in that output already (the entry's other rows go with it, by trigger).
         self._db.execute(
             "UPDATE OR IGNORE archived SET entry_id = ? WHERE entry_id = ?", (winner, loser)
         )
-        self._db.execute("DELETE FROM archived WHERE entry_id = ?", (loser,))
+        self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
 
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
@@ -966,6 +959,116 @@ class SQLiteStore:
         self._db.executemany(
             "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?", changed
         )
+
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies, its emptied entries and its state (see the Protocol)."""
+        out: list[Removal] = []
+        self._write(lambda: out.append(self._remove_source(name)))
+        return out[0]
+
+    def _remove_source(self, name: str) -> Removal:
+        rows = self._db.execute(
+            "SELECT rowid, entry_id FROM copies WHERE source = ?", (name,)
+        ).fetchall()
+        touched = {entry_id for _, entry_id in rows}
+        self._delete_copies([rowid for rowid, _ in rows])
+        kept = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT entry_id FROM copies "
+                "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (_json_list(touched),),
+            )
+        }
+        self._delete_entries(touched - kept)
+        self._after_losing_copies(kept)
+        self._db.execute("DELETE FROM sources WHERE name = ?", (name,))
+        self._db.execute("DELETE FROM source_counts WHERE source = ?", (name,))
+        return Removal(name, len(rows), len(touched - kept), tuple(sorted(kept)))
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+        if rows:
+            self._write(
+                lambda: self._db.executemany(
+                    "UPDATE entries SET representative = "
+                    "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                    rows,
+                ).close()
+            )
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the old entries beyond the newest `keep` (see the Protocol)."""
+        out: list[int] = []
+        self._write(lambda: out.append(self._prune(iso(before) or "", keep)))
+        return out[0]
+
+    def _prune(self, before: str, keep: int) -> int:
+        old = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM entries WHERE first_seen < ? AND updated < ? "
+                "AND id NOT IN (SELECT id FROM entries ORDER BY sort_date DESC, seq DESC LIMIT ?)",
+                (before, before, keep),
+            )
+        ]
+        if old:
+            rowids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT rowid FROM copies WHERE entry_id IN (SELECT value FROM json_each(?))",
+                    (_json_list(old),),
+                )
+            ]
+            self._delete_copies(rowids)
+            self._delete_entries(old)
+        return len(old)
+
+    def _delete_copies(self, rowids: Collection[int]) -> None:
+        """Delete copies with their candidate-index rows (the delete trigger keeps the counts)."""
+        index_rows: list[tuple[int, int]] = []
+        for rowid, fingerprint, blob in self._db.execute(
+            "SELECT rowid, fingerprint, sketch FROM copies "
+            "WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        ):
+            index_rows.extend((h, rowid) for h in _unpacked(blob))
+            index_rows.append((fingerprint_key(fingerprint), rowid))
+        for table in _SKETCH_TABLES:
+            self._db.executemany(f"DELETE FROM {table} WHERE hash = ? AND copy = ?", index_rows)
+        self._db.execute(
+            "DELETE FROM copies WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        )
+        self._forget_seen()
+
+    def _delete_entries(self, ids: Collection[str]) -> None:
+        self._db.execute(
+            "DELETE FROM entries WHERE id IN (SELECT value FROM json_each(?))", (_json_list(ids),)
+        )
+
+    def _after_losing_copies(self, ids: Collection[str]) -> None:
+        """Entries that lost copies: their first sight is their earliest copy's, that copy is
+        the first one (rule "new") when the first is gone, and their dates follow the rest."""
+        if not ids:
+            return
+        wanted = _json_list(ids)
+        self._db.execute(
+            "UPDATE entries SET first_seen = (SELECT min(first_seen) FROM copies c "
+            "WHERE c.entry_id = entries.id) WHERE id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+        self._db.execute(
+            "UPDATE copies SET rule = 'new', score = NULL WHERE rowid IN ("
+            "SELECT (SELECT c.rowid FROM copies c WHERE c.entry_id = e.id "
+            "ORDER BY c.first_seen, c.rowid LIMIT 1) FROM entries e "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+            "(SELECT 1 FROM copies n WHERE n.entry_id = e.id AND n.rule = 'new'))",
+            (wanted,),
+        )
+        self._refresh_dates(ids)
 
     # --- reading for output ---------------------------------------------------------------
 
