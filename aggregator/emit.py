@@ -627,13 +627,22 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def site_url(source: Source | None) -> str | None:
-    """The site of a source, for a link on its name: the origin of its public address."""
+def site_url(source: Source | None, state: SourceState | None = None) -> str | None:
+    """The site of a source, for a link on its name: the home page its feed names, else the
+    origin of its public address."""
+    if state is not None and state.site_link:
+        return state.site_link
     url = public_url(source) if source else None
     if not url:
         return None
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}/"
+
+
+def _sites(
+    sources: Mapping[str, Source], states: Mapping[str, SourceState] | None
+) -> dict[str, str | None]:
+    return {name: site_url(s, (states or {}).get(name)) for name, s in sources.items()}
 
 
 def _head(title: str, root: str, feeds: Sequence[tuple[str, str]]) -> list[str]:
@@ -685,10 +694,10 @@ def _filters(entries: Sequence[Entry]) -> tuple[dict[str, int], list[str], str]:
 
 
 def _entry_list(
-    entries: Sequence[Entry], sources: Mapping[str, Source], numbers: Mapping[str, int]
+    entries: Sequence[Entry], sites: Mapping[str, str | None], numbers: Mapping[str, int]
 ) -> list[str]:
     out = ['<ol id="latest">']
-    out.extend(_index_entry(entry, sources, numbers) for entry in entries)
+    out.extend(_index_entry(entry, sites, numbers) for entry in entries)
     out.append("</ol>")
     return out
 
@@ -731,7 +740,7 @@ def render_index(
         out.append(f'<p class="sub" id="outputs">More feeds: {links}</p>')
     out.append("<h2>Latest updates</h2>")
     out.extend(filters)
-    out.extend(_entry_list(entries, by_name, numbers))
+    out.extend(_entry_list(entries, _sites(by_name, states), numbers))
     if not entries:
         out.append("<p>Nothing yet: no source has been fetched.</p>")
     if history:
@@ -778,6 +787,7 @@ def render_history(
     sources: Mapping[str, Source],
     page: int,
     pages: int,
+    states: Mapping[str, SourceState] | None = None,
 ) -> bytes:
     """Archive page `page` of `pages` as an HTML page (archive/feed/<page>.html), with links
     to the newer and older pages. Like the archive documents, a sealed page never changes."""
@@ -797,7 +807,7 @@ def render_history(
     nav += "</nav>"
     out.append(nav)
     out.extend(filters)
-    out.extend(_entry_list(entries, sources, numbers))
+    out.extend(_entry_list(entries, _sites(sources, states), numbers))
     if not entries:
         out.append("<p>Nothing on this page yet.</p>")
     out.append(nav)
@@ -810,12 +820,12 @@ def _day(value: datetime, with_time: bool = False) -> str:
     return value.astimezone(UTC).strftime(fmt)
 
 
-def _source_name(name: str, sources: Mapping[str, Source]) -> str:
-    site = site_url(sources.get(name))
+def _source_name(name: str, sites: Mapping[str, str | None]) -> str:
+    site = sites.get(name)
     return f'<a href="{_e(site)}">{_e(name)}</a>' if site else _e(name)
 
 
-def _index_entry(entry: Entry, sources: Mapping[str, Source], numbers: Mapping[str, int]) -> str:
+def _index_entry(entry: Entry, sites: Mapping[str, str | None], numbers: Mapping[str, int]) -> str:
     title = _e(entry.title)
     if entry.link and entry.link.startswith(("http://", "https://")):
         title = f'<a href="{_e(entry.link)}">{title}</a>'
@@ -832,7 +842,7 @@ def _index_entry(entry: Entry, sources: Mapping[str, Source], numbers: Mapping[s
     others = sorted({p.source for p in entry.sources} - {entry.source})
     also = (
         ' · <span class="also">also at: '
-        + ", ".join(_source_name(name, sources) for name in others)
+        + ", ".join(_source_name(name, sites) for name in others)
         + "</span>"
         if others
         else ""
@@ -840,7 +850,7 @@ def _index_entry(entry: Entry, sources: Mapping[str, Source], numbers: Mapping[s
     return (
         f'<li class="entry{classes}"><div class="title"><strong>{title}</strong></div>'
         f'<div class="meta"><time datetime="{_e(_dt(when))}">{_e(_day(when))}</time> · '
-        f'<span class="source">{_source_name(entry.source, sources)}</span>{also}{cats}</div>'
+        f'<span class="source">{_source_name(entry.source, sites)}</span>{also}{cats}</div>'
         f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
     )
 

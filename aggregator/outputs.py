@@ -216,5 +216,5 @@ class Documents:
         json_feed = emit.render_json_feed(page_meta, entries, self.sources, self.states)
         emit.write_if_changed(self.folder, f"{page}.json", json_feed)
         if self.output.html:
-            html = emit.render_history(self.meta, entries, self.sources, page, pages)
+            html = emit.render_history(self.meta, entries, self.sources, page, pages, self.states)
             emit.write_if_changed(self.folder, f"{page}.html", html)

@@ -124,7 +124,8 @@ def team_feed(name: str, numbers: range, tags: dict[int, str]) -> str:
         f"<description>What topic {i} is about, in a sentence or two.</description></item>"
         for i in numbers
     )
-    return f'<rss version="2.0"><channel><title>{name}</title>{items}</channel></rss>'
+    site = f"<link>https://{name}.example/</link>" if name != "planet" else ""
+    return f'<rss version="2.0"><channel><title>{name}</title>{site}{items}</channel></rss>'
 
 
 @pytest.fixture
@@ -160,7 +161,9 @@ def test_the_page_shows_where_else_an_entry_was_seen_and_pages_through_history(
     assert [li.xpath(".//strong")[0].text_content() for li in items][:2] == ["Topic 11", "Topic 10"]
     also = items[0].xpath('.//span[@class="also"]')[0]
     assert also.text_content() == "also at: gamma, planet"
-    assert also.xpath("a/@href")[0].startswith("http://127.0.0.1:")
+    # A source's site is the home page its feed names, else the origin of its address.
+    gamma, planet = also.xpath("a/@href")
+    assert gamma == "https://gamma.example/" and planet.startswith("http://127.0.0.1:")
     assert dom.xpath('//link[@rel="alternate"]/@href') == [
         "feed.atom",
         "feed.json",
