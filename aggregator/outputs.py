@@ -85,12 +85,14 @@ def write_output(
     """Seal what is due, then write the output's feed documents and archive pages. `states`
     hold what each source says about itself; `empty_updated` dates a feed without entries."""
     base = public_base(config)
-    sealed = store.archive_pages(output.name)
-    plan = archive.plan(store.output_entries(output.name, output.match), sealed, output.size)
-    if plan.new_pages:
-        with store.transaction():
-            for n, ids in enumerate(plan.new_pages, sealed + 1):
-                store.seal_archive(output.name, n, ids)
+    # Read and seal under the write lock: another process writing the outputs at the same
+    # time waits, then finds the pages sealed.
+    with store.transaction():
+        sealed = store.archive_pages(output.name)
+        unsealed = store.output_entries(output.name, output.match)
+        plan = archive.plan(unsealed, sealed, output.size)
+        for n, ids in enumerate(plan.new_pages, sealed + 1):
+            store.seal_archive(output.name, n, ids)
     sources = {s.name: s for s in config.sources}
     meta = feed_meta(config, output, base)
     pages_dir = config.output_dir / archive.ARCHIVE_DIR / output.name

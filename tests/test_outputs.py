@@ -7,6 +7,7 @@ import gzip
 import http.client
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from lxml import etree
 
 from aggregator import outputs, websub
 from aggregator.config import Config, load_config
-from aggregator.refresh import refresh
+from aggregator.refresh import refresh, write_outputs
 from aggregator.serve import SEALED_CACHE_CONTROL, Server
 from aggregator.store import open_store
 from tests.helpers import LocalServer, write_config
@@ -310,3 +311,27 @@ def test_a_long_history_sealed_at_once_appears_newest_page_first(site: Site) -> 
     assert (pages / "2.atom").exists()
     ids, _ = walk_atom(site, "/feed.atom")
     assert sorted(ids) == sorted(stored_ids(site.config))
+
+
+def test_two_writers_at_once_seal_each_page_once(site: Site) -> None:
+    """A refresh from cron beside the scheduler's: both write the outputs of one store."""
+    site.upstream.serve("/blog.xml", posts(0, 40))
+    refresh(site.config, force=True, emit=False)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with open_store(site.config) as store:
+                write_outputs(site.config, store)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    ids, pages = walk_atom(site, "/feed.atom")
+    assert sorted(ids) == sorted(stored_ids(site.config)) and len(ids) == len(set(ids)) == 41
+    assert len(pages) == 10
