@@ -529,12 +529,20 @@ def test_prune_keeps_the_newest_entries_and_the_recent_ones(store: Store) -> Non
     assert store.prune(cut, keep=5) == 0
 
 
-def test_an_entry_removed_with_its_source_leaves_its_page(store: Store) -> None:
-    a, b = copy_of("a", 1, at=1), copy_of("b", 2, at=2)
-    write(store, new(a))
-    write(store, new(b))
-    store.seal_archive("feed", 1, [b.id, a.id])
+def test_an_entry_removed_or_pruned_leaves_its_page(store: Store) -> None:
+    a, b, c = copy_of("a", 1, at=1), copy_of("b", 2, at=2), copy_of("c", 3, at=3)
+    for e in (a, b, c):
+        write(store, new(e))
+    store.seal_archive("feed", 1, [c.id, b.id, a.id])
     with store.transaction():
         store.remove_source("b")
-    assert store.archive_page("feed", 1) == [a.id]
-    assert store.archive_pages("feed") == 1
+    assert store.archive_page("feed", 1) == [c.id, a.id]
+    assert store.prune(T0 + timedelta(days=1), keep=1) == 1  # a, the oldest
+    assert store.archive_page("feed", 1) == [c.id]
+    store.seal_archive("feed", 2, [])
+    assert store.prune(T0 + timedelta(days=1), keep=0) == 1  # c: page 1 is empty now
+    assert store.archive_page("feed", 1) == []
+    # The pages still count: the next one sealed is page 3.
+    assert store.archive_pages("feed") == 2
+    with pytest.raises(StorageError):
+        store.seal_archive("feed", 1, [])

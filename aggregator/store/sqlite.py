@@ -24,7 +24,8 @@ Tables:
 - `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
   and HTML content, as dedup chose it.
 - `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
-  page and its position there. An entry is in at most one page of an output.
+  page and its position there. An entry is in at most one page of an output. `archive_pages`
+  counts each output's pages (a page all of whose entries were pruned still counts).
 - `output_reads`: what `output_entries` last answered for each output (its filter, the newest
   entry and copy then, the ids), so that the next call judges only the entries that are new or
   gained a copy since, not the whole store.
@@ -239,6 +240,10 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX archived_page ON archived (output, page, position);
     CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TABLE archive_pages (
+        output TEXT PRIMARY KEY,
+        pages INTEGER NOT NULL
+    );
     CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries BEGIN
         DELETE FROM archived WHERE entry_id = old.id;
     END;
@@ -1170,10 +1175,11 @@ class SQLiteStore:
         )
 
     def archive_pages(self, output: str) -> int:
+        # Counted apart from `archived`: a page whose entries were all pruned still exists.
         row = self._db.execute(
-            "SELECT coalesce(max(page), 0) FROM archived WHERE output = ?", (output,)
+            "SELECT pages FROM archive_pages WHERE output = ?", (output,)
         ).fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
 
     def archive_page(self, output: str, page: int) -> list[str]:
         return [
@@ -1198,6 +1204,11 @@ class SQLiteStore:
                 self._db.executemany(
                     "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
                     [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                )
+                self._db.execute(
+                    "INSERT INTO archive_pages (output, pages) VALUES (?, ?) "
+                    "ON CONFLICT (output) DO UPDATE SET pages = excluded.pages",
+                    (output, page),
                 )
             except sqlite3.IntegrityError:
                 raise StorageError(
