@@ -220,6 +220,10 @@ def test_archive_pages_link_both_ways_and_sealed_ones_are_cached_for_good(site: 
     assert feed_files() == mtimes
     site.refresh(0, 14)
     assert (out / "archive/feed/1.atom").read_bytes() == first
+    status, headers, body = site.get("/archive/feed/1.html")
+    assert status == 200 and headers["cache-control"] == SEALED_CACHE_CONTROL
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert b'href="2.html"' in body
     assert site.get("/archive/feed/9.atom")[0] == 404
     assert site.get("/archive/../config.toml")[0] == 404
     assert site.get("/archive/feed/0.atom")[0] == 404
