@@ -270,6 +270,7 @@ class Collector:
                 now=self._now,
                 options=self._excerpt,
                 keep_html=document.kind == "feed",
+                site=document.link,
             )
         kept = filtered(source, excerpts)
         return Collected(

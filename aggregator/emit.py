@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from aggregator import __version__
 from aggregator.errors import EmitError
 from aggregator.models import Entry, Source, SourceState, display_title
+from aggregator.problems import plain_words
 
 if TYPE_CHECKING:
     from feedgen.entry import FeedEntry
@@ -487,6 +488,8 @@ def _snapshot_source(source: Source, state: SourceState | None, count: int) -> d
         "next_due": _dt(state.next_due) if state else None,
         "title": display_title(source, state),
         "site_link": state.site_link if state else None,
+        "interval_seconds": source.interval_seconds,  # /healthz judges last_success by it
+        "warnings": list(state.warnings) if state else [],  # survivable problems, last read
     }
 
 
@@ -602,9 +605,9 @@ def _json_feed_item(entry: Entry, origin: _Origin, content: ContentMode) -> dict
 
 _PAGE_CSS = """\
 :root{color-scheme:light dark;--fg:#222;--muted:#666;--bg:#fff;--line:#ddd;--tag:#eef;
---link:#0645ad;--err:#a00}
+--link:#0645ad;--err:#a00;--warn:#850}
 @media (prefers-color-scheme:dark){:root{--fg:#ddd;--muted:#9a9a9a;--bg:#131417;--line:#34363b;
---tag:#2a2f45;--link:#8ab4f8;--err:#ff8a80}}
+--tag:#2a2f45;--link:#8ab4f8;--err:#ff8a80;--warn:#e0a040}}
 body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;
 color:var(--fg);background:var(--bg)}a{color:var(--link)}
 h1{font-size:1.6rem;margin-bottom:.2rem}h1 a{color:inherit;text-decoration:none}
@@ -617,6 +620,7 @@ td,th{border-bottom:1px solid var(--line);padding:.3rem;text-align:left}.error{c
 nav.cats{font-size:.85rem;line-height:2}nav.cats a{margin-right:.4rem;white-space:nowrap}
 nav.pages{display:flex;justify-content:space-between;margin:1.5rem 0}
 .also a,.source a,a.cat{color:inherit}a.cat{text-decoration:none}
+.warnings{margin:.2rem 0 0;padding-left:1rem;color:var(--warn);font-size:.85rem}
 @media (max-width:40rem){#sources th:nth-child(2),#sources td:nth-child(2){display:none}}"""
 # Categories offered as filters on one page, the most used first.
 MAX_FILTERS = 40
@@ -765,7 +769,14 @@ def _sources_table(
         row = _snapshot_source(s, states.get(s.name), counts.get(s.name, 0))
         status = _e(row["status"])
         if row["error"]:
-            status = f'<span class="error">{status}: {_e(row["error"])}</span>'
+            # Plain words here; the message itself is for `aggregator sources`.
+            status = f'<span class="error">{status}: {_e(plain_words(row["error"]))}</span>'
+        if row["warnings"]:
+            status += (
+                '<ul class="warnings">'
+                + "".join(f"<li>{_e(w)}</li>" for w in row["warnings"])
+                + "</ul>"
+            )
         fetched = states.get(s.name)
         when = _day(fetched.last_fetch, True) if fetched and fetched.last_fetch else "never"
         shown = _e(row["title"])

@@ -117,6 +117,9 @@ class SourceState:
     feed_id: str | None = None  # the source's own id (Atom id), from its last parse
     feed_author: str | None = None  # the source's own author as given, from its last parse
     feed_updated: datetime | None = None  # when the source says it last changed (last parse)
+    # survivable problems of the last body read (tolerated malformed XML, a truncated feed,
+    # repeated guids, a later page that failed...); replaced by each fetch that reads a body
+    warnings: tuple[str, ...] = ()
 
 
 def display_title(source: Source, state: SourceState | None) -> str:
@@ -204,6 +207,9 @@ class Excerpt:
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
     link_key: str | None = None  # identity form of the link (https, no trailing slash)
     html: str | None = None  # the source's HTML content, unsanitized; None for plain text
+    # host of the source's own site (its document's home link, else the source URL's host;
+    # urls.site_host form): a copy whose link is on it is the original's own copy
+    site_host: str | None = None
 
     @property
     def sort_date(self) -> datetime:
@@ -351,6 +357,9 @@ class CopyRank:
     length: int  # characters of its excerpt
     first_seen: datetime  # when it was first seen
     rowid: int  # the store's number for it, increasing with age
+    link: str | None = None  # its link, as displayed
+    site_host: str | None = None  # host of its source's own site (Excerpt.site_host)
+    published: datetime | None = None  # its trusted published date
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +411,10 @@ class Decision:
     # entry id -> (source, key) of the copy that represents it, for every entry the batch
     # creates or changes
     representatives: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # stored entry id -> the id it takes: an entry whose copies were all first seen at one
+    # moment is named by its representative copy (placements, merges and representatives name
+    # it by its stored id; the store renames it after writing them)
+    renames: Mapping[str, str] = field(default_factory=dict)
     new: int = 0  # copies of posts seen for the first time
     joined: int = 0  # new copies of posts already known
     updated: int = 0  # stored copies whose content or key changed

@@ -16,7 +16,7 @@ from hashlib import blake2b
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source
 from aggregator.textutil import clean_text, cut, first_sentence, fold, html_to_text, is_truncated
-from aggregator.urls import safe_http_url, url_forms
+from aggregator.urls import safe_http_url, site_host, url_forms
 
 __all__ = [
     "EARLIEST_DATE",
@@ -45,9 +45,12 @@ def normalize(
     now: datetime,
     options: ExcerptOptions,
     keep_html: bool = True,
+    site: str | None = None,
 ) -> Excerpt:
     """Turn one parsed entry into the record the later stages work with. With `keep_html`
-    (a feed's item: its HTML is the post's own), the item's HTML is kept for full content."""
+    (a feed's item: its HTML is the post's own), the item's HTML is kept for full content.
+    `site` is the source's own home page as its document gives it (the feed's alternate
+    link); without it, the source URL's host is the source's site."""
     now = _as_utc(now)
     placeholders = (options.code_placeholder, options.formula_placeholder)
     text = _plain_text(item.content, item.content_is_html, options)
@@ -84,6 +87,7 @@ def normalize(
         text=_folded_text(text, placeholders),
         link_key=link_key,
         html=_html(item) if keep_html else None,
+        site_host=site_host(site) or site_host(source.url),
     )
 
 
@@ -122,10 +126,12 @@ def normalize_items(
     now: datetime,
     options: ExcerptOptions,
     keep_html: bool = True,
+    site: str | None = None,
 ) -> tuple[Excerpt, ...]:
-    """A document's items as excerpts, in document order, at most the source's max_entries."""
+    """A document's items as excerpts, in document order, at most the source's max_entries.
+    `site` is the document's own home link (see normalize)."""
     return tuple(
-        normalize(item, source=source, now=now, options=options, keep_html=keep_html)
+        normalize(item, source=source, now=now, options=options, keep_html=keep_html, site=site)
         for item in items[: source.max_entries]
     )
 

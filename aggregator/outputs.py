@@ -12,7 +12,7 @@ A sealed page is rendered once, when it is sealed (or when its file is missing),
 again: its bytes do not change, so it can be cached for good. A refresh renders at most
 `MISSING_PAGES` pages that have no files yet, newest first: a large store's first refresh
 seals its whole history at once, and the oldest pages appear over the next refreshes. The
-caller tells the WebSub hub of the feed documents that changed (`Written.changed`).
+caller writes the feed documents (`Written.write`) and tells the WebSub hub which changed.
 """
 
 from __future__ import annotations
@@ -45,15 +45,23 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What writing one output did."""
+    """One output with its archive pages written and its feed documents rendered."""
 
     output: Output
     current: list[Entry]  # the feed document's entries, newest first
     pages: int  # archive pages, the open one included (0: none)
     newest: int | None  # the newest page with entries: where the page's "older" link goes
     meta: emit.FeedMeta  # what its feed documents say about themselves
-    atom_written: bool  # whether <name>.atom changed
-    changed: tuple[str, ...]  # public URLs of the feed documents whose bytes changed
+    feeds: tuple[tuple[str, bytes, str], ...]  # (file name, bytes, public URL): to write
+
+    def write(self, directory: Path) -> list[str]:
+        """Write the feed documents whose bytes changed; their file names."""
+        return [
+            name for name, data, _ in self.feeds if emit.write_if_changed(directory, name, data)
+        ]
+
+    def url(self, name: str) -> str:
+        return next(url for file, _, url in self.feeds if file == name)
 
 
 def outputs_of(config: Config) -> list[Output]:
@@ -73,26 +81,34 @@ def public_base(config: Config) -> str:
     return link if link.endswith("/") else link + "/"
 
 
-def write_output(
-    config: Config,
-    store: Store,
-    output: Output,
-    states: Mapping[str, SourceState],
-    empty_updated: datetime,
-    *,
-    missing_pages: int = MISSING_PAGES,
-) -> Written:
-    """Seal what is due, then write the output's feed documents and archive pages. `states`
-    hold what each source says about itself; `empty_updated` dates a feed without entries."""
-    base = public_base(config)
-    # Read and seal under the write lock: another process writing the outputs at the same
-    # time waits, then finds the pages sealed.
+def seal(store: Store, output: Output) -> archive.Plan:
+    """Decide where the output's entries go and seal the pages that filled. Read and sealed
+    under the store's write lock: another process writing the outputs at the same time waits,
+    then finds the pages sealed."""
     with store.transaction():
         sealed = store.archive_pages(output.name)
         unsealed = store.output_entries(output.name, output.match)
         plan = archive.plan(unsealed, sealed, output.size)
         for n, ids in enumerate(plan.new_pages, sealed + 1):
             store.seal_archive(output.name, n, ids)
+    return plan
+
+
+def write_output(
+    config: Config,
+    store: Store,
+    output: Output,
+    plan: archive.Plan,
+    states: Mapping[str, SourceState],
+    empty_updated: datetime,
+    *,
+    missing_pages: int = MISSING_PAGES,
+) -> Written:
+    """Write the output's archive pages as `plan` (from `seal`) has them and render its feed
+    documents (the caller writes them, with the other outputs, back to back). `states` hold
+    what each source says about itself; `empty_updated` dates a feed without entries."""
+    base = public_base(config)
+    sealed = plan.sealed
     sources = {s.name: s for s in config.sources}
     meta = feed_meta(config, output, base)
     pages_dir = config.output_dir / archive.ARCHIVE_DIR / output.name
@@ -114,8 +130,6 @@ def write_output(
             plan.open if page == plan.pages else _page_ids(store, output, plan, page)
         )
         docs.write_page(page, plan.pages, store.load_entries(page_ids))
-    changed = []
-    atom_written = False
     links = archive.feed_links(plan.pages)
     subscribe = replace(
         meta,
@@ -124,14 +138,14 @@ def write_output(
         next_url=_url(base, output.name, links.prev_archive, "json"),
     )
     atom = emit.render_atom(subscribe, current, sources, states, empty_updated=empty_updated)
-    if emit.write_if_changed(config.output_dir, f"{output.name}.atom", atom):
-        atom_written = True
-        changed.append(subscribe.self_url or base + f"{output.name}.atom")
     json_feed = emit.render_json_feed(subscribe, current, sources, states)
-    if emit.write_if_changed(config.output_dir, f"{output.name}.json", json_feed):
-        changed.append(subscribe.json_url or base + f"{output.name}.json")
+    # The Atom feed last: a reader that finds it changed finds the JSON Feed changed too.
+    feeds = (
+        (f"{output.name}.json", json_feed, subscribe.json_url or f"{base}{output.name}.json"),
+        (f"{output.name}.atom", atom, subscribe.self_url or f"{base}{output.name}.atom"),
+    )
     newest = (plan.pages if plan.open else plan.pages - 1) or None
-    return Written(output, current, plan.pages, newest, subscribe, atom_written, tuple(changed))
+    return Written(output, current, plan.pages, newest, subscribe, feeds)
 
 
 def _complete(pages_dir: Path, page: int, html: bool) -> bool:

@@ -137,5 +137,7 @@ def _feed_job(
         )
     except ParseError as exc:  # its constructor does not survive pickling: send the reason
         return exc.reason
-    excerpts = normalize_items(document.items, source=source, now=now, options=options)
+    excerpts = normalize_items(
+        document.items, source=source, now=now, options=options, site=document.link
+    )
     return replace(document, items=()), excerpts

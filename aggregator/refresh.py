@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import requests
@@ -211,14 +211,15 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
     that fetched nothing leaves every file byte-identical.
     """
+    # Sealing may wait for the store's write lock; what the files say is read after it.
+    plans = [(o, outputs.seal(store, o)) for o in outputs.outputs_of(config)]
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
     # A feed without entries is dated by its last fetch (never 1970), or now before any.
     empty_updated = max(fetched, default=None) or utcnow()
     written = [
-        outputs.write_output(config, store, o, states, empty_updated)
-        for o in outputs.outputs_of(config)
+        outputs.write_output(config, store, o, plan, states, empty_updated) for o, plan in plans
     ]
     main = written[0]
     entries = main.current
@@ -236,13 +237,15 @@ def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
         outputs=[(o.name, o.title) for o in config.outputs],
         history=main.newest,
     )
+    # Everything is rendered before the first file is replaced: the files change together.
+    changed = [(w, w.write(config.output_dir)) for w in written]
     emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
     # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
     snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
-    changed = [url for w in written for url in w.changed]
-    if config.websub_hub and changed:
-        websub.publish(config.websub_hub, changed)
-    return main.atom_written, snapshot_written
+    urls = [w.url(name) for w, names in changed for name in names]
+    if config.websub_hub and urls:
+        websub.publish(config.websub_hub, urls)
+    return emit.FEED_FILE in changed[0][1], snapshot_written
 
 
 # --- store (calling thread) --------------------------------------------------------------------
@@ -337,6 +340,8 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.transaction():
         decision = dedup.place(fetched.excerpts, store, options)
+        if decision.warnings:
+            ok_state = replace(ok_state, warnings=(*ok_state.warnings, *decision.warnings))
         store.apply(decision, ok_state, backfill=state.last_success is None)
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
@@ -351,7 +356,7 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         unchanged=decision.unchanged,
         status=result.status,
         duration=fetched.duration,
-        warnings=(*document.warnings, *decision.warnings),
+        warnings=ok_state.warnings,
         excluded=fetched.excluded,
     )
 

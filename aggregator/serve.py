@@ -6,7 +6,8 @@ reached. Each request opens its file once and reads from that
 descriptor: the emitter replaces files by rename, so a request gets the old file or the new one,
 never a mix. Bodies, strong ETags and gzip copies are cached by the file's identity (inode, size,
 mtime), so a reader polling with If-None-Match costs one open, one fstat and a 304.
-Feed requests never touch the database; /healthz is computed from snapshot.json.
+Feed requests never touch the database; /healthz is computed from snapshot.json and the
+clock: 503 once no source has fetched without error within three of its intervals.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from waitress.server import BaseWSGIServer, create_server
 
 from aggregator import emit
 from aggregator.errors import ServeError
+from aggregator.models import Source
+from aggregator.sourcestate import HEALTHY_INTERVALS, is_healthy
 
 log = logging.getLogger("aggregator.serve")
 
+DEFAULT_INTERVAL = Source(name="", url="").interval_seconds  # for a snapshot without intervals
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 # URL path -> (file in the output folder, Content-Type)
@@ -141,7 +145,6 @@ class _Cached:
     tag: str  # content hash, the strong ETag without quotes
     mtime: float
     gz: bytes | None = None
-    health: bytes | None = None  # for snapshot.json: the /healthz document derived from it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -227,47 +230,66 @@ def _http_date(ts: float) -> str:
     return format_datetime(datetime.fromtimestamp(int(ts), UTC), usegmt=True)
 
 
-def health_document(snapshot: bytes | None) -> tuple[bool, bytes]:
-    """The /healthz body from snapshot.json's bytes: ok, last refresh, sources with errors."""
+def health_document(snapshot: bytes | None, now: datetime | None = None) -> tuple[bool, bytes]:
+    """The /healthz body from snapshot.json's bytes at `now` (default: the current time).
+
+    Each source is healthy when it last fetched without error within HEALTHY_INTERVALS of its
+    interval (sourcestate.is_healthy); the whole is ok while at least one source is healthy
+    (or none is configured). No snapshot yet, or an unreadable one, is not ok.
+    """
+    now = now or datetime.now(UTC)
     if snapshot is None:
         doc: dict[str, Any] = {
             "ok": False,
             "last_refresh": None,
-            "sources": 0,
+            "sources": [],
             "errors": [],
             "problem": "no snapshot.json yet: no refresh has written the outputs",
         }
     else:
         try:
             snap = json.loads(snapshot)
-            sources = snap["sources"]
-            errors = [
-                {
-                    "name": s["name"],
-                    "status": s["status"],
-                    "error": s["error"],
-                    "last_fetch": s["last_fetch"],
-                    "last_success": s["last_success"],
-                }
-                for s in sources
-                if s.get("status") in ("error", "gone")
-            ]
+            sources = [_source_health(s, now) for s in snap["sources"]]
+            healthy = sum(1 for s in sources if s["healthy"])
             doc = {
-                "ok": not sources or len(errors) < len(sources),
+                "ok": not sources or healthy > 0,
                 "last_refresh": snap["generated_at"],
-                "sources": len(sources),
+                "healthy": healthy,
                 "entries": len(snap["entries"]),
-                "errors": errors,
+                "sources": sources,
+                "errors": [s for s in sources if s["status"] in ("error", "gone")],
             }
-        except (ValueError, KeyError, TypeError) as exc:
+            if not doc["ok"]:
+                doc["problem"] = (
+                    f"no source has fetched without error within {HEALTHY_INTERVALS} "
+                    "of its intervals"
+                )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             doc = {
                 "ok": False,
                 "last_refresh": None,
-                "sources": 0,
+                "sources": [],
                 "errors": [],
                 "problem": f"snapshot.json unreadable: {exc}",
             }
     return bool(doc["ok"]), (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def _source_health(source: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One source's part of /healthz, from its snapshot record."""
+    last_success = source["last_success"]
+    succeeded = datetime.fromisoformat(last_success) if last_success else None
+    interval = int(source.get("interval_seconds") or DEFAULT_INTERVAL)
+    return {
+        "name": source["name"],
+        "healthy": is_healthy(succeeded, interval, now),
+        "status": source["status"],
+        "error": source["error"],
+        "warnings": source.get("warnings", []),
+        "last_fetch": source["last_fetch"],
+        "last_success": last_success,
+        "interval_seconds": interval,
+    }
 
 
 class App:
@@ -346,14 +368,8 @@ class App:
 
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
         entry = self.files.get(emit.SNAPSHOT_FILE)
-        if entry is None:
-            ok, body = health_document(None)
-        else:
-            with entry.lock:
-                if entry.health is None:
-                    entry.health = health_document(entry.body)[1]
-                body = entry.health
-            ok = json.loads(body)["ok"]
+        # Health depends on the time as well as on the snapshot: computed for each request.
+        ok, body = health_document(entry.body if entry is not None else None)
         start_response(
             "200 OK" if ok else "503 Service Unavailable",
             [

@@ -12,6 +12,8 @@ number. The refresh, the scheduler and the command line's tables all ask here.
   to one place the source lives there) and is due again after its interval, not before the
   server's or the feed's hint. A failure backs off exponentially (`backoff`), not before the
   server's Retry-After.
+- `is_healthy`: whether a source succeeded within HEALTHY_INTERVALS of its interval (what
+  /healthz reports).
 - `retry_after`, `freshness`: what a response's headers ask for; garbage is ignored and any
   wait is clamped to MAX_HINT.
 """
@@ -30,6 +32,7 @@ from aggregator.models import FetchResult, ParsedDocument, Source, SourceState
 from aggregator.urls import safe_http_url
 
 __all__ = [
+    "HEALTHY_INTERVALS",
     "MAX_BACKOFF",
     "MAX_HINT",
     "REDIRECTS_BEFORE_MOVE",
@@ -42,6 +45,7 @@ __all__ = [
     "freshness",
     "is_due",
     "is_gone",
+    "is_healthy",
     "jitter",
     "moved",
     "next_due",
@@ -51,6 +55,7 @@ __all__ = [
 MAX_HINT = timedelta(days=7)  # no server hint delays a source longer than this
 MAX_BACKOFF = timedelta(days=1)  # errors back off up to this (or the interval, if longer)
 REDIRECTS_BEFORE_MOVE = 3  # permanent redirects in a row to one URL before the source moves
+HEALTHY_INTERVALS = 3  # a source that succeeded within this many of its intervals is healthy
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,12})\"?", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-cache|no-store)(?:$|[,\s=])", re.IGNORECASE)
 
@@ -155,6 +160,7 @@ def after_success(
         feed_id=feed_id,
         feed_author=feed_author,
         feed_updated=feed_updated,
+        warnings=state.warnings if document is None else document.warnings,
     )
 
 
@@ -186,6 +192,14 @@ def after_failure(
         error_streak=streak,
         next_due=_due_after_failure(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
+
+
+def is_healthy(last_success: datetime | None, interval_seconds: int, now: datetime) -> bool:
+    """Whether a source last fetched without error at `last_success` counts as healthy at
+    `now`: it did, within HEALTHY_INTERVALS of its interval."""
+    if last_success is None:
+        return False
+    return now - last_success <= HEALTHY_INTERVALS * timedelta(seconds=interval_seconds)
 
 
 def moved(state: SourceState, result: FetchResult) -> tuple[str | None, int, str | None]:

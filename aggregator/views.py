@@ -252,6 +252,7 @@ def sources_table(
             ("moved to", "left"),
             ("title", "left"),
             ("site", "left"),
+            ("warnings", "left"),
         ],
     )
     for s in config.sources:
@@ -272,6 +273,7 @@ def sources_table(
             st.effective_url or "",
             _cut(display_title(s, st), 40),
             st.site_link or "",
+            Cell(_cut("; ".join(st.warnings), 80), "yellow" if st.warnings else ""),
         )
     return table
 

@@ -308,11 +308,14 @@ def test_a_long_history_sealed_at_once_appears_newest_page_first(site: Site) -> 
     main = outputs.outputs_of(site.config)[0]
     pages = site.config.output_dir / "archive" / "feed"
     with open_store(site.config) as store:
-        written = outputs.write_output(site.config, store, main, {}, T0, missing_pages=1)
+        plan = outputs.seal(store, main)
+        written = outputs.write_output(site.config, store, main, plan, {}, T0, missing_pages=1)
         assert written.pages == 4
         assert sorted(p.name for p in pages.glob("*.atom")) == ["1.atom", "3.atom", "4.atom"]
-        outputs.write_output(site.config, store, main, {}, T0, missing_pages=1)
+        plan = outputs.seal(store, main)
+        written = outputs.write_output(site.config, store, main, plan, {}, T0, missing_pages=1)
     assert (pages / "2.atom").exists()
+    assert written.write(site.config.output_dir) == ["feed.json", "feed.atom"]
     ids, _ = walk_atom(site, "/feed.atom")
     assert sorted(ids) == sorted(stored_ids(site.config))
 

@@ -229,7 +229,7 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
         for r in doc.xpath("//tbody/tr")
     }
     # Shown by its feed's own title ("t"), the name beside it; a source never read by its name.
-    assert rows["t (good)"] == "ok" and rows["bad"].startswith("error: HTTP 404")
+    assert rows["t (good)"] == "ok" and rows["bad"] == "error: not found (404)"
 
 
 def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path]) -> None:

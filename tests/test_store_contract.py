@@ -85,6 +85,16 @@ def fold(store: Store, bridge: Excerpt, loser: str, winner: Excerpt, score: floa
     )
 
 
+def one_post(store: Store, first: Excerpt, *others: Excerpt, representative: Excerpt) -> None:
+    """`first` stored alone, then `others` joining its entry by link, one copy representing."""
+    write(store, new(first))
+    write(
+        store,
+        *(Placement(e, first.id, "link") for e in others),
+        representatives={first.id: (representative.source, representative.key)},
+    )
+
+
 def stored(store: Store, e: Excerpt) -> StoredCopy:
     return store.candidates(CandidateQuery(keys=frozenset({(e.source, e.key)}))).by_key[
         e.source, e.key
@@ -124,9 +134,14 @@ def test_source_state_round_trips(store: Store) -> None:
         feed_id="tag:a.test,2026:feed",
         feed_author="Ann Lee <ann@a.test>",
         feed_updated=T0 - timedelta(hours=2),
+        warnings=("not well-formed XML, read leniently: mismatched tag", 'ünïcode ✓ "quoted"'),
     )
     store.save_states([state])
     assert store.get_state("a") == state
+    # Warnings are replaced whole, never merged; an empty list reads back as ().
+    store.save_states([replace(state, warnings=())])
+    assert store.get_state("a") == replace(state, warnings=())
+    store.save_states([state])
     failed = replace(state, last_status="error", error="timed out", error_streak=3)
     store.save_states([failed])
     assert store.get_state("a") == failed
@@ -137,6 +152,15 @@ def test_source_state_round_trips(store: Store) -> None:
     assert sorted(store.states(), key=lambda st: st.name) == [others[1], others[0]]
     store.save_states([])
     assert len(store.states()) == 2
+
+
+def test_a_batch_stores_its_source_s_warnings(store: Store) -> None:
+    e = copy_of("a", 1)
+    state = SourceState(name="a", last_status="ok", warnings=("the feed is cut short",))
+    with store.transaction():
+        store.apply(Decision((new(e),), representatives={e.id: ("a", e.key)}), state)
+    assert store.get_state("a") == state
+    assert [st.warnings for st in store.states()] == [("the feed is cut short",)]
 
 
 def test_candidates_are_found_by_each_value(store: Store) -> None:
@@ -198,7 +222,7 @@ def test_a_batch_writes_entries_copies_and_counts(store: Store) -> None:
     a1, a2 = copy_of("a", 1), copy_of("a", 2, published=T0 - timedelta(days=1))
     write(store, new(a1), new(a2))
     b1 = copy_of("b", 1, at=1)
-    write(store, Placement(b1, a1.id, "text"))
+    write(store, Placement(b1, a1.id, "text"), representatives={a1.id: ("a", a1.key)})
     assert store.entry_counts() == {"a": 2, "b": 1}
     latest = store.latest(10)
     assert [e.id for e in latest] == [a1.id, a2.id]  # the undated one was seen after a2's date
@@ -228,6 +252,64 @@ def test_the_representative_gives_the_entry_its_words(store: Store) -> None:
     # Its authors and HTML content too: another copy's are another feed's words.
     assert (entry.authors, entry.html) == (("Bea",), "<p>The original words</p>")
     assert entry.id == a.id
+
+
+def test_an_entry_reads_the_same_whatever_order_its_copies_came_in(store: Store) -> None:
+    """Its representative gives its words, authors and dates; the other copies follow by
+    source and key; the copy that started the entry is listed by the rule that joined it."""
+    day = timedelta(days=1)
+
+    def copy(source: str, authors: tuple[str, ...], published: datetime) -> Excerpt:
+        return replace(
+            copy_of(source, 1, link="https://origin.test/p/1", published=published),
+            authors=authors,
+            categories=(source.upper(),),
+        )
+
+    planet = copy("planet", ("Planet Editors",), T0)
+    origin = copy("origin", ("Alice Ng",), T0 - day)
+    mirror = copy("mirror", (), T0 - day)
+    one_post(store, planet, origin, mirror, representative=origin)
+    (entry,) = store.latest(10)
+    assert (entry.id, entry.source, entry.title) == (planet.id, "origin", origin.title)
+    assert entry.authors == ("Alice Ng",)  # never the planet's editors
+    assert entry.published == T0 - day
+    assert [p.source for p in entry.sources] == ["origin", "mirror", "planet"]
+    assert [(d.source, d.rule) for d in entry.duplicates] == [
+        ("mirror", "link"),
+        ("planet", "link"),
+    ]
+    assert entry.categories == ("ORIGIN", "MIRROR", "PLANET")
+
+
+def test_a_renamed_entry_keeps_its_copies_dates_and_counts(store: Store) -> None:
+    a, b = copy_of("a", 1), copy_of("b", 1)
+    other = copy_of("c", 2, text="Another post entirely, with words of its own to tell apart.")
+    write(store, new(a), new(other))
+    before = {e.id: e for e in store.latest(10)}
+    # b joins a's entry and represents it; the entry takes b's id, after the other writes.
+    write(
+        store,
+        Placement(b, a.id, "text"),
+        representatives={a.id: ("b", b.key)},
+        renames={a.id: b.id},
+    )
+    after = {e.id: e for e in store.latest(10)}
+    assert set(after) == {b.id, other.id}
+    renamed = after[b.id]
+    assert (renamed.source, renamed.first_seen, renamed.published, renamed.updated) == (
+        "b",
+        before[a.id].first_seen,
+        before[a.id].published,
+        before[a.id].updated,
+    )
+    assert sorted(p.source for p in renamed.sources) == ["a", "b"]
+    assert after[other.id] == before[other.id]
+    assert store.entries({a.id}) == {}
+    assert [c.source for c in store.entries({b.id})[b.id].copies] == ["a", "b"]
+    assert stored(store, a).entry_id == b.id and stored(store, b).entry_id == b.id
+    assert store.entry_counts() == {"a": 1, "b": 1, "c": 1}
+    assert [c.entry_id for c in store.clusters()] == [b.id]
 
 
 def test_a_rewritten_copy_replaces_its_content_and_index_rows(store: Store) -> None:
@@ -502,6 +584,26 @@ def test_a_shared_entry_stays_represented_by_a_remaining_copy(store: Store) -> N
     assert [p.source for p in entry.sources] == ["second"] and entry.duplicates == ()
     assert store.entry_counts() == {"second": 1}
     assert [c.copies[0].source for c in store.clusters()] == []
+
+
+def test_a_new_representative_after_a_removal_gives_its_dates(store: Store) -> None:
+    def copy(source: str, days: int, site: str) -> Excerpt:
+        e = copy_of(source, 1, link="https://origin.test/p", published=T0 - timedelta(days=days))
+        return replace(e, site_host=site)
+
+    first, second, elsewhere = (
+        copy("a", 2, "origin.test"),
+        copy("b", 1, "origin.test"),
+        copy("c", 3, "planet.test"),
+    )
+    one_post(store, first, second, elsewhere, representative=first)
+    assert store.latest(1)[0].published == T0 - timedelta(days=2)
+    with store.transaction():
+        removal = store.remove_source("a")
+        repick(store, removal.entries_kept)
+    (entry,) = store.latest(10)
+    # The original's other copy represents it now, and dates it: not the planet's earlier date.
+    assert (entry.source, entry.published) == ("b", T0 - timedelta(days=1))
 
 
 def test_removing_an_unknown_source_changes_nothing(store: Store) -> None:

@@ -145,7 +145,9 @@ def _hard_config(tmp_path: Path, server: LocalServer, author: bool, content: str
             server.serve("/" + path.name, path.read_bytes(), MEDIA[path.suffix])
             url = server.url("/" + path.name)
             sources.append(f'[[sources]]\nname = "{path.stem}"\nurl = "{url}"')
-            sources.append(f'[[sources]]\nname = "file-{path.stem}"\nurl = "{path}"')
+            # Named after the served copy, so that the served copy wins the representative's
+            # last tie-break (source name) and its atom:source has a self link to check.
+            sources.append(f'[[sources]]\nname = "{path.stem}-file"\nurl = "{path}"')
     link = "https://merged.example/news/"
     return _config(tmp_path, link, "\n".join(sources), author=author, content=content)
 
@@ -179,7 +181,7 @@ def test_hard_feeds_merge_into_valid_outputs(
     # Its atom:source is the origin feed as it describes itself.
     source = post.source
     assert (source.id, source.title) == ("tag:origin.example,2026:feed", "Origin Engineering")
-    assert source.updated == "2026-03-02T11:00:00Z"  # the entry's, later than the feed's own
+    assert source.updated == "2026-03-02T10:00:00Z"  # the original copy's own update
     links = {link.rel: link.href for link in source.links}
     assert links == {"self": server.url("/origin.atom"), "alternate": "https://origin.example/"}
     assert (source.author_detail.name, source.author_detail.email) == (

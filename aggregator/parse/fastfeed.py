@@ -21,9 +21,10 @@ unsanitized: the normalize stage only ever extracts plain text from it.
 
 What the fast path reproduces from feedparser (the differential test checks it): the guid
 read as a link when isPermaLink is not "false" (and resolved against the document URL),
-Atom ids likewise, the link fix-ups for `&amp;` and stray entity-like sequences, RSS
-author strings split into name and e-mail, the repair of UTF-8 read as Latin-1 and of
-Windows-1252 C1 characters, whitespace stripping, dates through feedparser's parser.
+Atom ids likewise, the link fix-ups for `&amp;` and stray entity-like sequences, the repair
+of UTF-8 read as Latin-1 and of Windows-1252 C1 characters, whitespace stripping, dates
+through feedparser's parser.
+RSS author strings are read into names as the feedparser path reads them (parse/fields.py).
 Where feedparser sanitizes HTML (titles and summaries), the raw HTML differs, but the plain
 text the normalize stage extracts from it is the same.
 """
@@ -45,7 +46,13 @@ from lxml import etree
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import from_struct_time
 from aggregator.parse.decode import charset_param, xml_encoding
-from aggregator.parse.fields import person, text_or_none, ttl_seconds, unique_names
+from aggregator.parse.fields import (
+    author_name,
+    person,
+    text_or_none,
+    ttl_seconds,
+    unique_names,
+)
 from aggregator.urls import safe_http_url
 
 __all__ = ["parse_fast"]
@@ -90,9 +97,6 @@ _XML_TYPES = frozenset(
 _UTF8 = frozenset({"utf-8", "utf8"})
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
-_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
 _TEXT_TYPES = {"text": "text/plain", "html": "text/html", "text/plain": "text/plain"}
 _HTML_TYPES = {"text/html"}
 
@@ -203,22 +207,6 @@ def _link_fix(link: str) -> str:
     return _LINK_ENTITY.sub(r"&\g<1>", link.replace("&amp;", "&"))
 
 
-def _rss_author(text: str) -> str | None:
-    """The name, else the e-mail, of an RSS author string (feedparser's split)."""
-    author, email = text, None
-    match = _EMAIL.search(author)
-    if match:
-        email = match.group(0)
-        author = author.replace(email, "").replace("()", "").replace("<>", "")
-        author = author.replace("&lt;&gt;", "").strip()
-        if author and author[0] == "(":
-            author = author[1:]
-        if author and author[-1] == ")":
-            author = author[:-1]
-        author = author.strip()
-    return author or email
-
-
 def _text_construct(el: Any) -> tuple[str, str]:
     """An Atom text construct: its value and media type."""
     kind = _TEXT_TYPES.get(el.get("type", "text"))
@@ -304,7 +292,7 @@ def _rss_item(item: Any, base: str, position: int) -> RawItem:
         elif tag == "pubDate":
             published = _date(child)
         elif tag in ("author", DC + "creator"):
-            name = _rss_author(_value(child))
+            name = author_name(_value(child))
             if name:
                 authors.append(name)
         elif tag == "category":

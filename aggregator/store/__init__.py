@@ -96,7 +96,8 @@ class Store(CandidateView, Protocol):
         ...
 
     def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
-        """Entry id -> (source, key) of the copy that represents it from now on."""
+        """Entry id -> (source, key) of the copy that represents it from now on; the entry's
+        dates follow it (see `latest`)."""
         ...
 
     def prune(self, before: datetime, keep: int) -> int:
@@ -108,7 +109,11 @@ class Store(CandidateView, Protocol):
     # --- reading for output ---------------------------------------------------------------
 
     def latest(self, limit: int) -> list[Entry]:
-        """The newest `limit` merged entries, newest first."""
+        """The newest `limit` merged entries, newest first. An entry's title, link, excerpt,
+        authors, source and dates are its representative copy's (its dates, when that copy
+        states none, its copies'); its sources list the representative first, then the other
+        copies by source and key, and its duplicates those others (the copy that started the
+        entry under the rule that joined the representative to it)."""
         ...
 
     def entry_counts(self) -> dict[str, int]:

@@ -69,7 +69,7 @@ from aggregator.models import (
     StoredEntry,
 )
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -227,7 +227,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN feed_author TEXT;
     ALTER TABLE sources ADD COLUMN feed_updated TEXT;
     """,
-    # 13: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # 13: each source's survivable problems of its last read (a JSON list of strings), and the
+    # host of each copy's source's own site, which dedup reads to find the original's copy
+    # (unknown for the copies stored so far).
+    """
+    ALTER TABLE sources ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE copies ADD COLUMN site_host TEXT;
+    """,
+    # 14: the sealed archive pages of each output (RFC 5005): which entries, in which order;
     # an entry deleted (pruned, or its only source removed) leaves its page. And what
     # output_entries last answered for each output.
     """
@@ -287,6 +294,7 @@ _STATE_FIELDS = (
     "feed_id",
     "feed_author",
     "feed_updated",
+    "warnings",
 )
 _DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due", "feed_updated"}
 _SAVE_STATE = (
@@ -294,6 +302,8 @@ _SAVE_STATE = (
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
     f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in _STATE_FIELDS)}"
 )
+# The columns of `entries` besides its id.
+_ENTRY_FIELDS = "first_seen, published, updated, sort_date, seq, backfill, changed, representative"
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, title"
 
 
@@ -308,6 +318,16 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is UTC and dt.year >= 1000:  # the common case, without strftime
         return dt.isoformat(timespec="microseconds")
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column holds it."""
+    value = getattr(state, field)
+    if field in _DATE_STATE_FIELDS:
+        return iso(value)
+    if field == "warnings":
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -388,6 +408,7 @@ _CONTENT_COLUMNS = (
     "position",
     "text",
     "html",
+    "site_host",
 )
 _INSERT_COPY = (
     "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, sketch, "
@@ -420,6 +441,7 @@ def _content_values(e: Excerpt) -> tuple[object, ...]:
         e.position,
         e.text,
         e.html,
+        e.site_host,
     )
 
 
@@ -538,6 +560,7 @@ class SQLiteStore:
         values = dict(zip(_STATE_FIELDS, row, strict=True))
         for f in _DATE_STATE_FIELDS:
             values[f] = from_iso(values[f])  # type: ignore[arg-type]
+        values["warnings"] = tuple(json.loads(str(values["warnings"])))
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
     def save_states(self, states: Sequence[SourceState]) -> None:
@@ -550,10 +573,7 @@ class SQLiteStore:
             [
                 (
                     state.name,
-                    *(
-                        iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
-                        for f in _STATE_FIELDS
-                    ),
+                    *(_state_value(state, f) for f in _STATE_FIELDS),
                 )
                 for state in states
             ],
@@ -665,15 +685,26 @@ class SQLiteStore:
         found: dict[str, tuple[datetime, int, list[CopyRank]]] = {}
         for entry_id, first_seen, seq, *copy in self._db.execute(
             "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, length(c.excerpt), "
-            "c.first_seen, c.rowid FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "c.first_seen, c.rowid, c.link, c.site_host, c.published "
+            "FROM entries e JOIN copies c ON c.entry_id = e.id "
             "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY c.first_seen, c.rowid",
             (_json_list(ids),),
         ):
             if entry_id not in found:
                 found[entry_id] = (_from_iso(first_seen), seq, [])
-            source, key, truncated, length, copy_seen, rowid = copy
+            source, key, truncated, length, copy_seen, rowid, link, site, published = copy
             found[entry_id][2].append(
-                CopyRank(source, key, bool(truncated), length, _from_iso(copy_seen), rowid)
+                CopyRank(
+                    source,
+                    key,
+                    bool(truncated),
+                    length,
+                    _from_iso(copy_seen),
+                    rowid,
+                    link,
+                    site,
+                    from_iso(published),
+                )
             )
         return {
             entry_id: StoredEntry(entry_id, first_seen, seq, tuple(copies))
@@ -772,7 +803,7 @@ class SQLiteStore:
         representatives = {
             entry_id: rowids.get(copy) for entry_id, copy in decision.representatives.items()
         }
-        created = self._create_entries(new, known, backfill, representatives)
+        created = self._create_entries(new, known, backfill, representatives, decision)
         stale = self._insert_copies(new, rowid, known)
         for p in placements:
             if p.rewrites:
@@ -781,17 +812,21 @@ class SQLiteStore:
         for m in decision.merges:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
-        # An entry's dates are a function of its copies: computed once, after the last copy.
-        self._refresh_dates(stale)
+        changed = [
+            (representatives[entry_id], source, key, entry_id)
+            for entry_id, (source, key) in decision.representatives.items()
+            if entry_id not in created
+        ]
         self._db.executemany(
             "UPDATE entries SET representative = "
             "coalesce(?, (SELECT rowid FROM copies WHERE source = ? AND key = ?)) WHERE id = ?",
-            [
-                (representatives[entry_id], source, key, entry_id)
-                for entry_id, (source, key) in decision.representatives.items()
-                if entry_id not in created
-            ],
+            changed,
         )
+        stale.update(entry_id for *_, entry_id in changed)
+        # An entry's dates are its representative's: computed once, after the last copy.
+        self._refresh_dates(stale)
+        for old, new_id in decision.renames.items():
+            self._rename(old, new_id)
         self._save_states((state,))
 
     def _create_entries(
@@ -800,21 +835,36 @@ class SQLiteStore:
         known: set[str],
         backfill: bool,
         representatives: Mapping[str, int | None],
+        decision: Decision,
     ) -> set[str]:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
-        the first copy of each; the top of a page (its newest item) gets the highest sequence
-        number. Returns their ids."""
+        the representative copy of each (else its first); the top of a page (its newest item)
+        gets the highest sequence number. Returns their ids."""
         first: dict[str, Excerpt] = {}
         for p in new:
             if p.entry_id not in known:
                 first.setdefault(p.entry_id, p.excerpt)
         if not first:
             return set()
+        chosen = {
+            entry_id: who for entry_id, who in decision.representatives.items() if entry_id in first
+        }
+        if any(
+            who != (first[entry_id].source, first[entry_id].key) for entry_id, who in chosen.items()
+        ):
+            by_key = {(p.excerpt.source, p.excerpt.key): p.excerpt for p in new}
+            dated = {
+                entry_id: by_key.get(chosen.get(entry_id, (e.source, e.key)), e)
+                for entry_id, e in first.items()
+            }
+        else:
+            dated = first
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         rows: list[tuple[object, ...]] = []
-        for entry_id, e in sorted(first.items(), key=lambda item: -item[1].position):
+        for entry_id, top in sorted(first.items(), key=lambda item: -item[1].position):
             seq += 1
-            first_seen = iso(e.first_seen)
+            e = dated[entry_id]
+            first_seen = iso(top.first_seen)
             published = iso(e.published)
             stated = iso(e.updated or e.published)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
@@ -939,24 +989,52 @@ class SQLiteStore:
         )
         self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
 
+    def _rename(self, old: str, new: str) -> None:
+        """Give an entry another id (dedup decides when: see Decision.renames)."""
+        # Copies point at their entry: the row is copied, the copies moved, the old row deleted.
+        self._db.execute(
+            f"INSERT INTO entries (id, {_ENTRY_FIELDS}) SELECT ?, {_ENTRY_FIELDS} FROM entries "
+            "WHERE id = ?",
+            (new, old),
+        )
+        self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (new, old))
+        self._db.execute("DELETE FROM entries WHERE id = ?", (old,))
+        for rowid in self._seen_by_entry.pop(old, ()):
+            self._seen.pop(rowid, None)
+
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
 
-        published: the earliest trusted date any copy states. updated: the latest date a copy
-        states (else first_seen), or the last time we noticed a copy change, if later. A copy
-        joining an entry seldom moves them (an undated copy, or one stating the same date):
-        leaving those rows alone spares a write to a random page of entries and of its order.
+        The representative copy's dates: published is the date it states, else the earliest
+        any copy states; updated is the latest it states, else the latest any copy states,
+        else first_seen, or the last time we noticed a copy change, if later. A copy joining an
+        entry seldom moves them: leaving those rows alone spares a write to a random page of
+        entries and of its order.
         """
         if not entry_ids:
             return
         changed: list[tuple[object, ...]] = []
-        for entry_id, first_seen, noticed, backfill, *stored, published, stated in self._db.execute(
+        for (
+            entry_id,
+            first_seen,
+            noticed,
+            backfill,
+            *stored,
+            own_published,
+            own_stated,
+            any_published,
+            any_stated,
+        ) in self._db.execute(
             "SELECT e.id, e.first_seen, e.changed, e.backfill, e.published, e.updated, "
-            "e.sort_date, min(c.published), max(coalesce(c.updated, c.published)) "
+            "e.sort_date, r.published, coalesce(r.updated, r.published), min(c.published), "
+            "max(coalesce(c.updated, c.published)) "
             "FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "LEFT JOIN copies r ON r.rowid = e.representative "
             "WHERE e.id IN (SELECT value FROM json_each(?)) GROUP BY e.id",
             (_json_list(entry_ids),),
         ):
+            published = own_published or any_published
+            stated = own_stated or any_stated
             updated = max(c for c in (stated or first_seen, noticed) if c)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
             if [published, updated, sort_date] != stored:
@@ -995,14 +1073,17 @@ class SQLiteStore:
 
     def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
         rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+
+        def work() -> None:
+            self._db.executemany(
+                "UPDATE entries SET representative = "
+                "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                rows,
+            ).close()
+            self._refresh_dates(chosen)  # an entry's dates are its representative's
+
         if rows:
-            self._write(
-                lambda: self._db.executemany(
-                    "UPDATE entries SET representative = "
-                    "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
-                    rows,
-                ).close()
-            )
+            self._write(work)
 
     def prune(self, before: datetime, keep: int) -> int:
         """Delete the old entries beyond the newest `keep` (see the Protocol)."""
@@ -1096,7 +1177,7 @@ class SQLiteStore:
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
             "categories, excerpt, rowid, html FROM copies "
-            f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
+            f"WHERE entry_id IN ({marks}) ORDER BY source, key",
             ids,
         ):
             copies[row[0]].append(row[1:])
@@ -1219,35 +1300,46 @@ class SQLiteStore:
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
+        """An entry from its row and its copies (by source and key): its title, link, excerpt,
+        source and authors are its representative's; the other copies follow it, by source
+        and key, so the entry reads the same whatever order its copies arrived in."""
         entry_id, first_seen, published, updated, representative = row
         best = next((c for c in copies if c[10] == representative), copies[0])
+        ordered = [best, *(c for c in copies if c is not best)]
         categories: list[str] = []
         seen_cats: set[str] = set()
-        for c in copies:
+        for c in ordered:
             for cat in json.loads(str(c[8])):
                 if cat.casefold() not in seen_cats:
                     seen_cats.add(cat.casefold())
                     categories.append(cat)
+        # The copy that started the entry says "new"; beside another representative it was
+        # merged by the rule that joined the representative to it.
+        joined = (best[2], best[3])
         return Entry(
             id=str(entry_id),
             title=str(best[4]),
-            link=best[5] if best[5] else next((str(c[5]) for c in copies if c[5]), None),  # type: ignore[arg-type]
+            link=best[5] if best[5] else next((str(c[5]) for c in ordered if c[5]), None),  # type: ignore[arg-type]
             published=from_iso(published),  # type: ignore[arg-type]
             updated=_from_iso(str(updated)),
             first_seen=_from_iso(str(first_seen)),
             excerpt=str(best[9]),
-            # The representative's own authors: another copy's are another feed's words.
+            # The item's own authors (or its own feed's): never another copy's.
             authors=tuple(json.loads(str(best[7]))),
             categories=tuple(categories),
             source=str(best[0]),
             sources=tuple(
                 Provenance(source=str(c[0]), link=c[5], first_seen=_from_iso(str(c[6])))  # type: ignore[arg-type]
-                for c in copies
+                for c in ordered
             ),
             duplicates=tuple(
-                Duplicate(source=str(c[0]), key=str(c[1]), rule=str(c[2]), score=c[3])  # type: ignore[arg-type]
-                for c in copies
-                if c[2] not in ("new",)
+                Duplicate(
+                    source=str(c[0]),
+                    key=str(c[1]),
+                    rule=str(joined[0] if c[2] == "new" else c[2]),
+                    score=joined[1] if c[2] == "new" else c[3],  # type: ignore[arg-type]
+                )
+                for c in ordered[1:]
             ),
             html=best[11],  # type: ignore[arg-type]
         )
