@@ -887,6 +887,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aggregator: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # A WebSub hub still being told of changed feeds gets a few seconds more.
+        from aggregator import websub
+
+        websub.wait()
 
 
 # The source-managing commands: name -> (help, description, function).

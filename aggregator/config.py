@@ -37,6 +37,23 @@ class FeedSettings:
     self_url: str | None = None  # public URL of feed.atom itself; default: feed.atom beside link
 
 
+# An output's name is its file stem and part of its URL paths: lower-case letters, digits, "-"
+# and "_", nothing that could name another folder. These stems belong to the other outputs.
+OUTPUT_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RESERVED_NAMES = frozenset({"feed", "snapshot", "index", "archive", "healthz"})
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSettings:
+    """One more feed from the same store (`[[outputs]]`): the entries its filter selects."""
+
+    name: str  # file stem: <dir>/<name>.atom and <dir>/<name>.json
+    title: str  # the feed's title
+    categories: tuple[str, ...] = ()  # entries with any of these categories (any case); () all
+    sources: tuple[str, ...] = ()  # entries with a copy from any of these sources; () all
+    max_entries: int = 100  # entries in the feed document; older ones go to archives
+
+
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
     """How sources are fetched (`[fetch]`)."""
@@ -73,6 +90,8 @@ class Config:
     server_host: str = "127.0.0.1"  # [server] host
     server_port: int = 8080  # [server] port
     store_url: str | None = None  # [store] url: a PostgreSQL database, in place of store_path
+    outputs: tuple[OutputSettings, ...] = ()  # [[outputs]], in file order
+    websub_hub: str | None = None  # [output] websub_hub: the hub told of each changed feed
     store_keep_seconds: int | None = None  # [store] keep: entries older than this are pruned
 
     def source(self, name: str) -> Source:
@@ -283,6 +302,27 @@ _SOURCE = _table(
     headers={},
 )
 
+_OUTPUT = _table(
+    {
+        "name": _str(pattern=OUTPUT_NAME),
+        "title": _str(),
+        "categories": {"type": "list", "items_schema": _str()},
+        "sources": {"type": "list", "items_schema": _str()},
+        "max_entries": _int(ge=1, le=10_000),
+    },
+    OutputSettings,
+    categories=[],
+    sources=[],
+)
+
+
+def _hub(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("a WebSub hub is an http(s) URL")
+    return v
+
+
 _ROOT = _table(
     {
         "feed": _table(
@@ -304,11 +344,14 @@ _ROOT = _table(
                 {
                     "dir": _str(),
                     "content": {"type": "literal", "expected": ["excerpt", "full"]},
+                    "websub_hub": _optional(_then(_str(), _hub)),
                 },
                 dir="public",
                 content=_defaults(Config)["content"],
+                websub_hub=None,
             )
         ),
+        "outputs": {"type": "list", "items_schema": _OUTPUT},
         "store": _section(
             _table(
                 {
@@ -366,6 +409,7 @@ _ROOT = _table(
         "sources": {"type": "list", "items_schema": _SOURCE},
     },
     sources=[],
+    outputs=[],
 )
 
 
@@ -513,6 +557,7 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         raise ConfigError(
             f"{path}: store: both path (SQLite) and url (PostgreSQL) are set; keep only one"
         )
+    outputs = _outputs(path, root["outputs"], seen)
     feed = root["feed"]
     return Config(
         path=path.resolve(),
@@ -534,7 +579,36 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         dedup=DedupSettings(**root["dedup"]),
         server_host=root["server"]["host"],
         server_port=root["server"]["port"],
+        outputs=outputs,
+        websub_hub=root["output"]["websub_hub"],
         store_keep_seconds=(
             None if root["store"]["keep"] is None else parse_interval(root["store"]["keep"])
         ),
     )
+
+
+def _outputs(
+    path: Path, raw: list[dict[str, Any]], source_names: set[str]
+) -> tuple[OutputSettings, ...]:
+    names: set[str] = set()
+    out = []
+    for i, o in enumerate(raw):
+        where = f"{path}: outputs[{i}] ({o['name']!r})"
+        if o["name"] in RESERVED_NAMES:
+            raise ConfigError(f"{where}.name: {o['name']!r} is taken by the main outputs")
+        if o["name"] in names:
+            raise ConfigError(f"{where}.name: duplicate output name")
+        names.add(o["name"])
+        for name in o["sources"]:
+            if name not in source_names:
+                raise ConfigError(f"{where}.sources: no source named {name!r}")
+        out.append(
+            OutputSettings(
+                name=o["name"],
+                title=o["title"],
+                categories=tuple(o["categories"]),
+                sources=tuple(o["sources"]),
+                max_entries=o["max_entries"],
+            )
+        )
+    return tuple(out)

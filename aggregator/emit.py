@@ -58,6 +58,11 @@ class FeedMeta:
     author: str | None = None  # optional author name
     self_url: str | None = None  # public URL of feed.atom
     content: ContentMode = "excerpt"  # excerpt: plain text; full: the source's sanitized HTML
+    hub: str | None = None  # WebSub hub (Atom rel="hub", JSON Feed hubs)
+    links: tuple[tuple[str, str], ...] = ()  # more (rel, href): RFC 5005 archive links
+    archive: bool = False  # an RFC 5005 archive document (fh:archive)
+    json_url: str | None = None  # public URL of this document's JSON Feed (feed_url)
+    next_url: str | None = None  # JSON Feed next_url: the next older document
 
 
 def public_url(source: Source) -> str | None:
@@ -267,11 +272,17 @@ def render_atom(
     fg.link(href=meta.link, rel="alternate")
     if meta.self_url:
         fg.link(href=meta.self_url, rel="self", type="application/atom+xml")
+    for rel, href in meta.links:
+        fg.link(href=href, rel=rel, type="application/atom+xml")
+    if meta.hub:
+        fg.link(href=meta.hub, rel="hub")
     if meta.subtitle:
         fg.subtitle(meta.subtitle)
     if meta.author:
         for name, email in people([meta.author]):
             fg.author(name=name, email=email)
+    if meta.archive:
+        fg.register_extension("archive", _ArchiveExtension, atom=True, rss=False)
     fg.generator("aggregator", version=__version__)
     fg.updated(max((e.updated for e in entries), default=empty_updated or datetime.now(UTC)))
     origins: dict[str, _Origin] = {}
@@ -320,6 +331,22 @@ def _add_entry(
         fe.category(term=cat)
     via = sorted({p.link for p in entry.sources if p.link and p.link != entry.link})
     _extend(fe, via, origin, _source_updated(origin.updated, entry.updated, newest))
+
+
+FH_NS = "http://purl.org/syndication/history/1.0"
+
+
+class _ArchiveExtension:
+    """Adds `<fh:archive/>` (RFC 5005 section 4): the document is an archive page."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": FH_NS}
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        from lxml import etree
+
+        etree.SubElement(feed, f"{{{FH_NS}}}archive")
+        return feed
 
 
 def _full_content(entry: Entry) -> str | None:
@@ -522,12 +549,18 @@ def render_json_feed(
         "title": meta.title,
         "home_page_url": meta.link,
     }
-    if meta.self_url:
+    if meta.json_url:
+        doc["feed_url"] = meta.json_url
+    elif meta.self_url:
         doc["feed_url"] = json_feed_url(meta.self_url)
+    if meta.next_url:
+        doc["next_url"] = meta.next_url
     if meta.subtitle:
         doc["description"] = meta.subtitle
     if meta.author:
         doc["authors"] = [{"name": name} for name, _ in people([meta.author])]
+    if meta.hub:
+        doc["hubs"] = [{"type": "WebSub", "url": meta.hub}]
     origins: dict[str, _Origin] = {}
     items = []
     for entry in entries:
@@ -571,18 +604,106 @@ def _json_feed_item(entry: Entry, origin: _Origin, content: ContentMode) -> dict
 
 
 _PAGE_CSS = """\
-body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
-.sub{color:#666;margin-top:0}ol{padding:0;list-style:none}li.entry{margin:0 0 1.2rem}
-.meta{color:#666;font-size:.85rem}.cat{background:#eef;border-radius:3px;padding:0 .3rem}
-.excerpt{margin:.2rem 0 0}table{border-collapse:collapse;font-size:.9rem;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.3rem;text-align:left}.error{color:#a00}
-.warnings{margin:.2rem 0 0;padding-left:1rem;color:#850;font-size:.85rem}"""
+:root{color-scheme:light dark;--fg:#222;--muted:#666;--bg:#fff;--line:#ddd;--tag:#eef;
+--link:#0645ad;--err:#a00;--warn:#850}
+@media (prefers-color-scheme:dark){:root{--fg:#ddd;--muted:#9a9a9a;--bg:#131417;--line:#34363b;
+--tag:#2a2f45;--link:#8ab4f8;--err:#ff8a80;--warn:#e0a040}}
+body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;
+color:var(--fg);background:var(--bg)}a{color:var(--link)}
+h1{font-size:1.6rem;margin-bottom:.2rem}h1 a{color:inherit;text-decoration:none}
+h2{font-size:1.2rem;margin-top:2rem}
+.sub{color:var(--muted);margin-top:0}ol{padding:0;list-style:none}li.entry{margin:0 0 1.2rem}
+.meta{color:var(--muted);font-size:.85rem}.cat{background:var(--tag);border-radius:3px;
+padding:0 .3rem}.excerpt{margin:.2rem 0 0;overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:.9rem;width:100%}
+td,th{border-bottom:1px solid var(--line);padding:.3rem;text-align:left}.error{color:var(--err)}
+nav.cats{font-size:.85rem;line-height:2}nav.cats a{margin-right:.4rem;white-space:nowrap}
+nav.pages{display:flex;justify-content:space-between;margin:1.5rem 0}
+.also a,.source a,a.cat{color:inherit}a.cat{text-decoration:none}
+.warnings{margin:.2rem 0 0;padding-left:1rem;color:var(--warn);font-size:.85rem}
+@media (max-width:40rem){#sources th:nth-child(2),#sources td:nth-child(2){display:none}}"""
+# Categories offered as filters on one page, the most used first.
+MAX_FILTERS = 40
 
 
 def _e(value: object) -> str:
     """Escape for HTML text and double-quoted attributes."""
     return html.escape(str(value), quote=True)
+
+
+def site_url(source: Source | None, state: SourceState | None = None) -> str | None:
+    """The site of a source, for a link on its name: the home page its feed names, else the
+    origin of its public address."""
+    if state is not None and state.site_link:
+        return state.site_link
+    url = public_url(source) if source else None
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}/"
+
+
+def _sites(
+    sources: Mapping[str, Source], states: Mapping[str, SourceState] | None
+) -> dict[str, str | None]:
+    return {name: site_url(s, (states or {}).get(name)) for name, s in sources.items()}
+
+
+def _head(title: str, root: str, feeds: Sequence[tuple[str, str]]) -> list[str]:
+    """The document's start: `feeds` are (file stem, title) advertised as alternates."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+    ]
+    for stem, feed_title in feeds:
+        out.append(
+            f'<link rel="alternate" type="application/atom+xml" title="{_e(feed_title)} (Atom)" '
+            f'href="{root}{_e(stem)}.atom">'
+        )
+        out.append(
+            f'<link rel="alternate" type="application/feed+json" '
+            f'title="{_e(feed_title)} (JSON Feed)" href="{root}{_e(stem)}.json">'
+        )
+    return out
+
+
+def _filters(entries: Sequence[Entry]) -> tuple[dict[str, int], list[str], str]:
+    """The category filter: each offered category's number (by casefold), the nav and the
+    empty targets before the list, and the CSS that hides what a chosen category does not
+    hold. It works with `:target`, without JavaScript."""
+    counts: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    for entry in entries:
+        for cat in entry.categories:
+            key = cat.casefold()
+            counts[key] = counts.get(key, 0) + 1
+            shown.setdefault(key, cat)
+    offered = sorted(counts, key=lambda k: (-counts[k], k))[:MAX_FILTERS]
+    numbers = {key: i for i, key in enumerate(sorted(offered), 1)}
+    if not numbers:
+        return {}, [], ""
+    nav = ['<nav class="cats" aria-label="Categories">Show: <a href="#">all</a>']
+    for key, i in numbers.items():
+        nav.append(f'<a href="#c{i}">{_e(shown[key])}</a>')
+    nav.append("</nav>")
+    nav.extend(f'<div id="c{i}"></div>' for i in numbers.values())
+    css = "".join(
+        f"#c{i}:target~ol li.entry:not(.c{i}){{display:none}}"
+        f'body:has(#c{i}:target) a[href="#c{i}"]{{font-weight:bold}}'
+        for i in numbers.values()
+    )
+    return numbers, nav, css
+
+
+def _entry_list(
+    entries: Sequence[Entry], sites: Mapping[str, str | None], numbers: Mapping[str, int]
+) -> list[str]:
+    out = ['<ol id="latest">']
+    out.extend(_index_entry(entry, sites, numbers) for entry in entries)
+    out.append("</ol>")
+    return out
 
 
 def render_index(
@@ -592,24 +713,22 @@ def render_index(
     states: Mapping[str, SourceState],
     counts: Mapping[str, int],
     generated_at: datetime,
+    *,
+    outputs: Sequence[tuple[str, str]] = (),
+    history: int | None = None,
 ) -> bytes:
     """A small readable page of the latest entries and the sources' status; every value escaped.
 
-    It depends only on stored data (no wall clock), so it is byte-identical when nothing changed.
+    `outputs` are the other feeds, (file stem, title); `history` the newest archive page of the
+    main feed, rendered as archive/feed/<page>.html. The page depends only on stored data (no
+    wall clock), so it is byte-identical when nothing changed.
     """
     meta, entries, sources, states = scrub(meta), scrub(entries), scrub(sources), scrub(states)
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(meta.title)}</title>",
-        f'<link rel="alternate" type="application/atom+xml" title="{_e(meta.title)} (Atom)" '
-        f'href="{FEED_FILE}">',
-        f'<link rel="alternate" type="application/feed+json" title="{_e(meta.title)} (JSON Feed)" '
-        f'href="{JSON_FEED_FILE}">',
-        f"<style>{_PAGE_CSS}</style></head><body>",
-        f"<h1>{_e(meta.title)}</h1>",
-    ]
+    by_name = {s.name: s for s in sources}
+    numbers, filters, filter_css = _filters(entries)
+    out = _head(meta.title, "", [(FEED_FILE.removesuffix(".atom"), meta.title), *outputs])
+    out.append(f"<style>{_PAGE_CSS}{filter_css}</style></head><body>")
+    out.append(f"<h1>{_e(meta.title)}</h1>")
     if meta.subtitle:
         out.append(f'<p class="sub">{_e(meta.subtitle)}</p>')
     out.append(
@@ -617,16 +736,35 @@ def render_index(
         f'<a href="{JSON_FEED_FILE}">JSON Feed</a> · updated '
         f'<time datetime="{_e(_dt(generated_at))}">{_e(_day(generated_at, True))}</time></p>'
     )
-    out.append('<h2>Latest updates</h2><ol id="latest">')
-    for entry in entries:
-        out.append(_index_entry(entry))
-    out.append("</ol>")
+    if outputs:
+        links = " · ".join(
+            f'<a href="{_e(stem)}.atom">{_e(title)}</a> (<a href="{_e(stem)}.json">JSON</a>)'
+            for stem, title in outputs
+        )
+        out.append(f'<p class="sub" id="outputs">More feeds: {links}</p>')
+    out.append("<h2>Latest updates</h2>")
+    out.extend(filters)
+    out.extend(_entry_list(entries, _sites(by_name, states), numbers))
     if not entries:
         out.append("<p>Nothing yet: no source has been fetched.</p>")
-    out.append(
+    if history:
+        out.append(
+            f'<nav class="pages"><span></span><a href="archive/feed/{history}.html" '
+            'rel="prev">Older entries →</a></nav>'
+        )
+    out.extend(_sources_table(sources, states, counts))
+    out.append(f'<p class="meta">aggregator {_e(__version__)}</p></body></html>')
+    return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def _sources_table(
+    sources: Sequence[Source], states: Mapping[str, SourceState], counts: Mapping[str, int]
+) -> list[str]:
+    """The sources' status table: one row per source."""
+    out = [
         '<h2>Sources</h2><table id="sources"><thead><tr><th>Source</th><th>Kind</th>'
         "<th>Status</th><th>Last fetch</th><th>Entries</th></tr></thead><tbody>"
-    )
+    ]
     for s in sources:
         row = _snapshot_source(s, states.get(s.name), counts.get(s.name, 0))
         status = _e(row["status"])
@@ -651,6 +789,39 @@ def render_index(
             f"<td>{_e(when)}</td><td>{row['entries']}</td></tr>"
         )
     out.append("</tbody></table>")
+    return out
+
+
+def render_history(
+    meta: FeedMeta,
+    entries: Sequence[Entry],
+    sources: Mapping[str, Source],
+    page: int,
+    pages: int,
+    states: Mapping[str, SourceState] | None = None,
+) -> bytes:
+    """Archive page `page` of `pages` as an HTML page (archive/feed/<page>.html), with links
+    to the newer and older pages. Like the archive documents, a sealed page never changes."""
+    meta, entries = scrub(meta), scrub(entries)
+    numbers, filters, filter_css = _filters(entries)
+    root = "../../"
+    title = f"{meta.title}: older entries, page {page}"
+    out = _head(title, root, [(FEED_FILE.removesuffix(".atom"), meta.title)])
+    out.append(f"<style>{_PAGE_CSS}{filter_css}</style></head><body>")
+    out.append(f'<h1><a href="{root}">{_e(meta.title)}</a></h1>')
+    out.append(f'<p class="sub">Older entries, page {page} (page 1 is the oldest)</p>')
+    newer = f"{page + 1}.html" if page < pages else root
+    nav = f'<nav class="pages"><a href="{newer}" rel="next">← Newer entries</a>'
+    nav += (
+        f'<a href="{page - 1}.html" rel="prev">Older entries →</a>' if page > 1 else "<span></span>"
+    )
+    nav += "</nav>"
+    out.append(nav)
+    out.extend(filters)
+    out.extend(_entry_list(entries, _sites(sources, states), numbers))
+    if not entries:
+        out.append("<p>Nothing on this page yet.</p>")
+    out.append(nav)
     out.append(f'<p class="meta">aggregator {_e(__version__)}</p></body></html>')
     return ("\n".join(out) + "\n").encode("utf-8")
 
@@ -660,16 +831,37 @@ def _day(value: datetime, with_time: bool = False) -> str:
     return value.astimezone(UTC).strftime(fmt)
 
 
-def _index_entry(entry: Entry) -> str:
+def _source_name(name: str, sites: Mapping[str, str | None]) -> str:
+    site = sites.get(name)
+    return f'<a href="{_e(site)}">{_e(name)}</a>' if site else _e(name)
+
+
+def _index_entry(entry: Entry, sites: Mapping[str, str | None], numbers: Mapping[str, int]) -> str:
     title = _e(entry.title)
     if entry.link and entry.link.startswith(("http://", "https://")):
         title = f'<a href="{_e(entry.link)}">{title}</a>'
     when = entry.published or entry.updated
-    cats = "".join(f' <span class="cat">{_e(c)}</span>' for c in entry.categories)
+    cats = "".join(
+        f' <a class="cat" href="#c{numbers[c.casefold()]}">{_e(c)}</a>'
+        if c.casefold() in numbers
+        else f' <span class="cat">{_e(c)}</span>'
+        for c in entry.categories
+    )
+    classes = "".join(
+        f" c{numbers[c.casefold()]}" for c in entry.categories if c.casefold() in numbers
+    )
+    others = sorted({p.source for p in entry.sources} - {entry.source})
+    also = (
+        ' · <span class="also">also at: '
+        + ", ".join(_source_name(name, sites) for name in others)
+        + "</span>"
+        if others
+        else ""
+    )
     return (
-        f'<li class="entry"><div class="title"><strong>{title}</strong></div>'
+        f'<li class="entry{classes}"><div class="title"><strong>{title}</strong></div>'
         f'<div class="meta"><time datetime="{_e(_dt(when))}">{_e(_day(when))}</time> · '
-        f'<span class="source">{_e(entry.source)}</span>{cats}</div>'
+        f'<span class="source">{_source_name(entry.source, sites)}</span>{also}{cats}</div>'
         f'<p class="excerpt">{_e(entry.excerpt)}</p></li>'
     )
 

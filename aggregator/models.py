@@ -6,7 +6,7 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -233,6 +233,24 @@ class Entry:
     sources: tuple[Provenance, ...]  # every place it was seen
     duplicates: tuple[Duplicate, ...] = ()  # why each other copy was merged
     html: str | None = None  # the representative copy's HTML content, unsanitized, if any
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMatch:
+    """Which entries an output holds: every entry, or those its filter selects."""
+
+    categories: frozenset[str] = frozenset()  # casefolded; an entry with any of them (or all)
+    sources: frozenset[str] = frozenset()  # an entry with a copy from any of these (or all)
+
+    @classmethod
+    def of(cls, categories: Iterable[str] = (), sources: Iterable[str] = ()) -> EntryMatch:
+        return cls(frozenset(c.casefold() for c in categories), frozenset(sources))
+
+    def selects(self, entry: Entry) -> bool:
+        """Whether `entry` belongs to the output (the store's queries answer the same)."""
+        if self.categories and not any(c.casefold() in self.categories for c in entry.categories):
+            return False
+        return not self.sources or any(p.source in self.sources for p in entry.sources)
 
 
 @dataclass(frozen=True, slots=True)

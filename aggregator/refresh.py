@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from aggregator import emit, sourcestate
+from aggregator import emit, outputs, sourcestate, websub
 from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
@@ -202,41 +202,50 @@ def _opened(config: Config, store: Store | None) -> Iterator[Store]:
 
 
 def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
-    """Emit feed.atom, feed.json, index.html and snapshot.json from what is stored.
+    """Emit every feed (outputs.py: feed.atom, feed.json, each [[outputs]] feed and their
+    archive pages), then index.html and snapshot.json, from what is stored; then tell the
+    WebSub hub which feeds changed, in the background.
 
-    Returns whether feed.atom and snapshot.json changed (feed.json and index.html follow them).
+    Returns whether feed.atom and snapshot.json changed.
 
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
-    that fetched nothing leaves both files byte-identical.
+    that fetched nothing leaves every file byte-identical.
     """
-    meta = emit.FeedMeta(
-        title=config.feed.title,
-        link=config.feed.link,
-        id=config.feed.id,
-        subtitle=config.feed.subtitle,
-        author=config.feed.author,
-        self_url=config.feed.self_url,
-        content=config.content,
-    )
-    entries = store.latest(config.feed.max_entries)
-    by_name = {s.name: s for s in config.sources}
+    # Sealing may wait for the store's write lock; what the files say is read after it.
+    plans = [(o, outputs.seal(store, o)) for o in outputs.outputs_of(config)]
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
     # A feed without entries is dated by its last fetch (never 1970), or now before any.
-    atom = emit.render_atom(
-        meta, entries, by_name, states, empty_updated=max(fetched, default=None) or utcnow()
-    )
+    empty_updated = max(fetched, default=None) or utcnow()
+    written = [
+        outputs.write_output(config, store, o, plan, states, empty_updated) for o, plan in plans
+    ]
+    main = written[0]
+    entries = main.current
     counts = store.entry_counts()
-    snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
-    page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
-    json_feed = emit.render_json_feed(meta, entries, by_name, states)
-    emit.write_if_changed(config.output_dir, emit.JSON_FEED_FILE, json_feed)
-    feed_written = emit.write_if_changed(config.output_dir, emit.FEED_FILE, atom)
+    snapshot = emit.render_snapshot(
+        main.meta, entries, config.sources, states, counts, generated_at
+    )
+    page = emit.render_index(
+        main.meta,
+        entries,
+        config.sources,
+        states,
+        counts,
+        generated_at,
+        outputs=[(o.name, o.title) for o in config.outputs],
+        history=main.newest,
+    )
+    # Everything is rendered before the first file is replaced: the files change together.
+    changed = [(w, w.write(config.output_dir)) for w in written]
     emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
     # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
     snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
-    return feed_written, snapshot_written
+    urls = [w.url(name) for w, names in changed for name in names]
+    if config.websub_hub and urls:
+        websub.publish(config.websub_hub, urls)
+    return emit.FEED_FILE in changed[0][1], snapshot_written
 
 
 # --- store (calling thread) --------------------------------------------------------------------

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from aggregator import dedup
-from aggregator.config import Config, DedupSettings, FeedSettings, FetchSettings, load_config
+from aggregator.config import (
+    Config,
+    DedupSettings,
+    FeedSettings,
+    FetchSettings,
+    OutputSettings,
+    load_config,
+)
 from aggregator.errors import ConfigError
 from aggregator.models import ExcerptOptions, SelectRules, Source
 from tests.helpers import write_config
@@ -141,6 +148,58 @@ def test_a_bad_source_option_names_its_key(tmp_path: Path, line: str, expected: 
     with pytest.raises(ConfigError) as exc:
         load_config(write_config(tmp_path, body))
     assert expected in str(exc.value)
+
+
+OUTPUTS = """
+[feed]
+title = "x"
+[output]
+websub_hub = "https://hub.example/"
+[[sources]]
+name = "a"
+url = "https://a.example/feed"
+[[outputs]]
+name = "ml"
+title = "Machine learning"
+categories = ["ML", "ai"]
+[[outputs]]
+name = "team-a"
+title = "Team A"
+sources = ["a"]
+max_entries = 20
+"""
+
+
+def test_outputs_and_the_hub_are_read(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, OUTPUTS))
+    assert config.websub_hub == "https://hub.example/"
+    ml, team = config.outputs
+    assert ml == OutputSettings(name="ml", title="Machine learning", categories=("ML", "ai"))
+    assert (team.name, team.sources, team.max_entries, team.categories) == (
+        "team-a",
+        ("a",),
+        20,
+        (),
+    )
+    assert load_config(write_config(tmp_path, MINIMAL)).outputs == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('name = "ml"', 'name = "../x"'), "outputs[0].name: String should match pattern"),
+        (('name = "ml"', 'name = "feed"'), "outputs[0] ('feed').name: 'feed' is taken"),
+        (('name = "team-a"', 'name = "ml"'), "outputs[1] ('ml').name: duplicate output name"),
+        (('sources = ["a"]', 'sources = ["b"]'), "outputs[1] ('team-a').sources: no source"),
+        (("max_entries = 20", "max_entries = 0"), "outputs[1].max_entries"),
+        (('"https://hub.example/"', '"ftp://hub"'), "output.websub_hub: a WebSub hub is"),
+        (('title = "Team A"\n', ""), "outputs[1].title: Field required"),
+    ],
+)
+def test_a_wrong_output_is_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, OUTPUTS.replace(*change)))
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize(

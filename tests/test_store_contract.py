@@ -15,6 +15,7 @@ from aggregator.errors import StorageError
 from aggregator.models import (
     CandidateQuery,
     Decision,
+    EntryMatch,
     Excerpt,
     ExcerptOptions,
     Merge,
@@ -43,6 +44,7 @@ def copy_of(
     link: str | None = None,
     at: int = 0,
     published: datetime | None = None,
+    categories: tuple[str, ...] = (),
 ) -> Excerpt:
     """An excerpt of post `n` as `source` shows it, first seen `at` hours after T0."""
     item = RawItem(
@@ -52,6 +54,7 @@ def copy_of(
         content=f"{text} ({n})",
         content_is_html=False,
         published=published,
+        categories=categories,
     )
     src = Source(name=source, url=f"https://{source}.test/")
     return normalize(item, source=src, now=T0 + timedelta(hours=at), options=ExcerptOptions())
@@ -70,6 +73,16 @@ def write(store: Store, *placements: Placement, **fields: object) -> None:
     source = placements[0].excerpt.source if placements else "none"
     with store.transaction():
         store.apply(decision, SourceState(name=source))
+
+
+def fold(store: Store, bridge: Excerpt, loser: str, winner: Excerpt, score: float) -> None:
+    """A copy joins `winner` by its link and brings entry `loser` into it (rule "similar")."""
+    write(
+        store,
+        Placement(bridge, winner.id, "link"),
+        merges=(Merge(loser, winner.id, "similar", score),),
+        representatives={winner.id: (winner.source, winner.key)},
+    )
 
 
 def one_post(store: Store, first: Excerpt, *others: Excerpt, representative: Excerpt) -> None:
@@ -337,13 +350,7 @@ def test_merges_fold_entries_into_the_survivor(store: Store) -> None:
     a, b = copy_of("a", 1), copy_of("b", 2, at=1)
     write(store, new(a))
     write(store, new(b))
-    bridge = copy_of("c", 3, at=2)
-    write(
-        store,
-        Placement(bridge, a.id, "link"),
-        merges=(Merge(b.id, a.id, "similar", 0.8),),
-        representatives={a.id: ("a", a.key)},
-    )
+    fold(store, copy_of("c", 3, at=2), b.id, a, 0.8)
     (entry,) = store.latest(10)
     assert entry.id == a.id
     assert sorted((d.source, d.rule, d.score) for d in entry.duplicates) == [
@@ -436,6 +443,114 @@ def test_a_write_the_store_refuses_is_a_storage_error_that_undoes_only_itself(
         store.save_states([SourceState(name="after")])
     assert [e.title for e in store.latest(10)] == [kept.title]
     assert sorted(st.name for st in store.states()) == ["a", "after", "before"]
+
+
+# --- outputs and their archives -----------------------------------------------------------------
+
+
+def test_an_output_selects_by_category_and_source_newest_first(store: Store) -> None:
+    ml = copy_of("a", 1, categories=("ML",), at=1)
+    web = copy_of("a", 2, categories=("web",), at=2)
+    both = copy_of("b", 3, categories=("Web", "ml"), at=3)
+    none = copy_of("b", 4, at=4)
+    for e in (ml, web, both, none):
+        write(store, new(e))
+    assert store.output_entries("all", EntryMatch()) == [none.id, both.id, web.id, ml.id]
+    assert store.output_entries("x", EntryMatch.of(categories=["ml"])) == [both.id, ml.id]
+    assert store.output_entries("x", EntryMatch.of(categories=["WEB", "none"])) == [
+        both.id,
+        web.id,
+    ]
+    assert store.output_entries("x", EntryMatch.of(sources=["b"])) == [none.id, both.id]
+    assert store.output_entries("x", EntryMatch.of(["ml"], ["a"])) == [ml.id]
+    assert store.output_entries("x", EntryMatch.of(sources=["zzz"])) == []
+    # A copy from another source brings its categories and its source to the entry.
+    write(store, Placement(copy_of("c", 5, categories=("ml",), at=5), web.id, "text"))
+    assert store.output_entries("x", EntryMatch.of(sources=["c"])) == [web.id]
+    assert store.output_entries("x", EntryMatch.of(categories=["ml"])) == [both.id, web.id, ml.id]
+    # What the store selects, the record's own test selects too.
+    entries = store.load_entries(store.output_entries("all", EntryMatch()))
+    match = EntryMatch.of(categories=["ml"])
+    assert [e.id for e in entries if match.selects(e)] == [both.id, web.id, ml.id]
+
+
+def test_entries_load_in_the_order_asked(store: Store) -> None:
+    a, b, c = (copy_of("a", n, at=n) for n in range(3))
+    write(store, new(a), new(b), new(c))
+    loaded = store.load_entries([c.id, "urn:unknown", a.id, b.id])
+    assert [e.id for e in loaded] == [c.id, a.id, b.id]
+    assert loaded == [next(e for e in store.latest(10) if e.id == i) for i in (c.id, a.id, b.id)]
+    assert store.load_entries([]) == []
+
+
+def test_sealed_pages_leave_the_output_and_keep_their_order(store: Store) -> None:
+    posts = [copy_of("a", n, at=n) for n in range(5)]
+    write(store, *(new(e) for e in posts))
+    assert store.archive_pages("feed") == 0
+    store.seal_archive("feed", 1, [posts[1].id, posts[0].id])
+    store.seal_archive("feed", 2, [posts[3].id, posts[2].id])
+    assert store.archive_pages("feed") == 2
+    assert store.archive_page("feed", 1) == [posts[1].id, posts[0].id]
+    assert store.archive_page("feed", 2) == [posts[3].id, posts[2].id]
+    assert store.archive_page("feed", 3) == []
+    assert store.output_entries("feed", EntryMatch()) == [posts[4].id]
+    # Each output has its own pages.
+    assert store.archive_pages("other") == 0
+    assert len(store.output_entries("other", EntryMatch())) == 5
+
+
+@pytest.mark.parametrize(
+    ("page", "ids"),
+    [(3, ["p1"]), (2, ["p0", "p1"]), (2, ["p1", "p1"])],
+    ids=["skips a page", "an entry sealed twice", "repeats an id"],
+)
+def test_a_page_that_breaks_the_order_is_refused_whole(
+    store: Store, page: int, ids: list[str]
+) -> None:
+    posts = {f"p{n}": copy_of("a", n, at=n) for n in range(3)}
+    write(store, *(new(e) for e in posts.values()))
+    store.seal_archive("feed", 1, [posts["p0"].id])
+    with pytest.raises(StorageError):
+        store.seal_archive("feed", page, [posts[i].id for i in ids])
+    assert store.archive_pages("feed") == 1
+    assert store.archive_page("feed", 1) == [posts["p0"].id]
+
+
+def test_a_merged_entry_leaves_its_page_to_the_survivor(store: Store) -> None:
+    a, b, c = (copy_of(s, n, at=n) for n, s in enumerate("abc"))
+    write(store, new(a), new(b), new(c))
+    store.seal_archive("feed", 1, [b.id, a.id])
+    # b (archived) folds into c (not archived): c takes b's place in the page.
+    fold(store, copy_of("d", 9, at=5), b.id, c, 0.9)
+    assert store.archive_page("feed", 1) == [c.id, a.id]
+    assert store.output_entries("feed", EntryMatch()) == []
+    # c (archived now) folds into a (archived in the same page): a stays, once.
+    fold(store, copy_of("e", 10, at=6), c.id, a, 0.9)
+    assert store.archive_page("feed", 1) == [a.id]
+
+
+def test_asked_again_an_output_sees_what_changed_since(store: Store) -> None:
+    ml = EntryMatch.of(categories=["ml"])
+    a = copy_of("a", 1, categories=("ML",), at=1)
+    b = copy_of("a", 2, categories=("web",), at=2)
+    write(store, new(a), new(b))
+    assert store.output_entries("ml", ml) == [a.id]
+    assert store.output_entries("ml", ml) == [a.id]  # asked again: the same
+    c = copy_of("a", 3, categories=("ml",), at=3)
+    write(store, new(c))  # a new entry
+    assert store.output_entries("ml", ml) == [c.id, a.id]
+    # An entry stored earlier gains a copy that brings the category: it is selected now.
+    write(store, Placement(copy_of("b", 4, categories=("ml",), at=4), b.id, "text"))
+    assert store.output_entries("ml", ml) == [c.id, b.id, a.id]
+    store.seal_archive("ml", 1, [a.id])
+    assert store.output_entries("ml", ml) == [c.id, b.id]
+    # c folds into b: only b is left.
+    fold(store, copy_of("d", 5, at=5), c.id, b, 0.9)
+    assert store.output_entries("ml", ml) == [b.id]
+    # Another filter for the same output is judged afresh.
+    assert store.output_entries("ml", EntryMatch()) == [b.id]
+    assert store.output_entries("ml", EntryMatch.of(sources=["a"])) == [b.id]
+    assert store.output_entries("ml", EntryMatch.of(sources=["zzz"])) == []
 
 
 # --- removing a source and pruning ---------------------------------------------------------------
@@ -537,3 +652,22 @@ def test_prune_keeps_the_newest_entries_and_the_recent_ones(store: Store) -> Non
     found = store.candidates(CandidateQuery(keys=frozenset({("a", old[3].key)})))
     assert found.by_key == {}
     assert store.prune(cut, keep=5) == 0
+
+
+def test_an_entry_removed_or_pruned_leaves_its_page(store: Store) -> None:
+    a, b, c = copy_of("a", 1, at=1), copy_of("b", 2, at=2), copy_of("c", 3, at=3)
+    for e in (a, b, c):
+        write(store, new(e))
+    store.seal_archive("feed", 1, [c.id, b.id, a.id])
+    with store.transaction():
+        store.remove_source("b")
+    assert store.archive_page("feed", 1) == [c.id, a.id]
+    assert store.prune(T0 + timedelta(days=1), keep=1) == 1  # a, the oldest
+    assert store.archive_page("feed", 1) == [c.id]
+    store.seal_archive("feed", 2, [])
+    assert store.prune(T0 + timedelta(days=1), keep=0) == 1  # c: page 1 is empty now
+    assert store.archive_page("feed", 1) == []
+    # The pages still count: the next one sealed is page 3.
+    assert store.archive_pages("feed") == 2
+    with pytest.raises(StorageError):
+        store.seal_archive("feed", 1, [])

@@ -23,6 +23,7 @@ from aggregator.models import (
     Cluster,
     Decision,
     Entry,
+    EntryMatch,
     Removal,
     SourceState,
     StoredEntry,
@@ -123,6 +124,38 @@ class Store(CandidateView, Protocol):
     def clusters(self, source: str | None = None) -> list[Cluster]:
         """Merged entries with more than one copy (those with a copy from `source`), newest
         first, each copy with the rule that merged it."""
+        ...
+
+    # --- outputs and their archives (RFC 5005) --------------------------------------------
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        ...
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds, in
+        the feed's order: newest first (as `latest`), ties by the order they were stored in.
+
+        An implementation may remember its answer for `output` and, asked again with the same
+        filter, judge only those ids and the entries created or given a copy since: an entry's
+        categories and sources only change when it gains a copy (or one is rewritten in place,
+        which such an implementation may notice only at the entry's next copy)."""
+        ...
+
+    def archive_pages(self, output: str) -> int:
+        """How many archive pages of `output` are sealed (numbered 1 to that, oldest first)."""
+        ...
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        """The ids sealed in page `page` of `output`, in the order they were sealed in. An
+        entry merged into another since is replaced by the one it went into, or left out
+        when that one is in a page of `output` already."""
+        ...
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        """Seal the next page of `output` (`page` is one more than the pages sealed) with these
+        entries; none of them may be in a page of `output` already. Raises StorageError
+        otherwise, writing nothing."""
         ...
 
 

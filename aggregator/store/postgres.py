@@ -21,6 +21,7 @@ stored ones. Reads outside a transaction take a pooled connection in autocommit 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from aggregator.models import (
     CopyRank,
     Decision,
     Entry,
+    EntryMatch,
     Placement,
     Removal,
     SourceState,
@@ -161,6 +163,39 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE copies ADD COLUMN site_host text;
     ALTER TABLE copies ALTER COLUMN site_host SET STATISTICS 0;
     """,
+    # 8: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # an entry deleted (pruned, merged away, or its only source removed) leaves its page. And
+    # what output_entries last answered for each output.
+    """
+    CREATE TABLE archived (
+        output text NOT NULL,
+        entry_id text NOT NULL,
+        page integer NOT NULL,
+        position integer NOT NULL,
+        PRIMARY KEY (output, entry_id)
+    );
+    CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TABLE archive_pages (
+        output text PRIMARY KEY,
+        pages integer NOT NULL
+    );
+    CREATE FUNCTION archived_entry_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM archived WHERE entry_id = OLD.id;
+        RETURN OLD;
+    END
+    $$;
+    CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries
+        FOR EACH ROW EXECUTE FUNCTION archived_entry_deleted();
+    CREATE TABLE output_reads (
+        output text PRIMARY KEY,
+        match text NOT NULL,
+        seq bigint NOT NULL,
+        copy bigint NOT NULL,
+        answer text[] NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -175,6 +210,8 @@ _ANALYZED = ("entries", "copies", "bands")
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
 _BACKFILL = datetime(1, 1, 1, tzinfo=UTC)
 
+# An entry as entry_from reads it.
+_ENTRY_ROW = "id, first_seen, published, updated, representative"
 _COPY_COLUMNS = (
     "c.id, c.source, c.key, c.entry_id, c.content_hash, c.link_key, c.truncated, c.text, c.title"
 )
@@ -580,22 +617,128 @@ class PostgresStore:
         """Two queries: the entries in output order, then all their copies."""
         with self.connection() as conn:
             rows = conn.execute(
-                "SELECT id, first_seen, published, updated, representative FROM entries "
-                "ORDER BY sort_date DESC, seq DESC LIMIT %s",
+                f"SELECT {_ENTRY_ROW} FROM entries ORDER BY sort_date DESC, seq DESC LIMIT %s",
                 (limit,),
             ).fetchall()
-            if not rows:
-                return []
-            copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
-            for entry_id, *copy in conn.execute(
-                "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-                "categories, excerpt, id, html FROM copies "
-                # byte order, as SQLite sorts text, whatever the database's collation
-                'WHERE entry_id = ANY(%s) ORDER BY source COLLATE "C", key COLLATE "C"',
-                (list(copies),),
-            ):
-                copies[entry_id].append(tuple(copy))
-        return [entry_from(row, copies[row[0]]) for row in rows]
+            return _with_copies(conn, rows)
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        wanted = list(dict.fromkeys(ids))
+        with self.connection() as conn:
+            found = {
+                row[0]: row
+                for row in conn.execute(
+                    f"SELECT {_ENTRY_ROW} FROM entries WHERE id = ANY(%s)", (wanted,)
+                )
+            }
+            return _with_copies(conn, [found[i] for i in wanted if i in found])
+
+    # --- outputs and their archives (RFC 5005) --------------------------------------------
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds,
+        newest first, ties by the order they were stored in.
+
+        The answer is remembered (`output_reads`): the next call for the same output and
+        filter judges only what it answered then and the entries created or given a copy
+        since (entries by `seq`, copies by number, both only grow), instead of every entry.
+        Categories are compared casefolded here, in Python, as the SQLite store compares
+        them (PostgreSQL's lower() folds fewer letters)."""
+        key = json.dumps([sorted(match.categories), sorted(match.sources)])
+        with self.transaction(), self.connection() as conn:
+            # The newest entry and copy before reading: anything stored after is judged next.
+            top_seq, top_copy = conn.execute(
+                "SELECT (SELECT coalesce(max(seq), 0) FROM entries), "
+                "(SELECT coalesce(max(id), 0) FROM copies)"
+            ).fetchone() or (0, 0)
+            where = [
+                "NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = %s AND a.entry_id = e.id)"
+            ]
+            args: list[object] = [output]
+            last = conn.execute(
+                "SELECT match, seq, copy, answer FROM output_reads WHERE output = %s", (output,)
+            ).fetchone()
+            if last is not None and last[0] == key:
+                where.append(
+                    "(e.id = ANY(%s) OR e.seq > %s "
+                    "OR e.id IN (SELECT entry_id FROM copies WHERE id > %s))"
+                )
+                args += [last[3], last[1], last[2]]
+            if match.sources:
+                where.append(
+                    "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id AND c.source = ANY(%s))"
+                )
+                args.append(sorted(match.sources))
+            categories = (
+                ", (SELECT array_agg(j) FROM copies c, unnest(c.categories) AS j "
+                "WHERE c.entry_id = e.id)"
+                if match.categories
+                else ", NULL"
+            )
+            ids = [
+                entry_id
+                for entry_id, names in conn.execute(
+                    f"SELECT e.id{categories} FROM entries e WHERE {' AND '.join(where)} "
+                    "ORDER BY e.sort_date DESC, e.seq DESC",
+                    args,
+                )
+                if not match.categories
+                or any(n.casefold() in match.categories for n in names or ())
+            ]
+            conn.execute(
+                "INSERT INTO output_reads (output, match, seq, copy, answer) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (output) DO UPDATE SET "
+                "match = excluded.match, seq = excluded.seq, copy = excluded.copy, "
+                "answer = excluded.answer",
+                (output, key, top_seq, top_copy, ids),
+            )
+        return ids
+
+    def archive_pages(self, output: str) -> int:
+        # Counted apart from `archived`: a page whose entries were all pruned still exists.
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT pages FROM archive_pages WHERE output = %s", (output,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT entry_id FROM archived WHERE output = %s AND page = %s ORDER BY position",
+                (output, page),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        import psycopg
+
+        with self.transaction(), self.connection() as conn:
+            sealed = self.archive_pages(output)
+            if page != sealed + 1:
+                raise StorageError(
+                    f"{self.where}: archive page {page} of {output!r} cannot be sealed: "
+                    f"{sealed} are sealed"
+                )
+            if len(set(ids)) != len(ids):
+                raise StorageError(f"{self.where}: archive page {page} of {output!r} repeats ids")
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO archived (output, entry_id, page, position) "
+                        "VALUES (%s, %s, %s, %s)",
+                        [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                    )
+            except psycopg.errors.UniqueViolation:
+                raise StorageError(
+                    f"{self.where}: archive page {page} of {output!r}: an entry is in another page"
+                ) from None
+            conn.execute(
+                "INSERT INTO archive_pages (output, pages) VALUES (%s, %s) "
+                "ON CONFLICT (output) DO UPDATE SET pages = excluded.pages",
+                (output, page),
+            )
 
     def entry_counts(self) -> dict[str, int]:
         """Entries per source, from the counts the store keeps (no pass over the store)."""
@@ -812,6 +955,13 @@ class _Batch:
             "FROM entries l WHERE l.id = %s AND entries.id = %s",
             (loser, winner),
         )
+        # An archive page that held the merged entry holds its survivor, unless the survivor
+        # is archived in that output already (the entry's other rows go with it, by trigger).
+        conn.execute(
+            "UPDATE archived a SET entry_id = %s WHERE a.entry_id = %s AND NOT EXISTS "
+            "(SELECT 1 FROM archived b WHERE b.output = a.output AND b.entry_id = %s)",
+            (winner, loser, winner),
+        )
         conn.execute("DELETE FROM entries WHERE id = %s", (loser,))
 
 
@@ -878,6 +1028,22 @@ def _after_losing_copies(conn: Connection[Any], ids: Collection[str]) -> None:
         (wanted,),
     )
     _refresh_dates(conn, ids)
+
+
+def _with_copies(conn: Connection[Any], rows: Sequence[Sequence[Any]]) -> list[Entry]:
+    """Entries from their rows (_ENTRY_ROW), with every copy, in one more query."""
+    if not rows:
+        return []
+    copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
+    for entry_id, *copy in conn.execute(
+        "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
+        "categories, excerpt, id, html FROM copies "
+        # byte order, as SQLite sorts text, whatever the database's collation
+        'WHERE entry_id = ANY(%s) ORDER BY source COLLATE "C", key COLLATE "C"',
+        (list(copies),),
+    ):
+        copies[entry_id].append(tuple(copy))
+    return [entry_from(row, copies[row[0]]) for row in rows]
 
 
 def _state(name: str, row: Sequence[Any]) -> SourceState:

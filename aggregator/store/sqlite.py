@@ -23,6 +23,12 @@ Tables:
   have a fingerprint; `copies.fingerprint` itself decides.
 - `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
   and HTML content, as dedup chose it.
+- `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
+  page and its position there. An entry is in at most one page of an output. `archive_pages`
+  counts each output's pages (a page all of whose entries were pruned still counts).
+- `output_reads`: what `output_entries` last answered for each output (its filter, the newest
+  entry and copy then, the ids), so that the next call judges only the entries that are new or
+  gained a copy since, not the whole store.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -52,6 +58,7 @@ from aggregator.models import (
     CopyRank,
     Decision,
     Entry,
+    EntryMatch,
     Placement,
     Removal,
     SourceState,
@@ -68,7 +75,7 @@ from aggregator.store.rows import (
     gained_entries,
 )
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -233,6 +240,34 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sources ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE copies ADD COLUMN site_host TEXT;
     """,
+    # 14: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # an entry deleted (pruned, or its only source removed) leaves its page. And what
+    # output_entries last answered for each output.
+    """
+    CREATE TABLE archived (
+        output TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        page INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (output, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TABLE archive_pages (
+        output TEXT PRIMARY KEY,
+        pages INTEGER NOT NULL
+    );
+    CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries BEGIN
+        DELETE FROM archived WHERE entry_id = old.id;
+    END;
+    CREATE TABLE output_reads (
+        output TEXT PRIMARY KEY,
+        match TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        answer TEXT NOT NULL
+    );
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -298,6 +333,10 @@ def from_iso(text: str | None) -> datetime | None:
 
 def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _casefold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
 
 
 def fingerprint_key(fingerprint: str) -> int:
@@ -390,6 +429,7 @@ class SQLiteStore:
             # sync it. Pages rewritten by several refreshes between checkpoints are copied once.
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.create_function("fingerprint_key", 1, fingerprint_key, deterministic=True)
+            self._db.create_function("casefold", 1, _casefold, deterministic=True)
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -866,6 +906,11 @@ class SQLiteStore:
             "(SELECT backfill FROM entries WHERE id = ?)) WHERE id = ?",
             (loser, winner),
         )
+        # An archive page that held the merged entry holds its survivor, unless the survivor
+        # is archived in that output already (the entry's other rows go with it, by trigger).
+        self._db.execute(
+            "UPDATE OR IGNORE archived SET entry_id = ? WHERE entry_id = ?", (winner, loser)
+        )
         self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
 
     def _rename(self, old: str, new: str) -> None:
@@ -1044,9 +1089,13 @@ class SQLiteStore:
             "ORDER BY sort_date DESC, seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
+        return self._with_copies(rows)
+
+    def _with_copies(self, rows: Sequence[Sequence[object]]) -> list[Entry]:
+        """Entries from their rows (id, first_seen, published, updated, representative)."""
         if not rows:
             return []
-        ids = [r[0] for r in rows]
+        ids = [str(r[0]) for r in rows]
         copies: dict[str, list[tuple[object, ...]]] = {i: [] for i in ids}
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
@@ -1056,7 +1105,122 @@ class SQLiteStore:
             ids,
         ):
             copies[row[0]].append(row[1:])
-        return [self._entry(r, copies[r[0]]) for r in rows]
+        return [self._entry(r, copies[str(r[0])]) for r in rows]
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        found: dict[str, Sequence[object]] = {}
+        for start in range(0, len(ids), 500):
+            for row in self._db.execute(
+                "SELECT id, first_seen, published, updated, representative FROM entries "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (_json_list(ids[start : start + 500]),),
+            ):
+                found[row[0]] = row
+        rows = [found[i] for i in dict.fromkeys(ids) if i in found]
+        out: list[Entry] = []
+        for start in range(0, len(rows), 500):
+            out.extend(self._with_copies(rows[start : start + 500]))
+        return out
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds,
+        newest first, ties by the order they were stored in.
+
+        The answer is remembered (`output_reads`): the next call for the same output and
+        filter judges only what it answered then and the entries created or given a copy
+        since (entries by `seq`, copies by rowid, both only grow), instead of every entry."""
+        key = json.dumps([sorted(match.categories), sorted(match.sources)])
+        # The newest entry and copy before reading: anything stored after is judged next time.
+        top_seq, top_copy = self._db.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM entries), "
+            "(SELECT coalesce(max(rowid), 0) FROM copies)"
+        ).fetchone()
+        where = ["NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = ? AND a.entry_id = e.id)"]
+        args: list[object] = [output]
+        last = self._db.execute(
+            "SELECT match, seq, copy, answer FROM output_reads WHERE output = ?", (output,)
+        ).fetchone()
+        if last is not None and last[0] == key:
+            where.append(
+                "e.id IN (SELECT value FROM json_each(?) UNION ALL "
+                "SELECT id FROM entries WHERE seq > ? UNION ALL "
+                "SELECT entry_id FROM copies WHERE rowid > ?)"
+            )
+            args += [last[3], last[1], last[2]]
+        if match.sources:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id "
+                "AND c.source IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.sources)))
+        if match.categories:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c, json_each(c.categories) j "
+                "WHERE c.entry_id = e.id AND casefold(j.value) IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.categories)))
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                f"SELECT e.id FROM entries e WHERE {' AND '.join(where)} "
+                "ORDER BY e.sort_date DESC, e.seq DESC",
+                args,
+            )
+        ]
+        row = (output, key, top_seq, top_copy, _json_list(ids))
+        self._write(lambda: self._remember_read(row))
+        return ids
+
+    def _remember_read(self, row: tuple[object, ...]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO output_reads (output, match, seq, copy, answer) "
+            "VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+
+    def archive_pages(self, output: str) -> int:
+        # Counted apart from `archived`: a page whose entries were all pruned still exists.
+        row = self._db.execute(
+            "SELECT pages FROM archive_pages WHERE output = ?", (output,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        return [
+            row[0]
+            for row in self._db.execute(
+                "SELECT entry_id FROM archived WHERE output = ? AND page = ? ORDER BY position",
+                (output, page),
+            )
+        ]
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        def work() -> None:
+            sealed = self.archive_pages(output)
+            if page != sealed + 1:
+                raise StorageError(
+                    f"{self.path}: archive page {page} of {output!r} cannot be sealed: "
+                    f"{sealed} are sealed"
+                )
+            if len(set(ids)) != len(ids):
+                raise StorageError(f"{self.path}: archive page {page} of {output!r} repeats ids")
+            try:
+                self._db.executemany(
+                    "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
+                    [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                )
+                self._db.execute(
+                    "INSERT INTO archive_pages (output, pages) VALUES (?, ?) "
+                    "ON CONFLICT (output) DO UPDATE SET pages = excluded.pages",
+                    (output, page),
+                )
+            except sqlite3.IntegrityError:
+                raise StorageError(
+                    f"{self.path}: archive page {page} of {output!r}: an entry is in another page"
+                ) from None
+
+        self._write(work)
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
