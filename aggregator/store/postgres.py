@@ -47,6 +47,7 @@ from aggregator.models import (
 from aggregator.store.rows import (
     CONTENT_COLUMNS,
     STATE_FIELDS,
+    check_seal,
     content_values,
     created_entries,
     entry_from,
@@ -715,14 +716,7 @@ class PostgresStore:
         import psycopg
 
         with self.transaction(), self.connection() as conn:
-            sealed = self.archive_pages(output)
-            if page != sealed + 1:
-                raise StorageError(
-                    f"{self.where}: archive page {page} of {output!r} cannot be sealed: "
-                    f"{sealed} are sealed"
-                )
-            if len(set(ids)) != len(ids):
-                raise StorageError(f"{self.where}: archive page {page} of {output!r} repeats ids")
+            check_seal(self.where, output, page, self.archive_pages(output), ids)
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     cur.executemany(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Placement, Provenance
 
 # SourceState's fields after its name, in the order the stores keep them as columns.
@@ -164,3 +165,14 @@ def gained_entries(
             seen.add(pair)
             gained[pair[1]] = gained.get(pair[1], 0) + 1
     return gained
+
+
+def check_seal(where: object, output: str, page: int, sealed: int, ids: Sequence[str]) -> None:
+    """Raise StorageError unless `page` is the next archive page of `output` (`sealed` are
+    sealed) and `ids` names each entry once."""
+    if page != sealed + 1:
+        raise StorageError(
+            f"{where}: archive page {page} of {output!r} cannot be sealed: {sealed} are sealed"
+        )
+    if len(set(ids)) != len(ids):
+        raise StorageError(f"{where}: archive page {page} of {output!r} repeats ids")

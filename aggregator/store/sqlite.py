@@ -69,6 +69,7 @@ from aggregator.store.rows import (
     CONTENT_COLUMNS,
     DATE_STATE_FIELDS,
     STATE_FIELDS,
+    check_seal,
     content_values,
     created_entries,
     entry_from,
@@ -1197,14 +1198,7 @@ class SQLiteStore:
 
     def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
         def work() -> None:
-            sealed = self.archive_pages(output)
-            if page != sealed + 1:
-                raise StorageError(
-                    f"{self.path}: archive page {page} of {output!r} cannot be sealed: "
-                    f"{sealed} are sealed"
-                )
-            if len(set(ids)) != len(ids):
-                raise StorageError(f"{self.path}: archive page {page} of {output!r} repeats ids")
+            check_seal(self.path, output, page, self.archive_pages(output), ids)
             try:
                 self._db.executemany(
                     "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
