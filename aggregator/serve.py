@@ -456,7 +456,13 @@ class Server:
 
         srv = self._server
         srv_map = srv._map
-        srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))
+            except OSError:
+                # The loop ended and closed its wake-up pipe between the check and the pull:
+                # there is nothing left to wake.
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
         srv.task_dispatcher.shutdown()
