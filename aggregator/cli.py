@@ -111,6 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dupes)
 
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    p = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="create or upgrade the store; move a SQLite store into PostgreSQL",
+        description=(
+            "Create the configured store ([store] path, SQLite, or [store] url, PostgreSQL) "
+            "or bring its schema up to date; running it again changes nothing. With "
+            "--from-sqlite PATH, then copy the SQLite store at PATH into the PostgreSQL "
+            "store named by [store] url, which must be empty: every entry id, copy, source "
+            "state and merge is kept, so the outputs written afterwards are the same bytes "
+            "and no subscriber sees a new or changed entry. Fetches nothing."
+        ),
+    )
+    p.add_argument(
+        "--from-sqlite",
+        type=Path,
+        metavar="PATH",
+        help="the SQLite store file to move into the PostgreSQL store",
+    )
+    p.set_defaults(func=cmd_migrate)
+
     _add_serving_commands(sub, common)
     _add_terminal_commands(sub, common)
     _add_source_commands(sub, common)
@@ -399,12 +421,12 @@ def cmd_dupes(args: argparse.Namespace) -> int:
         # Source text is untrusted: no markup, no terminal control sequences.
         return Text("".join(ch if ch.isprintable() else " " for ch in value))
 
-    from aggregator.store import open_store
+    from aggregator.store import open_store, store_exists
 
     config = _load(args)
     if args.source is not None:
         config.source(args.source)  # raises ConfigError for an unknown name
-    if not Path(config.store_path).exists():
+    if not store_exists(config):
         if args.json:
             _print_json([])
             return EXIT_OK
@@ -456,6 +478,41 @@ def cmd_dupes(args: argparse.Namespace) -> int:
             )
         console.print(table)
     console.print(f"{len(clusters)} merged entr{'y' if len(clusters) == 1 else 'ies'}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from aggregator.store import migrate_store
+
+    config = _load(args)
+    if args.from_sqlite is not None and config.store_url is None:
+        raise UsageError(
+            f"{config.path}: --from-sqlite moves a store into PostgreSQL, and [store] url "
+            "names no PostgreSQL database"
+        )
+    where, before, after = migrate_store(config)
+    if not args.quiet:
+        done = (
+            "created"
+            if before == 0
+            else "up to date"
+            if before == after
+            else f"upgraded from version {before}"
+        )
+        print(f"{where}: schema version {after}, {done}")
+    if args.from_sqlite is None:
+        return EXIT_OK
+    from aggregator.store.move import move_sqlite
+    from aggregator.store.postgres import PostgresStore
+
+    assert config.store_url is not None
+    with PostgresStore(config.store_url) as store:
+        moved = move_sqlite(args.from_sqlite, store)
+    if not args.quiet:
+        print(
+            f"moved {args.from_sqlite} into {where}: {moved.sources} sources, "
+            f"{moved.entries} entries, {moved.copies} copies, {moved.bands} index rows"
+        )
     return EXIT_OK
 
 
@@ -746,11 +803,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from aggregator.emit import public_url
     from aggregator.opml import Subscription, write_opml
-    from aggregator.store import open_store
+    from aggregator.store import open_store, store_exists
 
     config = _load(args)
     sites: dict[str, str] = {}
-    if config.store_path.exists():
+    if store_exists(config):
         with open_store(config) as store:
             sites = {st.name: st.site_link for st in store.states() if st.site_link}
     feeds = [

@@ -81,7 +81,7 @@ class Config:
     path: Path  # the config file
     feed: FeedSettings  # [feed]
     output_dir: Path  # [output] dir, absolute
-    store_path: Path  # [store] path, absolute
+    store_path: Path  # [store] path, absolute: the SQLite store, unless store_url is set
     excerpt: ExcerptOptions  # [excerpt]
     sources: tuple[Source, ...]  # [[sources]], in file order
     fetch: FetchSettings = field(default_factory=FetchSettings)  # [fetch]
@@ -89,6 +89,7 @@ class Config:
     content: Literal["excerpt", "full"] = "excerpt"  # [output] content: plain excerpt or HTML
     server_host: str = "127.0.0.1"  # [server] host
     server_port: int = 8080  # [server] port
+    store_url: str | None = None  # [store] url: a PostgreSQL database, in place of store_path
     outputs: tuple[OutputSettings, ...] = ()  # [[outputs]], in file order
     websub_hub: str | None = None  # [output] websub_hub: the hub told of each changed feed
     store_keep_seconds: int | None = None  # [store] keep: entries older than this are pruned
@@ -101,6 +102,8 @@ class Config:
 
 
 # --- the schema (private) ---------------------------------------------------------------------
+
+DEFAULT_STORE_PATH = "data/aggregator.db"  # [store] path when neither path nor url is set
 
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -127,6 +130,12 @@ def _url(v: str) -> str:
         raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a file path)")
     if scheme in ("http", "https") and not urlsplit(v).hostname:
         raise ValueError("URL has no host")
+    return v
+
+
+def _pg_url(v: str) -> str:
+    if urlsplit(v).scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("not a PostgreSQL URL (use postgresql://user@host:port/database)")
     return v
 
 
@@ -345,8 +354,13 @@ _ROOT = _table(
         "outputs": {"type": "list", "items_schema": _OUTPUT},
         "store": _section(
             _table(
-                {"path": _str(), "keep": _optional(_INTERVAL_SCHEMA)},
-                path="data/aggregator.db",
+                {
+                    "path": _optional(_str()),
+                    "url": _optional(_then(_str(), _pg_url)),
+                    "keep": _optional(_INTERVAL_SCHEMA),
+                },
+                path=None,
+                url=None,
                 keep=None,
             )
         ),
@@ -538,6 +552,11 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         )
         for s in root["sources"]
     )
+    store = root["store"]
+    if store["path"] is not None and store["url"] is not None:
+        raise ConfigError(
+            f"{path}: store: both path (SQLite) and url (PostgreSQL) are set; keep only one"
+        )
     outputs = _outputs(path, root["outputs"], seen)
     feed = root["feed"]
     return Config(
@@ -552,7 +571,8 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         ),
         output_dir=_resolve_path(base, root["output"]["dir"]),
         content=root["output"]["content"],
-        store_path=_resolve_path(base, root["store"]["path"]),
+        store_path=_resolve_path(base, store["path"] or DEFAULT_STORE_PATH),
+        store_url=store["url"],
         excerpt=ExcerptOptions(**root["excerpt"]),
         sources=sources,
         fetch=FetchSettings(**root["fetch"]),

@@ -66,6 +66,7 @@ from aggregator.models import (
     StoredEntry,
 )
 from aggregator.refresh import GROUP_EXCERPTS, fewer_collections
+from aggregator.store import Store
 from aggregator.store.sqlite import SQLiteStore
 from bench.memindex import MemoryCandidateIndex
 
@@ -375,7 +376,7 @@ def all_in_memory(n: int) -> tuple[dict[str, float], int, str]:
 
 
 def through_store(
-    store: SQLiteStore, start: int, stop: int, unique: bool = False, decided: blake2b | None = None
+    store: Store, start: int, stop: int, unique: bool = False, decided: blake2b | None = None
 ) -> tuple[float, int, dict[str, float]]:
     """Place and store records as a refresh does: one batch per source, the batches of
     sources that are ready together (GROUP_EXCERPTS records) in one transaction.

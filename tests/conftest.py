@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.store import Store
-from tests.helpers import STORES, LocalServer, open_test_store
+from tests.helpers import PG, STORES, LocalServer, open_test_store
 
 
 @pytest.fixture
@@ -25,3 +25,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A new, empty store, once per implementation."""
     with open_test_store(request.param, tmp_path) as opened:
         yield opened
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """The PostgreSQL databases a test made are dropped after it."""
+    yield
+    if PG.created:
+        PG.drop_created()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _drop_template_database() -> Iterator[None]:
+    yield
+    PG.drop_template()

@@ -4,7 +4,8 @@ Fixtures live in conftest.py; the labelled dedup evaluation corpus is tests/dedu
 
 - the repository's paths, a real HTTP server on 127.0.0.1 (`LocalServer`) with canned routes,
   writing a config and reading back a snapshot (validated against its JSON Schema);
-- the Store implementations the tests run against, and opening one;
+- the Store implementations the tests run against, and opening one (PostgreSQL databases
+  made per test from a template);
 - small feeds: `rss_posts` (n numbered posts) and `rss` ((guid, title) items);
 - the hostile-server tests' two-source config, reads of the store and the snapshot, a guard
   with a fake DNS, and bodies that drip or never end;
@@ -15,6 +16,7 @@ Fixtures live in conftest.py; the labelled dedup evaluation corpus is tests/dedu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +32,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from aggregator import dedup
@@ -185,17 +189,134 @@ def load_snapshot(path: Path) -> dict[str, Any]:
 
 # --- stores ---------------------------------------------------------------------------------------
 
+# The PostgreSQL server the PostgreSQL tests use (a database they may create databases from).
+PG_URL = os.environ.get("AGGREGATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_PG_AT = f"{urlsplit(PG_URL).hostname}:{urlsplit(PG_URL).port or 5432}"
+PG_SKIP = f"PostgreSQL not reachable at {_PG_AT} (set AGGREGATOR_TEST_PG_URL)"
+
+
+def _pg_reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+PG_REACHABLE = _pg_reachable()
+
 # Every Store implementation the contract suite (tests/test_store_contract.py) and the dedup
 # tests run against, by name.
-STORES = ("sqlite",)
+STORES = ("sqlite", "postgresql") if PG_REACHABLE else ("sqlite",)
+
+
+class PgDatabases:
+    """Databases on the test server, named after this process so that test runs side by side
+    never meet: a template that holds the current schema, made once, and a fresh database
+    copied from it (or an empty one) for each test that asks, dropped after the test."""
+
+    def __init__(self) -> None:
+        self.prefix = f"aggtest_{os.getpid()}"
+        self.template: str | None = None
+        self.created: list[str] = []
+        self.by_place: dict[tuple[Path, str], str] = {}
+
+    def url(self, name: str) -> str:
+        return urlunsplit(urlsplit(PG_URL)._replace(path="/" + name))
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        for attempt in range(50):
+            try:
+                with psycopg.connect(PG_URL, autocommit=True) as conn:
+                    conn.execute(sql)  # type: ignore[arg-type]
+                return
+            except psycopg.errors.ObjectInUse:  # a closed connection not gone yet
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+
+    def fresh(self, *, schema: bool = True) -> str:
+        """The URL of a new database: with the current schema, or empty."""
+        from aggregator.store.postgres import PostgresStore
+
+        if not self.created and self.template is None:
+            self._drop_stale()
+        if schema and self.template is None:
+            template = f"{self.prefix}_template"
+            self._admin(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+            self._admin(f"CREATE DATABASE {template}")
+            PostgresStore(self.url(template)).close()
+            self.template = template
+        name = f"{self.prefix}_{len(self.created)}"
+        self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self._admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {self.template}" if schema else ""))
+        self.created.append(name)
+        return self.url(name)
+
+    def _drop_stale(self) -> None:
+        """Drop the databases of test runs on this machine that ended without dropping them
+        (killed); a database still in use is left alone."""
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'aggtest\\_%'"
+                )
+            ]
+            for name in names:
+                pid = name.split("_")[1]
+                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
+
+    def at(self, tmp_path: Path, name: str) -> str:
+        """The database that stands for the store file `name` in `tmp_path`."""
+        if (tmp_path, name) not in self.by_place:
+            self.by_place[tmp_path, name] = self.fresh()
+        return self.by_place[tmp_path, name]
+
+    def drop_created(self) -> None:
+        for name in self.created:
+            self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.created.clear()
+        self.by_place.clear()
+
+    def drop_template(self) -> None:
+        if self.template is not None:
+            self._admin(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+            self.template = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+PG = PgDatabases()
 
 
 def open_test_store(kind: str, tmp_path: Path, name: str = "store.db") -> Store:
-    """The store of the given implementation kept in `tmp_path` (new and empty at first)."""
+    """The store of the given implementation kept in `tmp_path` (new and empty at first); for
+    PostgreSQL, a database of its own that stands for that place."""
     if kind == "sqlite":
         from aggregator.store.sqlite import SQLiteStore
 
         return SQLiteStore(tmp_path / name)
+    if kind == "postgresql":
+        from aggregator.store.postgres import PostgresStore
+
+        return PostgresStore(PG.at(tmp_path, name))
     raise ValueError(f"unknown store kind {kind!r}")
 
 

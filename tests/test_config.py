@@ -83,6 +83,11 @@ def test_values_given_replace_the_defaults(tmp_path: Path) -> None:
         ('[schedule]\ninterval = "10s"\n', "schedule.interval: interval must be at least 60"),
         ('[server]\nhots = "x"\n', "server.hots: unknown key"),
         ("[dedup]\nthreshold = 2\n", "dedup.threshold: Input should be less than or equal to 1"),
+        ('[store]\nurl = "mysql://db/x"\n', "store.url: not a PostgreSQL URL"),
+        (
+            '[store]\npath = "a.db"\nurl = "postgresql://db/x"\n',
+            "store: both path (SQLite) and url (PostgreSQL) are set; keep only one",
+        ),
     ],
 )
 def test_a_mistake_names_its_key(tmp_path: Path, extra: str, expected: str) -> None:
@@ -228,3 +233,13 @@ def test_a_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
         ConfigError, match="config file not found: create one with `aggregator init`"
     ):
         load_config(tmp_path / "nope.toml")
+
+
+def test_the_store_is_a_sqlite_file_unless_a_database_url_is_given(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, MINIMAL))
+    assert config.store_url is None and config.store_path == tmp_path / "data" / "aggregator.db"
+    config = load_config(write_config(tmp_path, MINIMAL + '[store]\npath = "x/s.db"\n'))
+    assert config.store_url is None and config.store_path == tmp_path / "x" / "s.db"
+    url = "postgresql://agg@db.example:5433/feeds"
+    config = load_config(write_config(tmp_path, MINIMAL + f'[store]\nurl = "{url}"\n'))
+    assert config.store_url == url

@@ -422,6 +422,29 @@ def test_a_store_reopens_with_what_it_held(kind: str, tmp_path: Path) -> None:
         assert again.get_state("a") == SourceState(name="a", etag='"1"')
 
 
+def test_names_come_back_as_written(store: Store) -> None:
+    awkward = ('Ann "the" Author', "back\\slash", "NULL", "{a,b}", "tab\there", "line\nbreak", "")
+    e = replace(copy_of("a", 1), authors=awkward, categories=("Ünïcode 中文", "a,b"))
+    write(store, new(e))
+    (entry,) = store.latest(1)
+    assert (entry.authors, entry.categories) == (awkward, ("Ünïcode 中文", "a,b"))
+
+
+def test_a_write_the_store_refuses_is_a_storage_error_that_undoes_only_itself(
+    store: Store,
+) -> None:
+    kept = copy_of("a", 1)
+    write(store, new(kept))
+    again = replace(copy_of("a", 1, at=1), title="Stored twice")  # the same (source, key)
+    with store.transaction():
+        store.save_states([SourceState(name="before")])
+        with pytest.raises(StorageError):
+            write(store, new(again))
+        store.save_states([SourceState(name="after")])
+    assert [e.title for e in store.latest(10)] == [kept.title]
+    assert sorted(st.name for st in store.states()) == ["a", "after", "before"]
+
+
 # --- outputs and their archives -----------------------------------------------------------------
 
 

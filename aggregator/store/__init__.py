@@ -4,7 +4,8 @@ Everything outside this package receives a `Store` from `open_store(config)` and
 context manager; none of it knows which implementation it holds. The Protocol is batch-shaped:
 dedup asks for the candidates of a whole batch in one `candidates()` call (and the entries the
 batch touches in one `entries()` call), and the store writes a whole batch's `Decision` in one
-`apply()`. SQLite (`store/sqlite.py`) is the default implementation; `tests/test_store_contract.py`
+`apply()`. SQLite (`store/sqlite.py`) is the default implementation, PostgreSQL
+(`store/postgres.py`) the one for a shared database; `tests/test_store_contract.py`
 states what every implementation must do.
 """
 
@@ -31,7 +32,7 @@ from aggregator.models import (
 if TYPE_CHECKING:
     from aggregator.config import Config
 
-__all__ = ["CandidateView", "Store", "open_store"]
+__all__ = ["CandidateView", "Store", "migrate_store", "open_store", "store_exists"]
 
 
 class CandidateView(Protocol):
@@ -161,7 +162,47 @@ class Store(CandidateView, Protocol):
 def open_store(config: Config) -> Store:
     """The store the config names, opened (created or migrated as needed).
 
+    `[store] url` names a PostgreSQL database; otherwise the SQLite file at `[store] path`.
     Raises StorageError when it cannot be opened."""
+    if config.store_url is not None:
+        from aggregator.store.postgres import PostgresStore
+
+        return PostgresStore(config.store_url)
     from aggregator.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.store_path)
+
+
+def store_exists(config: Config) -> bool:
+    """Whether the configured store may hold something: the SQLite file exists, or a database
+    is named (whose schema opening it creates if need be)."""
+    return config.store_url is not None or config.store_path.exists()
+
+
+def migrate_store(config: Config) -> tuple[str, int, int]:
+    """Create the configured store, or bring its schema up to date; nothing else is written.
+
+    Returns where the store is (a PostgreSQL URL without its password) and its schema version
+    before (0: there was none) and after. Raises StorageError when it cannot be opened."""
+    if config.store_url is not None:
+        from aggregator.store.postgres import PostgresStore
+
+        with PostgresStore(config.store_url) as pg:
+            return pg.where, pg.migrated_from, pg.schema_version
+    import sqlite3
+
+    from aggregator.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+    path = config.store_path
+    before = 0
+    if path.is_file():
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                before = db.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass  # opening the store below reports what is wrong with it
+    SQLiteStore(path).close()
+    return str(path), before, SCHEMA_VERSION

@@ -57,16 +57,23 @@ from aggregator.models import (
     ClusterCopy,
     CopyRank,
     Decision,
-    Duplicate,
     Entry,
     EntryMatch,
-    Excerpt,
     Placement,
-    Provenance,
     Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
+)
+from aggregator.store.rows import (
+    CONTENT_COLUMNS,
+    DATE_STATE_FIELDS,
+    STATE_FIELDS,
+    check_seal,
+    content_values,
+    created_entries,
+    entry_from,
+    gained_entries,
 )
 
 SCHEMA_VERSION = 14
@@ -273,30 +280,8 @@ FOLD_SKETCHES = 300_000
 # Candidate copies kept by one write transaction, at most (about 2 KB each).
 SEEN_COPIES = 20_000
 
-_STATE_FIELDS = (
-    "url",
-    "etag",
-    "last_modified",
-    "body_hash",
-    "effective_url",
-    "last_status",
-    "last_fetch",
-    "last_success",
-    "error",
-    "error_streak",
-    "next_due",
-    "redirect_url",
-    "redirect_streak",
-    "ttl_seconds",
-    "feed_title",
-    "site_link",
-    "page_entry",
-    "feed_id",
-    "feed_author",
-    "feed_updated",
-    "warnings",
-)
-_DATE_STATE_FIELDS = {"last_fetch", "last_success", "next_due", "feed_updated"}
+_STATE_FIELDS = STATE_FIELDS
+_DATE_STATE_FIELDS = DATE_STATE_FIELDS
 _SAVE_STATE = (
     f"INSERT INTO sources (name, {', '.join(_STATE_FIELDS)}) "
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
@@ -392,24 +377,7 @@ def _json_list(values: Collection[object]) -> str:
     return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
-# The columns a copy's content fills, in the order _content_values gives them.
-_CONTENT_COLUMNS = (
-    "title",
-    "link",
-    "link_key",
-    "published",
-    "updated",
-    "authors",
-    "categories",
-    "excerpt",
-    "truncated",
-    "fingerprint",
-    "content_hash",
-    "position",
-    "text",
-    "html",
-    "site_host",
-)
+_CONTENT_COLUMNS = CONTENT_COLUMNS
 _INSERT_COPY = (
     "INSERT INTO copies (rowid, source, key, entry_id, rule, score, guid, first_seen, sketch, "
     + ", ".join(_CONTENT_COLUMNS)
@@ -424,32 +392,11 @@ _UPDATE_COPY = (
 )
 
 
-def _content_values(e: Excerpt) -> tuple[object, ...]:
-    """The values of _CONTENT_COLUMNS for an excerpt."""
-    return (
-        e.title,
-        e.link,
-        e.link_key,
-        iso(e.published),
-        iso(e.updated),
-        _json_list(e.authors),
-        _json_list(e.categories),
-        e.excerpt,
-        int(e.truncated),
-        e.fingerprint,
-        e.content_hash,
-        e.position,
-        e.text,
-        e.html,
-        e.site_host,
-    )
-
-
 def _copy_row(rowid: int, p: Placement, first_seen: str | None) -> tuple[object, ...]:
     """The values of _INSERT_COPY for a new copy."""
     e = p.excerpt
     return (rowid, e.source, e.key, p.entry_id, p.rule, p.score, e.guid, first_seen,
-            _packed(p.sketch), *_content_values(e))  # fmt: skip
+            _packed(p.sketch), *content_values(e, iso, _json_list))  # fmt: skip
 
 
 class SQLiteStore:
@@ -840,30 +787,13 @@ class SQLiteStore:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
         the representative copy of each (else its first); the top of a page (its newest item)
         gets the highest sequence number. Returns their ids."""
-        first: dict[str, Excerpt] = {}
-        for p in new:
-            if p.entry_id not in known:
-                first.setdefault(p.entry_id, p.excerpt)
+        first = created_entries(new, known, decision.representatives)
         if not first:
             return set()
-        chosen = {
-            entry_id: who for entry_id, who in decision.representatives.items() if entry_id in first
-        }
-        if any(
-            who != (first[entry_id].source, first[entry_id].key) for entry_id, who in chosen.items()
-        ):
-            by_key = {(p.excerpt.source, p.excerpt.key): p.excerpt for p in new}
-            dated = {
-                entry_id: by_key.get(chosen.get(entry_id, (e.source, e.key)), e)
-                for entry_id, e in first.items()
-            }
-        else:
-            dated = first
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         rows: list[tuple[object, ...]] = []
-        for entry_id, top in sorted(first.items(), key=lambda item: -item[1].position):
+        for entry_id, top, e in first:
             seq += 1
-            e = dated[entry_id]
             first_seen = iso(top.first_seen)
             published = iso(e.published)
             stated = iso(e.updated or e.published)
@@ -877,7 +807,7 @@ class SQLiteStore:
             "representative) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        return set(first)
+        return {entry_id for entry_id, _, _ in first}
 
     def _insert_copies(self, new: Sequence[Placement], rowid: int, known: set[str]) -> set[str]:
         """Insert the batch's new copies, numbered from `rowid` + 1 in order, with their
@@ -918,9 +848,8 @@ class SQLiteStore:
         old_rows.append((fingerprint_key(fingerprint), old.rowid))
         for table in _SKETCH_TABLES:
             self._db.executemany(f"DELETE FROM {table} WHERE hash = ? AND copy = ?", old_rows)
-        self._db.execute(
-            _UPDATE_COPY, (e.key, e.guid, _packed(p.sketch), *_content_values(e), old.rowid)
-        )
+        content = content_values(e, iso, _json_list)
+        self._db.execute(_UPDATE_COPY, (e.key, e.guid, _packed(p.sketch), *content, old.rowid))
         self._seen.pop(old.rowid, None)  # its _seen_by_entry row goes with the entry's
         rows = [(h, old.rowid) for h in p.sketch]
         rows.append((fingerprint_key(e.fingerprint), old.rowid))
@@ -942,11 +871,7 @@ class SQLiteStore:
                 (_json_list({entry for entry, _ in pairs}),),
             )
         )
-        gained: dict[str, int] = {}
-        for pair in pairs:
-            if pair not in counted:
-                counted.add(pair)
-                gained[pair[1]] = gained.get(pair[1], 0) + 1
+        gained = gained_entries(pairs, counted)
         self._db.executemany(
             "INSERT INTO source_counts (source, entries) VALUES (?, ?) "
             "ON CONFLICT (source) DO UPDATE SET entries = entries + excluded.entries",
@@ -1273,14 +1198,7 @@ class SQLiteStore:
 
     def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
         def work() -> None:
-            sealed = self.archive_pages(output)
-            if page != sealed + 1:
-                raise StorageError(
-                    f"{self.path}: archive page {page} of {output!r} cannot be sealed: "
-                    f"{sealed} are sealed"
-                )
-            if len(set(ids)) != len(ids):
-                raise StorageError(f"{self.path}: archive page {page} of {output!r} repeats ids")
+            check_seal(self.path, output, page, self.archive_pages(output), ids)
             try:
                 self._db.executemany(
                     "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
@@ -1304,45 +1222,12 @@ class SQLiteStore:
         source and authors are its representative's; the other copies follow it, by source
         and key, so the entry reads the same whatever order its copies arrived in."""
         entry_id, first_seen, published, updated, representative = row
-        best = next((c for c in copies if c[10] == representative), copies[0])
-        ordered = [best, *(c for c in copies if c is not best)]
-        categories: list[str] = []
-        seen_cats: set[str] = set()
-        for c in ordered:
-            for cat in json.loads(str(c[8])):
-                if cat.casefold() not in seen_cats:
-                    seen_cats.add(cat.casefold())
-                    categories.append(cat)
-        # The copy that started the entry says "new"; beside another representative it was
-        # merged by the rule that joined the representative to it.
-        joined = (best[2], best[3])
-        return Entry(
-            id=str(entry_id),
-            title=str(best[4]),
-            link=best[5] if best[5] else next((str(c[5]) for c in ordered if c[5]), None),  # type: ignore[arg-type]
-            published=from_iso(published),  # type: ignore[arg-type]
-            updated=_from_iso(str(updated)),
-            first_seen=_from_iso(str(first_seen)),
-            excerpt=str(best[9]),
-            # The item's own authors (or its own feed's): never another copy's.
-            authors=tuple(json.loads(str(best[7]))),
-            categories=tuple(categories),
-            source=str(best[0]),
-            sources=tuple(
-                Provenance(source=str(c[0]), link=c[5], first_seen=_from_iso(str(c[6])))  # type: ignore[arg-type]
-                for c in ordered
-            ),
-            duplicates=tuple(
-                Duplicate(
-                    source=str(c[0]),
-                    key=str(c[1]),
-                    rule=str(joined[0] if c[2] == "new" else c[2]),
-                    score=joined[1] if c[2] == "new" else c[3],  # type: ignore[arg-type]
-                )
-                for c in ordered[1:]
-            ),
-            html=best[11],  # type: ignore[arg-type]
-        )
+        return entry_from(
+            (entry_id, _from_iso(str(first_seen)), from_iso(published), _from_iso(str(updated)),  # type: ignore[arg-type]
+             representative),
+            [(*c[:6], _from_iso(str(c[6])), json.loads(str(c[7])), json.loads(str(c[8])), *c[9:])
+             for c in copies],
+        )  # fmt: skip
 
     def entry_counts(self) -> dict[str, int]:
         """Entries per source, from the counts the triggers keep (no pass over the store)."""
