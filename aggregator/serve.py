@@ -12,6 +12,7 @@ clock: 503 once no source has fetched without error within three of its interval
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -457,12 +458,10 @@ class Server:
         srv = self._server
         srv_map = srv._map
         if self._thread is not None and self._thread.is_alive():
-            try:
+            # The loop may end and close its wake-up pipe between the check and the pull:
+            # then there is nothing left to wake.
+            with contextlib.suppress(OSError):
                 srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv_map))
-            except OSError:
-                # The loop ended and closed its wake-up pipe between the check and the pull:
-                # there is nothing left to wake.
-                pass
         if self._thread is not None:
             self._thread.join(timeout)
         srv.task_dispatcher.shutdown()
