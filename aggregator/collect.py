@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from aggregator.models import (
     ExcerptOptions,
     FetchResult,
     ParsedDocument,
+    SelectRules,
     Source,
     SourceState,
 )
@@ -46,6 +49,7 @@ __all__ = ["IN_FLIGHT_MIN", "Collected", "Collector", "HostLimiter", "Preview", 
 log = logging.getLogger("aggregator.collect")
 
 IN_FLIGHT_MIN = 64  # sources fetched and parsed ahead of the one being stored, at least
+STOP_GRACE = 1.0  # seconds fetches in flight get to finish once a stop is asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class Collected:
     error: SourceError | None = None  # why nothing was read
     duration: float = 0.0  # seconds spent collecting
     excerpts: tuple[Excerpt, ...] = ()  # the document's items, normalized, in document order
+    excluded: int = 0  # items the source's include / exclude filters left out of `excerpts`
 
 
 class HostLimiter:
@@ -103,6 +108,8 @@ class Collector:
         self._hosts = HostLimiter(settings.per_host)
         self._robots = RobotsCache()
         self._pool: ParsePool | None = None  # set while collect_many runs
+        self._flight = 0  # sources in collect() now
+        self._flight_lock = threading.Lock()
 
     # --- many sources ----------------------------------------------------------------------
 
@@ -111,60 +118,101 @@ class Collector:
         sources: Sequence[Source],
         states: Mapping[str, SourceState],
         group_excerpts: int,
+        stop: threading.Event | None = None,
     ) -> Iterator[list[Collected]]:
         """Collect every source in a thread pool; yield the results in the order of `sources`,
-        those ready together in one list of about `group_excerpts` excerpts at most."""
+        those ready together in one list of about `group_excerpts` excerpts at most.
+
+        Once `stop` is set, no further source starts; those in flight get STOP_GRACE seconds,
+        the ones done by then are yielded, and the rest are abandoned to their threads (which
+        end at their own deadline; nothing of theirs is yielded)."""
         if not sources:
             return
+        stop = stop or threading.Event()
         workers = min(self._settings.max_workers, len(sources))
         # At most `window` sources are fetched or parsed ahead of the one being stored, so that
         # memory stays bounded however many sources there are.
         window = max(IN_FLIGHT_MIN, 4 * workers)
         futures: deque[Future[Collected]] = deque()
         remaining = iter(sources)
-        with (
-            self._parse_pool(len(sources)),
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
-        ):
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        try:
+            with self._parse_pool(len(sources), stop):
 
-            def submit_next() -> None:
-                s = next(remaining, None)
-                if s is not None:
-                    futures.append(pool.submit(self.collect, s, states.get(s.name)))
+                def submit_next() -> None:
+                    s = next(remaining, None)
+                    if s is not None and not stop.is_set():
+                        futures.append(pool.submit(self.collect, s, states.get(s.name)))
 
-            for _ in range(window):
-                submit_next()
-            while futures:
-                ready = [futures.popleft().result()]
-                # With it, whatever else has finished in order, up to a bounded amount of work.
-                size = len(ready[0].excerpts)
-                while futures and futures[0].done() and size < group_excerpts:
-                    ready.append(futures.popleft().result())
-                    size += len(ready[-1].excerpts)
-                yield ready
-                # Only now, with the group stored, do sources take its places in the window:
-                # fetched or parsed documents in memory stay within `window`.
-                for _ in ready:
+                for _ in range(window):
                     submit_next()
+                while futures:
+                    while not futures[0].done() and not stop.is_set():
+                        wait([futures[0]], timeout=0.1, return_when=FIRST_COMPLETED)
+                    if stop.is_set():
+                        yield from self._finish_early(futures)
+                        break
+                    ready = [futures.popleft().result()]
+                    # With it, whatever else has finished in order, up to a bounded amount of work.
+                    size = len(ready[0].excerpts)
+                    while futures and futures[0].done() and size < group_excerpts:
+                        ready.append(futures.popleft().result())
+                        size += len(ready[-1].excerpts)
+                    yield ready
+                    # Only now, with the group stored, do sources take its places in the window:
+                    # fetched or parsed documents in memory stay within `window`.
+                    for _ in ready:
+                        submit_next()
+        finally:
+            # Stopped early, the fetches still running are not waited for.
+            pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
+
+    @staticmethod
+    def _finish_early(futures: deque[Future[Collected]]) -> Iterator[list[Collected]]:
+        """After a stop: the sources not started are dropped; those in flight get STOP_GRACE
+        seconds, and the ones done by then are yielded, in order."""
+        for f in futures:
+            f.cancel()
+        running = [f for f in futures if not f.cancelled()]
+        if running:
+            wait(running, timeout=STOP_GRACE)
+        done = [f.result() for f in running if f.done()]
+        if done:
+            yield done
+
+    def in_flight(self) -> int:
+        """Sources being fetched or parsed right now (for a stop's acknowledgement)."""
+        with self._flight_lock:
+            return self._flight
 
     @contextmanager
-    def _parse_pool(self, sources: int) -> Iterator[None]:
+    def _parse_pool(self, sources: int, stop: threading.Event) -> Iterator[None]:
         """Feeds are parsed in worker processes while this lasts, if `sources` pay for them.
 
-        Entered before any fetch thread exists: the pool forks its workers as it starts.
+        Entered before any fetch thread exists: the pool forks its workers as it starts. After
+        a stop, a parse still running is not waited for.
         """
         self._pool = start_pool(sources)
         try:
             yield
         finally:
             if self._pool is not None:
-                self._pool.close()
+                self._pool.close(wait=not stop.is_set())
             self._pool = None
 
     # --- one source ------------------------------------------------------------------------
 
     def collect(self, source: Source, state: SourceState | None = None) -> Collected:
         """Fetch, read and normalize one source. A SourceError is its result, not raised."""
+        with self._flight_lock:
+            self._flight += 1
+        try:
+            return self._collect_one(source, state)
+        finally:
+            with self._flight_lock:
+                self._flight -= 1
+
+    def _collect_one(self, source: Source, state: SourceState | None) -> Collected:
         state = sourcestate.current(source, state)
         started = time.monotonic()
         try:
@@ -210,13 +258,30 @@ class Collector:
                 first,
                 partial(self._get, source, state),
                 time_limit=self._settings.parse_timeout,
+                previous_entry=state.page_entry,
             )
             # Normalized here, in the fetch thread: per-entry work stays off the store thread,
             # and a failure in it is this source's error, not the run's.
+            # A page's entry blocks are listing cards, not the posts: only a feed's HTML is
+            # kept for full content.
             excerpts = normalize_items(
-                document.items, source=source, now=self._now, options=self._excerpt
+                document.items,
+                source=source,
+                now=self._now,
+                options=self._excerpt,
+                keep_html=document.kind == "feed",
+                site=document.link,
             )
-        return Collected(source, state, first, document, body_hash, excerpts=excerpts)
+        kept = filtered(source, excerpts)
+        return Collected(
+            source,
+            state,
+            first,
+            document,
+            body_hash,
+            excerpts=kept,
+            excluded=len(excerpts) - len(kept),
+        )
 
     def _get(
         self, source: Source, state: SourceState, url: str, conditional: bool = False
@@ -250,7 +315,47 @@ class Collector:
                 conditional=conditional,
                 guard=self._guard,
                 origin=source.url,
+                extra_headers=request_headers(source),
             )
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def request_headers(source: Source) -> dict[str, str]:
+    """A source's extra request headers, each `${NAME}` replaced by that environment variable.
+
+    The values may be secrets: a message names the variable, never a value."""
+    out: dict[str, str] = {}
+    for name, template in source.headers:
+
+        def value(m: re.Match[str], header: str = name) -> str:
+            found = os.environ.get(m.group(1))
+            if found is None:
+                raise FetchError(
+                    source.name, f"header {header}: environment variable {m.group(1)} is not set"
+                )
+            return found
+
+        out[name] = _ENV.sub(value, template)
+    return out
+
+
+def filtered(source: Source, excerpts: Sequence[Excerpt]) -> tuple[Excerpt, ...]:
+    """The excerpts the source's filters let through: with `include`, those whose title,
+    excerpt or a category matches one of its expressions; then none that matches `exclude`."""
+    if not source.include and not source.exclude:
+        return tuple(excerpts)
+    include = [re.compile(p) for p in source.include]
+    exclude = [re.compile(p) for p in source.exclude]
+
+    def matches(patterns: list[re.Pattern[str]], e: Excerpt) -> bool:
+        fields = (e.title, e.excerpt, *e.categories)
+        return any(p.search(f) for p in patterns for f in fields)
+
+    return tuple(
+        e for e in excerpts if (not include or matches(include, e)) and not matches(exclude, e)
+    )
 
 
 # --- preview -----------------------------------------------------------------------------------
@@ -261,11 +366,13 @@ class Preview:
     """What one source would give right now, fetched and read but not stored."""
 
     source: Source
-    excerpts: tuple[Excerpt, ...]  # in document order
+    excerpts: tuple[Excerpt, ...]  # in document order, after the source's filters
     kind: str  # what the body turned out to be
     status: int  # HTTP status of the first response (200 for files)
     final_url: str  # after redirects
     warnings: tuple[str, ...] = ()
+    auto_select: SelectRules | None = None  # the rules auto mode found or completed
+    auto_method: str | None = None  # how auto mode found the post list (see ParsedDocument)
 
 
 def preview(
@@ -299,4 +406,6 @@ def preview(
         status=collected.result.status,
         final_url=collected.result.final_url,
         warnings=collected.document.warnings,
+        auto_select=collected.document.auto_select,
+        auto_method=collected.document.auto_method,
     )

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 from aggregator.errors import ConfigError
 from aggregator.models import ExcerptOptions, SelectRules, Source
@@ -33,8 +33,25 @@ class FeedSettings:
     id: str  # the feed's Atom id; derived from link unless set
     max_entries: int = 100  # entries in feed.atom and snapshot.json
     subtitle: str | None = None  # optional description
-    author: str | None = None  # optional feed author name
-    self_url: str | None = None  # public URL of feed.atom itself, for rel="self"
+    author: str | None = None  # optional feed author: "Name", or "Name <email>"
+    self_url: str | None = None  # public URL of feed.atom itself; default: feed.atom beside link
+
+
+# An output's name is its file stem and part of its URL paths: lower-case letters, digits, "-"
+# and "_", nothing that could name another folder. These stems belong to the other outputs.
+OUTPUT_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RESERVED_NAMES = frozenset({"feed", "snapshot", "index", "archive", "healthz"})
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSettings:
+    """One more feed from the same store (`[[outputs]]`): the entries its filter selects."""
+
+    name: str  # file stem: <dir>/<name>.atom and <dir>/<name>.json
+    title: str  # the feed's title
+    categories: tuple[str, ...] = ()  # entries with any of these categories (any case); () all
+    sources: tuple[str, ...] = ()  # entries with a copy from any of these sources; () all
+    max_entries: int = 100  # entries in the feed document; older ones go to archives
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +86,13 @@ class Config:
     sources: tuple[Source, ...]  # [[sources]], in file order
     fetch: FetchSettings = field(default_factory=FetchSettings)  # [fetch]
     dedup: DedupSettings = field(default_factory=DedupSettings)  # [dedup]
+    content: Literal["excerpt", "full"] = "excerpt"  # [output] content: plain excerpt or HTML
     server_host: str = "127.0.0.1"  # [server] host
     server_port: int = 8080  # [server] port
     store_url: str | None = None  # [store] url: a PostgreSQL database, in place of store_path
+    outputs: tuple[OutputSettings, ...] = ()  # [[outputs]], in file order
+    websub_hub: str | None = None  # [output] websub_hub: the hub told of each changed feed
+    store_keep_seconds: int | None = None  # [store] keep: entries older than this are pruned
 
     def source(self, name: str) -> Source:
         for s in self.sources:
@@ -118,8 +139,51 @@ def _pg_url(v: str) -> str:
     return v
 
 
+def _public_url(v: str) -> str:
+    """An absolute http(s) URL: what a reader can follow."""
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. 'https://example.org/feed.atom'")
+    return v
+
+
+def _author(v: str) -> str:
+    """A name (optionally with an e-mail address), one line, without markup."""
+    if not v.strip():
+        return v
+    if any(c in v for c in "<>") and not re.fullmatch(r"[^<>]*<[^<>@\s]+@[^<>\s]+>\s*", v):
+        raise ValueError("must be a plain name, or 'Name <email@example.org>'")
+    if not v.isprintable():
+        raise ValueError("must be one line of printable text")
+    return v
+
+
 def _interval(v: str | int) -> str | int:
     parse_interval(v)
+    return v
+
+
+def _patterns(v: str | list[str]) -> tuple[str, ...]:
+    """`include` / `exclude`: one regular expression or a list of them, each compiled once
+    here so that a mistake is a config error, not a refresh failure."""
+    patterns = (v,) if isinstance(v, str) else tuple(v)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return patterns
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _headers(v: dict[str, str]) -> dict[str, str]:
+    for name, value in v.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError(f"header {name}: a value may not contain a line break")
     return v
 
 
@@ -163,6 +227,10 @@ def _then(schema: Schema, check: Callable[[Any], Any]) -> Schema:
 
 
 _INTERVAL_SCHEMA = _then({"type": "union", "choices": [_str(0), _int()]}, _interval)
+_PATTERNS: Schema = {
+    "type": "union",
+    "choices": [_str(), {"type": "list", "items_schema": _str()}],
+}
 
 
 def _defaults(record: type) -> dict[str, Any]:
@@ -197,7 +265,7 @@ def _section(table: Schema) -> Schema:
 
 _SELECT = _table(
     {
-        "entry": _str(),
+        "entry": _optional(_str()),
         "title": _optional(_str()),
         "link": _optional(_str()),
         "date": _optional(_str()),
@@ -221,10 +289,39 @@ _SOURCE = _table(
         "allow_duplicate_links": _BOOL,
         "max_entries": _int(ge=1, le=100_000),
         "robots": _optional(_BOOL),
+        "enabled": _BOOL,
+        "title": _optional(_str()),
+        "include": _then(_PATTERNS, _patterns),
+        "exclude": _then(_PATTERNS, _patterns),
+        "headers": _then(
+            {"type": "dict", "keys_schema": _str(), "values_schema": _str(0)}, _headers
+        ),
     },
     Source,
     interval=None,  # the [schedule] interval
+    headers={},
 )
+
+_OUTPUT = _table(
+    {
+        "name": _str(pattern=OUTPUT_NAME),
+        "title": _str(),
+        "categories": {"type": "list", "items_schema": _str()},
+        "sources": {"type": "list", "items_schema": _str()},
+        "max_entries": _int(ge=1, le=10_000),
+    },
+    OutputSettings,
+    categories=[],
+    sources=[],
+)
+
+
+def _hub(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("a WebSub hub is an http(s) URL")
+    return v
+
 
 _ROOT = _table(
     {
@@ -235,19 +332,36 @@ _ROOT = _table(
                 "id": _optional(_str()),
                 "max_entries": _int(ge=1, le=10_000),
                 "subtitle": _optional(_str(0)),
-                "author": _optional(_str(0)),
-                "self_url": _optional(_str(0)),
+                "author": _optional(_then(_str(0), _author)),
+                "self_url": _optional(_then(_str(), _public_url)),
             },
             FeedSettings,
             link="http://localhost/",
             id=None,  # the link
         ),
-        "output": _section(_table({"dir": _str()}, dir="public")),
+        "output": _section(
+            _table(
+                {
+                    "dir": _str(),
+                    "content": {"type": "literal", "expected": ["excerpt", "full"]},
+                    "websub_hub": _optional(_then(_str(), _hub)),
+                },
+                dir="public",
+                content=_defaults(Config)["content"],
+                websub_hub=None,
+            )
+        ),
+        "outputs": {"type": "list", "items_schema": _OUTPUT},
         "store": _section(
             _table(
-                {"path": _optional(_str()), "url": _optional(_then(_str(), _pg_url))},
+                {
+                    "path": _optional(_str()),
+                    "url": _optional(_then(_str(), _pg_url)),
+                    "keep": _optional(_INTERVAL_SCHEMA),
+                },
                 path=None,
                 url=None,
+                keep=None,
             )
         ),
         "excerpt": _section(
@@ -295,6 +409,7 @@ _ROOT = _table(
         "sources": {"type": "list", "items_schema": _SOURCE},
     },
     sources=[],
+    outputs=[],
 )
 
 
@@ -324,15 +439,43 @@ def _loc(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     return out or "(top level)"
 
 
-def _first_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return ConfigError(f"{path}: {_loc(loc, data)}: {msg}{suffix}")
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` (a pydantic location, the unknown key last) accepts."""
+    schema: Schema = _ROOT
+    for part in loc[:-1]:
+        while schema["type"] in ("default", "nullable", "function-after", "function-before"):
+            schema = schema["schema"]
+        if schema["type"] == "list":
+            schema = schema["items_schema"]
+            continue
+        if schema["type"] != "typed-dict" or part not in schema["fields"]:
+            return []
+        schema = schema["fields"][part]["schema"]
+    while schema["type"] in ("default", "nullable", "function-after", "function-before"):
+        schema = schema["schema"]
+    return list(schema.get("fields", ()))
+
+
+def _problems(path: Path, exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    """Every problem pydantic found, one line each: file, key, what is wrong; for an unknown
+    key, the nearest known one."""
+    from difflib import get_close_matches
+
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # A union (include = "x" or a list) reports each choice; the location names them.
+        loc = tuple(p for p in loc if p not in ("str", "list[str]", "int"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+            near = get_close_matches(str(loc[-1]), _known_keys(loc), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean {near[0]}?)"
+        line = f"{path}: {_loc(loc, data)}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
 
 
 def _resolve_path(base: Path, value: str) -> Path:
@@ -355,7 +498,9 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(
+            f"{path}: config file not found: create one with `aggregator init`"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     try:
@@ -374,13 +519,16 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
     try:
         root = _validator().validate_python(data)
     except ValidationError as exc:
-        raise _first_error(path, exc, data) from None
+        raise ConfigError("\n".join(_problems(path, exc, data))) from None
     base = path.resolve().parent
     seen: set[str] = set()
+    duplicates: list[str] = []
     for i, s in enumerate(root["sources"]):
         if s["name"] in seen:
-            raise ConfigError(f"{path}: sources[{i}].name: duplicate source name {s['name']!r}")
+            duplicates.append(f"{path}: sources[{i}].name: duplicate source name {s['name']!r}")
         seen.add(s["name"])
+    if duplicates:
+        raise ConfigError("\n".join(duplicates))
     default_interval = parse_interval(root["schedule"]["interval"])
     sources = tuple(
         Source(
@@ -396,6 +544,11 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
             allow_duplicate_links=s["allow_duplicate_links"],
             max_entries=s["max_entries"],
             robots=s["robots"],
+            enabled=s["enabled"],
+            title=s["title"],
+            include=s["include"],
+            exclude=s["exclude"],
+            headers=tuple(s["headers"].items()),
         )
         for s in root["sources"]
     )
@@ -404,11 +557,20 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         raise ConfigError(
             f"{path}: store: both path (SQLite) and url (PostgreSQL) are set; keep only one"
         )
+    outputs = _outputs(path, root["outputs"], seen)
     feed = root["feed"]
     return Config(
         path=path.resolve(),
-        feed=FeedSettings(**{**feed, "id": feed["id"] or feed["link"]}),
+        feed=FeedSettings(
+            **{
+                **feed,
+                "id": feed["id"] or feed["link"],
+                "author": (feed["author"] or "").strip() or None,
+                "self_url": feed["self_url"] or urljoin(feed["link"], "feed.atom"),
+            }
+        ),
         output_dir=_resolve_path(base, root["output"]["dir"]),
+        content=root["output"]["content"],
         store_path=_resolve_path(base, store["path"] or DEFAULT_STORE_PATH),
         store_url=store["url"],
         excerpt=ExcerptOptions(**root["excerpt"]),
@@ -417,4 +579,36 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         dedup=DedupSettings(**root["dedup"]),
         server_host=root["server"]["host"],
         server_port=root["server"]["port"],
+        outputs=outputs,
+        websub_hub=root["output"]["websub_hub"],
+        store_keep_seconds=(
+            None if root["store"]["keep"] is None else parse_interval(root["store"]["keep"])
+        ),
     )
+
+
+def _outputs(
+    path: Path, raw: list[dict[str, Any]], source_names: set[str]
+) -> tuple[OutputSettings, ...]:
+    names: set[str] = set()
+    out = []
+    for i, o in enumerate(raw):
+        where = f"{path}: outputs[{i}] ({o['name']!r})"
+        if o["name"] in RESERVED_NAMES:
+            raise ConfigError(f"{where}.name: {o['name']!r} is taken by the main outputs")
+        if o["name"] in names:
+            raise ConfigError(f"{where}.name: duplicate output name")
+        names.add(o["name"])
+        for name in o["sources"]:
+            if name not in source_names:
+                raise ConfigError(f"{where}.sources: no source named {name!r}")
+        out.append(
+            OutputSettings(
+                name=o["name"],
+                title=o["title"],
+                categories=tuple(o["categories"]),
+                sources=tuple(o["sources"]),
+                max_entries=o["max_entries"],
+            )
+        )
+    return tuple(out)

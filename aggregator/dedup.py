@@ -22,7 +22,9 @@ not cut where the longer goes on), and short texts beyond an exact match.
 A copy that matches nothing starts a new entry whose id is the excerpt's own candidate id,
 minted once and never changed afterwards. A copy that matches several entries links them: they
 become one, and the oldest one's id survives. Each entry the batch creates or changes is
-represented by one of its copies, chosen here too.
+represented by one of its copies, chosen here too by a rule that does not depend on the order
+the copies arrived in (`representative_rank`): the original's own copy, then the earliest
+published, then the most complete.
 
 Dedup decides and writes nothing: `place()` reads the store through its read-only
 CandidateView (the candidates of a whole batch, then the entries the batch touches) and
@@ -60,6 +62,7 @@ from aggregator.sketch import (
 )
 from aggregator.store import CandidateView
 from aggregator.textutil import fold
+from aggregator.urls import site_host
 
 MIN_PREFIX_WEIGHT = 50  # the shorter text of a prefix match: ~50 Latin or ~25 CJK characters
 MIN_PREFIX_BODY = 40  # ...of which its own text (not its title) at least this much
@@ -400,10 +403,13 @@ def _resolve(placed: list[tuple[Placement, tuple[_Link, ...]]], view: CandidateV
     new = sum(1 for p in placements if p.rule == "new")
     joined = sum(1 for p in placements if p.existing is None) - new
     updated = sum(1 for p in placements if p.rewrites)
+    representatives = _representatives(final, stored, touched, find)
+    final, representatives, renames = _ids_of_one_moment(final, stored, representatives, find)
     return Decision(
         placements=tuple(final),
         merges=merges,
-        representatives=_representatives(final, stored, touched, find),
+        representatives=representatives,
+        renames=renames,
         new=new,
         joined=joined,
         updated=updated,
@@ -430,34 +436,110 @@ def _representatives(
     touched: set[str],
     find: Callable[[str], str],
 ) -> dict[str, tuple[str, str]]:
-    """For each touched entry, the copy that represents it: the longest untruncated excerpt,
-    else the longest one; the copy seen first wins a tie, so the choice stays put."""
-    # entry -> (rank, when seen, (source, key)) of its best copy so far
-    best: dict[str, tuple[tuple[bool, int], tuple[datetime, int, int], tuple[str, str]]] = {}
-
-    def offer(
-        entry_id: str, e: Excerpt | CopyRank, length: int, seen: tuple[datetime, int, int]
-    ) -> None:
-        rank = (not e.truncated, length)
-        held = best.get(entry_id)
-        if held is None or rank > held[0] or (rank == held[0] and seen < held[1]):
-            best[entry_id] = (rank, seen, (e.source, e.key))
-
+    """For each touched entry, the copy that represents it (the best by `representative_rank`
+    among all its copies, stored and new), whatever order they arrived in."""
+    offered: dict[str, list[Excerpt | CopyRank]] = {}
     rewritten = {p.existing.rowid: p.excerpt for p in placements if p.existing and p.rewrites}
     for entry in stored.values():
         root = find(entry.id)
         if root in touched:
             for c in entry.copies:
-                e = rewritten.get(c.rowid)  # a copy rewritten by the batch ranks by its new text
-                if e is None:
-                    offer(root, c, c.length, (c.first_seen, 0, c.rowid))
-                else:
-                    offer(root, e, len(e.excerpt), (c.first_seen, 0, c.rowid))
-    for i, p in enumerate(placements):
+                # A copy rewritten by the batch ranks by its new content.
+                offered.setdefault(root, []).append(rewritten.get(c.rowid) or c)
+    for p in placements:
         if p.existing is None and p.entry_id in touched:
+            offered.setdefault(p.entry_id, []).append(p.excerpt)
+    # Most entries a batch touches are new, with one copy: ranked only when there is a choice.
+    chosen = {
+        entry_id: copies[0] if len(copies) == 1 else min(copies, key=representative_rank)
+        for entry_id, copies in offered.items()
+    }
+    return {entry_id: (c.source, c.key) for entry_id, c in chosen.items()}
+
+
+def _ids_of_one_moment(
+    placements: list[Placement],
+    stored: Mapping[str, StoredEntry],
+    representatives: dict[str, tuple[str, str]],
+    find: Callable[[str], str],
+) -> tuple[list[Placement], dict[str, tuple[str, str]], dict[str, str]]:
+    """Entries whose every copy was first seen at this batch's moment (in this refresh) take
+    the id of their representative copy, so that copies seen together give the same id
+    whichever arrived first. (An entry first seen earlier keeps its id: it may be out.) An entry the
+    batch creates is created under that id; a stored one is renamed by the store, after the
+    batch's other writes, which name it by its stored id. Returns the placements, the
+    representatives and the renames."""
+    # entry -> when its copies were first seen, and its representative copy
+    seen: dict[str, set[datetime]] = {}
+    chosen: dict[str, Excerpt | CopyRank] = {}
+    for entry in stored.values():
+        root = find(entry.id)
+        if root in representatives:
+            for c in entry.copies:
+                seen.setdefault(root, set()).add(c.first_seen)
+                if (c.source, c.key) == representatives[root]:
+                    chosen[root] = c
+    for p in placements:
+        if p.entry_id in representatives:
             e = p.excerpt
-            offer(p.entry_id, e, len(e.excerpt), (e.first_seen, 1, i))
-    return {entry_id: who for entry_id, (_, _, who) in best.items()}
+            if p.existing is None:  # a stored copy was first seen when it was stored
+                seen.setdefault(p.entry_id, set()).add(e.first_seen)
+            if (e.source, e.key) == representatives[p.entry_id]:
+                chosen[p.entry_id] = e  # new, or a stored copy under its new key
+    # The batch's moment: every excerpt of a refresh is first seen at its start.
+    moment = {placements[0].excerpt.first_seen} if placements else set()
+    moved: dict[str, str] = {}
+    for entry_id, copy in chosen.items():
+        if seen.get(entry_id) != moment:
+            continue  # first seen before this moment: its id may be out already
+        minted = (
+            copy.id
+            if isinstance(copy, Excerpt)
+            else mint_id(copy.source, copy.key, copy.published, copy.first_seen)
+        )
+        if minted != entry_id:
+            moved[entry_id] = minted
+    renames = {k: v for k, v in moved.items() if k in stored}
+    created = {k: v for k, v in moved.items() if k not in stored}
+    if created:  # not stored yet: created under the right id
+        placements = [
+            replace(p, entry_id=created[p.entry_id]) if p.entry_id in created else p
+            for p in placements
+        ]
+        representatives = {created.get(k, k): who for k, who in representatives.items()}
+    return placements, representatives, renames
+
+
+# (not the original's own copy, published or never, truncated, -excerpt length, source, key)
+_Rank = tuple[bool, datetime, bool, int, str, str]
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def representative_rank(copy: Excerpt | CopyRank) -> _Rank:
+    """How well a copy stands for its post; the lowest represents the entry.
+
+    1. the original's own copy: from a source whose own site is the host of the copy's link
+       (a planet or a reader's shared list links the original elsewhere);
+    2. the earliest published (a republication is dated later);
+    3. the most complete: untruncated, then the longest excerpt;
+    4. the source's name, then the copy's key: never the order the copies arrived in.
+    """
+    length = len(copy.excerpt) if isinstance(copy, Excerpt) else copy.length
+    home = copy.site_host is not None and site_host(copy.link) == copy.site_host
+    return (
+        not home,
+        copy.published or _NEVER,
+        copy.truncated,
+        -length,
+        copy.source,
+        copy.key,
+    )
+
+
+def representatives(entries: Mapping[str, StoredEntry]) -> dict[str, tuple[str, str]]:
+    """The copy that represents each of these stored entries, by the rule a batch applies
+    (`_representatives`): for entries that lost a copy (a source removed) and need one again."""
+    return _representatives([], entries, set(entries), lambda entry_id: entry_id)
 
 
 def _unambiguous(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -87,6 +87,7 @@ def fetch(
     conditional: bool = True,
     guard: NetGuard | None = None,
     origin: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> FetchResult:
     """Fetch `url` for the source named `source`. Raises FetchError on any failure.
 
@@ -95,6 +96,9 @@ def fetch(
 
     With a `guard`, only the host of `origin` (the source's configured URL; default `url`) may
     be a private address, and only if it names one and the guard allows private addresses.
+
+    `extra_headers` (the source's own, credentials perhaps) go only to the origin of `origin`:
+    a redirect to another scheme, host or port gets the request without them.
     """
     if not url.startswith(("http://", "https://")):
         return _read_file(source, url, limits)
@@ -114,8 +118,11 @@ def fetch(
             check_hop(source, current, hop == 0)
         if rule is not None:
             _check_address(source, rule, current, hop)
+        sent = headers
+        if extra_headers and _same_origin(current, origin or url):
+            sent = {**extra_headers, **headers}
         with active_rule(rule):
-            response = _request(source, session, current, headers, limits, deadline)
+            response = _request(source, session, current, sent, limits, deadline)
         with response:
             if rule is not None:
                 _check_peer(source, rule, current, response)
@@ -151,6 +158,11 @@ def fetch(
                 permanent_redirect=permanent,
             )
     raise FetchError(source, f"more than {MAX_REDIRECTS} redirects (last: {current})")
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme.lower(), pa.hostname, pa.port) == (pb.scheme.lower(), pb.hostname, pb.port)
 
 
 def _hop_rule(source: str, guard: NetGuard, origin: str) -> HopRule:

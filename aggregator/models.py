@@ -6,7 +6,7 @@ All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -17,9 +17,12 @@ Outcome = Literal["new", "updated", "unchanged", "error"]
 
 @dataclass(frozen=True, slots=True)
 class SelectRules:
-    """CSS selectors that find entries on an HTML page (`[sources.select]`)."""
+    """CSS selectors that find entries on an HTML page (`[sources.select]`).
 
-    entry: str  # one match per entry block
+    A rule left out is found by auto mode (parse/autopage.py); a rule given always wins.
+    """
+
+    entry: str | None = None  # one match per entry block; None: auto mode finds the post list
     title: str | None = None  # relative to the block; default: first heading or link text
     link: str | None = None  # relative to the block; its href; default: first <a href>
     date: str | None = None  # relative to the block; a datetime attribute or the text
@@ -27,6 +30,14 @@ class SelectRules:
     category: str | None = None  # relative to the block; every match is one category
     next: str | None = None  # on the page: links to further pages, each followed once
     max_pages: int = 3  # pages read at most, the first included
+
+    @property
+    def complete(self) -> bool:
+        """Whether every selector is given, so that auto mode has nothing to add."""
+        return all(getattr(self, name) for name in SELECTOR_FIELDS)
+
+
+SELECTOR_FIELDS = ("entry", "title", "link", "date", "excerpt", "category", "next")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +64,28 @@ class Source:
     allow_duplicate_links: bool = False  # the site reuses one link for many items
     max_entries: int = 500  # entries read from one fetch at most
     robots: bool | None = None  # honour robots.txt; None: only for kind = "page"
+    enabled: bool = True  # false: kept in the config and the store, never fetched
+    title: str | None = None  # display name; None: the feed's own title
+    include: tuple[str, ...] = ()  # regexes: when any, only items matching one are stored
+    exclude: tuple[str, ...] = ()  # regexes: items matching one are not stored
+    # extra request headers, values as written ("${TOKEN}" is read from the environment when
+    # the request is made, so that the secret itself is never held in the config records)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def honours_robots(self) -> bool:
         return self.robots if self.robots is not None else self.kind == "page"
+
+    @property
+    def selectors(self) -> str | None:
+        """How entries are found when the body is an HTML page: "config" (every selector
+        given), "auto" (auto mode finds them) or "config+auto" (auto mode completes the given
+        ones); None for feeds and text captures."""
+        if self.kind in ("feed", "text"):
+            return None
+        if self.select is None:
+            return "auto"
+        return "config" if self.select.complete else "config+auto"
 
     @property
     def is_remote(self) -> bool:
@@ -82,6 +111,21 @@ class SourceState:
     redirect_url: str | None = None  # target of the last permanent redirect
     redirect_streak: int = 0  # how many fetches in a row redirected permanently there
     ttl_seconds: int | None = None  # the feed's own refresh hint from its last parse
+    feed_title: str | None = None  # the source's own title, from its last parse
+    site_link: str | None = None  # the source's home page (http or https), from its last parse
+    page_entry: str | None = None  # the entry selector auto mode settled on at the last read
+    feed_id: str | None = None  # the source's own id (Atom id), from its last parse
+    feed_author: str | None = None  # the source's own author as given, from its last parse
+    feed_updated: datetime | None = None  # when the source says it last changed (last parse)
+    # survivable problems of the last body read (tolerated malformed XML, a truncated feed,
+    # repeated guids, a later page that failed...); replaced by each fetch that reads a body
+    warnings: tuple[str, ...] = ()
+
+
+def display_title(source: Source, state: SourceState | None) -> str:
+    """What a source is called where people read: its configured title, else the title its
+    last parse found, else its name."""
+    return source.title or (state.feed_title if state else None) or source.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +175,13 @@ class ParsedDocument:
     feed_url: str | None = None  # an HTML page's advertised feed, to be read instead
     ttl_seconds: int | None = None  # the feed's own refresh hint (<ttl>, sy:updatePeriod)
     warnings: tuple[str, ...] = ()  # survivable problems (e.g. a tolerated bozo error)
+    # An HTML page's rules when auto mode found or completed them, and how it found the list
+    # ("structure", "microdata", "h-entry", "json-ld", or "given" for the config's entry).
+    auto_select: SelectRules | None = None
+    auto_method: str | None = None
+    feed_id: str | None = None  # the feed's own id (Atom id), verbatim
+    author: str | None = None  # the feed's own author (Atom author, RSS managingEditor), as given
+    updated: datetime | None = None  # when the feed says it last changed, aware UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +206,10 @@ class Excerpt:
     position: int = 0  # order in the document: 0 is the top (newest)
     text: str = ""  # normalized full text (folded), used by dedup; not displayed
     link_key: str | None = None  # identity form of the link (https, no trailing slash)
+    html: str | None = None  # the source's HTML content, unsanitized; None for plain text
+    # host of the source's own site (its document's home link, else the source URL's host;
+    # urls.site_host form): a copy whose link is on it is the original's own copy
+    site_host: str | None = None
 
     @property
     def sort_date(self) -> datetime:
@@ -177,6 +232,25 @@ class Entry:
     source: str  # the representative copy's source
     sources: tuple[Provenance, ...]  # every place it was seen
     duplicates: tuple[Duplicate, ...] = ()  # why each other copy was merged
+    html: str | None = None  # the representative copy's HTML content, unsanitized, if any
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMatch:
+    """Which entries an output holds: every entry, or those its filter selects."""
+
+    categories: frozenset[str] = frozenset()  # casefolded; an entry with any of them (or all)
+    sources: frozenset[str] = frozenset()  # an entry with a copy from any of these (or all)
+
+    @classmethod
+    def of(cls, categories: Iterable[str] = (), sources: Iterable[str] = ()) -> EntryMatch:
+        return cls(frozenset(c.casefold() for c in categories), frozenset(sources))
+
+    def selects(self, entry: Entry) -> bool:
+        """Whether `entry` belongs to the output (the store's queries answer the same)."""
+        if self.categories and not any(c.casefold() in self.categories for c in entry.categories):
+            return False
+        return not self.sources or any(p.source in self.sources for p in entry.sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +286,7 @@ class SourceResult:
     status: int | None = None  # HTTP status, when there was a response
     duration: float = 0.0  # seconds spent on the source
     warnings: tuple[str, ...] = ()  # survivable problems
+    excluded: int = 0  # items its include / exclude filters kept out of the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +298,8 @@ class RefreshReport:
     results: tuple[SourceResult, ...]  # one per source refreshed
     feed_written: bool  # whether feed.atom changed on disk
     snapshot_written: bool  # whether snapshot.json changed on disk
+    removed: tuple[str, ...] = ()  # sources no longer configured, whose copies were removed
+    interrupted: bool = False  # stopped early: the sources not collected were left for later
 
     @property
     def failed(self) -> tuple[SourceResult, ...]:
@@ -280,6 +357,9 @@ class CopyRank:
     length: int  # characters of its excerpt
     first_seen: datetime  # when it was first seen
     rowid: int  # the store's number for it, increasing with age
+    link: str | None = None  # its link, as displayed
+    site_host: str | None = None  # host of its source's own site (Excerpt.site_host)
+    published: datetime | None = None  # its trusted published date
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +411,10 @@ class Decision:
     # entry id -> (source, key) of the copy that represents it, for every entry the batch
     # creates or changes
     representatives: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # stored entry id -> the id it takes: an entry whose copies were all first seen at one
+    # moment is named by its representative copy (placements, merges and representatives name
+    # it by its stored id; the store renames it after writing them)
+    renames: Mapping[str, str] = field(default_factory=dict)
     new: int = 0  # copies of posts seen for the first time
     joined: int = 0  # new copies of posts already known
     updated: int = 0  # stored copies whose content or key changed
@@ -339,6 +423,17 @@ class Decision:
     repeated_guids: int = 0  # distinct items that shared one guid, told apart by link/text
     changed_keys: int = 0  # known copies that came back under a new guid, link or text
     warnings: tuple[str, ...] = ()  # what to report for the source
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing one source's copies did to the store."""
+
+    source: str  # the source removed
+    copies: int  # its copies deleted
+    entries_removed: int  # entries that no other source had, deleted with them
+    # entries another source also has: they stay, and need their representative chosen again
+    entries_kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from hashlib import blake2b
 from aggregator.ids import mint_id
 from aggregator.models import Excerpt, ExcerptOptions, RawItem, Source
 from aggregator.textutil import clean_text, cut, first_sentence, fold, html_to_text, is_truncated
-from aggregator.urls import safe_http_url, url_forms
+from aggregator.urls import safe_http_url, site_host, url_forms
 
 __all__ = [
     "EARLIEST_DATE",
@@ -30,6 +30,7 @@ __all__ = [
 EARLIEST_DATE = datetime(1995, 1, 1, tzinfo=UTC)  # no feed predates this; earlier is a bug
 FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes
 FOLDED_TEXT_LIMIT = 4000  # characters of folded text kept for dedup
+HTML_LIMIT = 256 * 1024  # characters of source HTML kept for full content; longer: none kept
 UNTITLED = "(untitled)"
 # Separators for hashed fields: clean_text removes both, so no field can contain them.
 _FIELD_SEP = "\x1f"
@@ -37,8 +38,19 @@ _ITEM_SEP = "\x1e"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptOptions) -> Excerpt:
-    """Turn one parsed entry into the record the later stages work with."""
+def normalize(
+    item: RawItem,
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    keep_html: bool = True,
+    site: str | None = None,
+) -> Excerpt:
+    """Turn one parsed entry into the record the later stages work with. With `keep_html`
+    (a feed's item: its HTML is the post's own), the item's HTML is kept for full content.
+    `site` is the source's own home page as its document gives it (the feed's alternate
+    link); without it, the source URL's host is the source's site."""
     now = _as_utc(now)
     placeholders = (options.code_placeholder, options.formula_placeholder)
     text = _plain_text(item.content, item.content_is_html, options)
@@ -74,6 +86,8 @@ def normalize(item: RawItem, *, source: Source, now: datetime, options: ExcerptO
         position=item.position,
         text=_folded_text(text, placeholders),
         link_key=link_key,
+        html=_html(item) if keep_html else None,
+        site_host=site_host(site) or site_host(source.url),
     )
 
 
@@ -106,11 +120,18 @@ class _Shown:
 
 
 def normalize_items(
-    items: Sequence[RawItem], *, source: Source, now: datetime, options: ExcerptOptions
+    items: Sequence[RawItem],
+    *,
+    source: Source,
+    now: datetime,
+    options: ExcerptOptions,
+    keep_html: bool = True,
+    site: str | None = None,
 ) -> tuple[Excerpt, ...]:
-    """A document's items as excerpts, in document order, at most the source's max_entries."""
+    """A document's items as excerpts, in document order, at most the source's max_entries.
+    `site` is the document's own home link (see normalize)."""
     return tuple(
-        normalize(item, source=source, now=now, options=options)
+        normalize(item, source=source, now=now, options=options, keep_html=keep_html, site=site)
         for item in items[: source.max_entries]
     )
 
@@ -125,6 +146,19 @@ def _folded_text(text: str, placeholders: tuple[str, str]) -> str:
         if len(folded) > FOLDED_TEXT_LIMIT + 32:
             return folded[:FOLDED_TEXT_LIMIT]
     return fold(text, placeholders)[:FOLDED_TEXT_LIMIT]
+
+
+def _html(item: RawItem) -> str | None:
+    """The item's HTML content as the source gave it, for `[output] content = "full"`; it is
+    sanitized where it is emitted. HTML never is cut, so an over-long one is not kept."""
+    html = item.content
+    if not item.content_is_html or len(html) > HTML_LIMIT or not html.strip():
+        return None
+    try:
+        html.encode("utf-8")  # a lone surrogate (possible from JSON) cannot be stored
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", html)
+    return html
 
 
 def _plain_text(content: str, is_html: bool, options: ExcerptOptions) -> str:

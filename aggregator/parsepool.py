@@ -77,8 +77,9 @@ class ParsePool:
             raise ParseError(source.name, outcome)
         return outcome
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers; without `wait`, a parse still running is left to finish alone."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -136,5 +137,7 @@ def _feed_job(
         )
     except ParseError as exc:  # its constructor does not survive pickling: send the reason
         return exc.reason
-    excerpts = normalize_items(document.items, source=source, now=now, options=options)
+    excerpts = normalize_items(
+        document.items, source=source, now=now, options=options, site=document.link
+    )
     return replace(document, items=()), excerpts

@@ -16,11 +16,12 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import requests
 
-from aggregator import emit, sourcestate
+from aggregator import emit, outputs, sourcestate, websub
 from aggregator.collect import Collected, Collector
 from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
@@ -48,6 +49,16 @@ GROUP_EXCERPTS = 5_000  # stored in one transaction at most (sources already fet
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class Interrupt:
+    """A way to stop a refresh early, from a signal handler: `event.set()`. The refresh then
+    starts no other source, gives the fetches in flight a moment, stores what completed and
+    writes the outputs. `in_flight()` tells how many sources are being fetched right now."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    in_flight: Callable[[], int] = field(default=lambda: 0)
 
 
 # While a refresh runs, the cyclic garbage collector looks at young objects every 50,000 new
@@ -90,6 +101,7 @@ def refresh(
     emit: bool = True,
     guard: NetGuard | None = None,
     store: Store | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RefreshReport:
     """Refresh the due sources (or `names`, or all with `force`), then write the outputs.
 
@@ -99,6 +111,8 @@ def refresh(
     resolver and `[fetch] allow_private`. `store` is the store to use (left open); by default
     the configured one, opened for this refresh.
     """
+    from aggregator import manage
+
     for name in names:
         config.source(name)  # raises ConfigError for an unknown name
     started = clock()
@@ -106,18 +120,23 @@ def refresh(
     session = session or new_session(pool_size=max(config.fetch.per_host, 2))
     try:
         with fewer_collections(), _opened(config, store) as store:
+            # Sources deleted from the config leave the store (and so the outputs) first.
+            removed = () if names else tuple(r.source for r in manage.prune_removed(config, store))
             states = {st.name: st for st in store.states()}
             if names:
                 chosen = [s for s in config.sources if s.name in names]
             elif force:
-                chosen = list(config.sources)
+                chosen = [s for s in config.sources if s.enabled]
             else:
                 chosen = sourcestate.due_sources(config.sources, states, started)
             # One "now" for every entry first seen in this run, whichever thread or process
             # normalizes it: copies seen together tie, and store order (config order) decides.
             collector = Collector(config.fetch, config.excerpt, session, now=started, guard=guard)
+            if interrupt is not None:
+                interrupt.in_flight = collector.in_flight
+            stop = interrupt.event if interrupt is not None else None
             results = []
-            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS):
+            for ready in collector.collect_many(chosen, states, GROUP_EXCERPTS, stop):
                 with _STORE_LOCK:
                     stored, failure = _store_group(config, store, ready, clock)
                 results.extend(stored)
@@ -126,6 +145,8 @@ def refresh(
                         on_result(result)
                 if failure is not None:
                     raise failure
+            if config.store_keep_seconds is not None:
+                manage.prune_old(config, store, config.store_keep_seconds, started)
             feed_written, snapshot_written = (
                 write_outputs(config, store) if emit else (False, False)
             )
@@ -135,6 +156,8 @@ def refresh(
                 results=tuple(results),
                 feed_written=feed_written,
                 snapshot_written=snapshot_written,
+                removed=removed,
+                interrupted=stop is not None and stop.is_set(),
             )
     finally:
         if own_session:
@@ -182,53 +205,50 @@ def _opened(config: Config, store: Store | None) -> Iterator[Store]:
 
 
 def write_outputs(config: Config, store: Store) -> tuple[bool, bool]:
-    """Emit feed.atom, feed.json, index.html and snapshot.json from what is stored.
+    """Emit every feed (outputs.py: feed.atom, feed.json, each [[outputs]] feed and their
+    archive pages), then index.html and snapshot.json, from what is stored; then tell the
+    WebSub hub which feeds changed, in the background.
 
-    Returns whether feed.atom and snapshot.json changed (feed.json and index.html follow them).
+    Returns whether feed.atom and snapshot.json changed.
 
     The snapshot's generated_at is the latest fetch it reflects, not the wall clock, so a run
-    that fetched nothing leaves both files byte-identical.
+    that fetched nothing leaves every file byte-identical.
     """
-    return write_rendered(config, render_outputs(config, store))
-
-
-def render_outputs(config: Config, store: Store) -> dict[str, bytes]:
-    """Every output file's bytes, by file name, in the order they are written."""
-    meta = emit.FeedMeta(
-        title=config.feed.title,
-        link=config.feed.link,
-        id=config.feed.id,
-        subtitle=config.feed.subtitle,
-        author=config.feed.author,
-        self_url=config.feed.self_url,
-    )
-    entries = store.latest(config.feed.max_entries)
-    by_name = {s.name: s for s in config.sources}
-    atom = emit.render_atom(meta, entries, by_name)
+    # Sealing may wait for the store's write lock; what the files say is read after it.
+    plans = [(o, outputs.seal(store, o)) for o in outputs.outputs_of(config)]
     states = {st.name: st for st in store.states()}
     fetched = [st.last_fetch for st in states.values() if st.last_fetch is not None]
     generated_at = max(fetched, default=emit.EPOCH)
+    # A feed without entries is dated by its last fetch (never 1970), or now before any.
+    empty_updated = max(fetched, default=None) or utcnow()
+    written = [
+        outputs.write_output(config, store, o, plan, states, empty_updated) for o, plan in plans
+    ]
+    main = written[0]
+    entries = main.current
     counts = store.entry_counts()
-    snapshot = emit.render_snapshot(meta, entries, config.sources, states, counts, generated_at)
-    page = emit.render_index(meta, entries, config.sources, states, counts, generated_at)
-    json_feed = emit.render_json_feed(meta, entries)
-    return {
-        emit.JSON_FEED_FILE: json_feed,
-        emit.FEED_FILE: atom,
-        emit.INDEX_FILE: page,
-        # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
-        emit.SNAPSHOT_FILE: snapshot,
-    }
-
-
-def write_rendered(config: Config, rendered: dict[str, bytes]) -> tuple[bool, bool]:
-    """Write `render_outputs`' files to the output folder; whether feed.atom and snapshot.json
-    changed."""
-    written = {
-        name: emit.write_if_changed(config.output_dir, name, data)
-        for name, data in rendered.items()
-    }
-    return written[emit.FEED_FILE], written[emit.SNAPSHOT_FILE]
+    snapshot = emit.render_snapshot(
+        main.meta, entries, config.sources, states, counts, generated_at
+    )
+    page = emit.render_index(
+        main.meta,
+        entries,
+        config.sources,
+        states,
+        counts,
+        generated_at,
+        outputs=[(o.name, o.title) for o in config.outputs],
+        history=main.newest,
+    )
+    # Everything is rendered before the first file is replaced: the files change together.
+    changed = [(w, w.write(config.output_dir)) for w in written]
+    emit.write_if_changed(config.output_dir, emit.INDEX_FILE, page)
+    # Last: /healthz reads the snapshot, so it reports a refresh once every file is in place.
+    snapshot_written = emit.write_if_changed(config.output_dir, emit.SNAPSHOT_FILE, snapshot)
+    urls = [w.url(name) for w, names in changed for name in names]
+    if config.websub_hub and urls:
+        websub.publish(config.websub_hub, urls)
+    return emit.FEED_FILE in changed[0][1], snapshot_written
 
 
 # --- store (calling thread) --------------------------------------------------------------------
@@ -272,7 +292,8 @@ def settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState
     """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
     if fetched.error is not None:
-        log.warning("%s", fetched.error)
+        # Reported by the caller (the command line, the scheduler) once; the detail under -v.
+        log.debug("%s", fetched.error)
         status = fetched.error.status if isinstance(fetched.error, FetchError) else None
         result = SourceResult(
             source=source.name,
@@ -297,12 +318,18 @@ def settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState
 
 def read_state(fetched: Collected, now: datetime) -> SourceState:
     """The new state of a source whose body was read (it has excerpts to place)."""
-    assert fetched.document is not None and fetched.result is not None
+    from aggregator.parse.autopage import LAYOUT_CHANGED  # loaded with the body that was read
+
+    document, result = fetched.document, fetched.result
+    assert document is not None and result is not None
+    for warning in document.warnings:
+        if warning.startswith(LAYOUT_CHANGED):  # a page that needs a look: said in the log too
+            log.warning("%s: %s", fetched.source.name, warning)
     return sourcestate.after_success(
         fetched.source,
         fetched.state,
-        fetched.result,
-        document=fetched.document,
+        result,
+        document=document,
         body_hash=fetched.body_hash,
         now=now,
     )
@@ -316,8 +343,9 @@ def place_excerpts(
     state: SourceState,
     *,
     backfill: bool,
-) -> Decision:
-    """Place one source's excerpts (dedup) and store the decision with its new state.
+) -> tuple[Decision, SourceState]:
+    """Place one source's excerpts (dedup) and store the decision with its new state, to which
+    dedup's warnings are added; returns both.
 
     The one placement path: a refresh calls it for each source it read, and the crawl workers'
     ingest for each batch they staged. `backfill` marks the source's first successful read.
@@ -333,19 +361,16 @@ def place_excerpts(
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.transaction():
         decision = dedup.place(excerpts, store, options)
+        if decision.warnings:
+            state = replace(state, warnings=(*state.warnings, *decision.warnings))
         store.apply(decision, state, backfill=backfill)
-    return decision
+    return decision, state
 
 
 def placed_result(
-    source: str,
-    decision: Decision,
-    *,
-    status: int | None,
-    duration: float,
-    warnings: Sequence[str] = (),
+    source: str, decision: Decision, state: SourceState, *, status: int | None, duration: float
 ) -> SourceResult:
-    """What placing a source's excerpts did, as its result."""
+    """What placing a source's excerpts did, as its result (`state`: the state stored)."""
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
@@ -359,15 +384,14 @@ def placed_result(
         unchanged=decision.unchanged,
         status=status,
         duration=duration,
-        warnings=(*warnings, *decision.warnings),
+        warnings=state.warnings,
     )
 
 
 def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
     """Place a source's excerpts and store the decision with its new state."""
-    document, result = fetched.document, fetched.result
-    assert document is not None and result is not None
-    decision = place_excerpts(
+    assert fetched.result is not None
+    decision, state = place_excerpts(
         config,
         store,
         fetched.source,
@@ -375,17 +399,19 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
         read_state(fetched, now),
         backfill=fetched.state.last_success is None,
     )
-    return placed_result(
+    result = placed_result(
         fetched.source.name,
         decision,
-        status=result.status,
+        state,
+        status=fetched.result.status,
         duration=fetched.duration,
-        warnings=document.warnings,
     )
+    return replace(result, excluded=fetched.excluded)
 
 
 __all__ = [
     "ConfigError",
+    "Interrupt",
     "due_at",
     "emit_outputs",
     "place_excerpts",
@@ -393,9 +419,7 @@ __all__ = [
     "read_state",
     "refresh",
     "refresh_if_due",
-    "render_outputs",
     "settle",
     "utcnow",
     "write_outputs",
-    "write_rendered",
 ]

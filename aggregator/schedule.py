@@ -91,6 +91,8 @@ class Runner:
             states = {st.name: st for st in store.states()}
         now = datetime.now(UTC)
         for source in self.config.sources:
+            if not source.enabled:
+                continue
             due = sourcestate.next_due(source, states.get(source.name))
             first = due if due is not None and due > now else now
             interval = source.interval_seconds

@@ -12,6 +12,8 @@ number. The refresh, the scheduler and the command line's tables all ask here.
   to one place the source lives there) and is due again after its interval, not before the
   server's or the feed's hint. A failure backs off exponentially (`backoff`), not before the
   server's Retry-After.
+- `is_healthy`: whether a source succeeded within HEALTHY_INTERVALS of its interval (what
+  /healthz reports).
 - `retry_after`, `freshness`: what a response's headers ask for; garbage is ignored and any
   wait is clamped to MAX_HINT.
 """
@@ -27,8 +29,10 @@ from email.utils import parsedate_to_datetime
 
 from aggregator.errors import FetchError, SourceError
 from aggregator.models import FetchResult, ParsedDocument, Source, SourceState
+from aggregator.urls import safe_http_url
 
 __all__ = [
+    "HEALTHY_INTERVALS",
     "MAX_BACKOFF",
     "MAX_HINT",
     "REDIRECTS_BEFORE_MOVE",
@@ -41,6 +45,7 @@ __all__ = [
     "freshness",
     "is_due",
     "is_gone",
+    "is_healthy",
     "jitter",
     "moved",
     "next_due",
@@ -50,6 +55,7 @@ __all__ = [
 MAX_HINT = timedelta(days=7)  # no server hint delays a source longer than this
 MAX_BACKOFF = timedelta(days=1)  # errors back off up to this (or the interval, if longer)
 REDIRECTS_BEFORE_MOVE = 3  # permanent redirects in a row to one URL before the source moves
+HEALTHY_INTERVALS = 3  # a source that succeeded within this many of its intervals is healthy
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,12})\"?", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-cache|no-store)(?:$|[,\s=])", re.IGNORECASE)
 
@@ -78,7 +84,7 @@ def next_due(source: Source, state: SourceState | None) -> datetime | None:
 
 def is_due(source: Source, state: SourceState | None, now: datetime) -> bool:
     """Whether `source` should be fetched at `now`, given what is remembered of it."""
-    if is_gone(source, state):
+    if not source.enabled or is_gone(source, state):
         return False
     when = next_due(source, state)
     return when is None or when <= now
@@ -119,6 +125,14 @@ def after_success(
         last_modified = result.headers.get("last-modified")
     redirect_url, redirect_streak, effective = moved(state, result)
     ttl = state.ttl_seconds if document is None else document.ttl_seconds
+    page_entry = state.page_entry if document is None else auto_entry(document)
+    feed_title, site_link = state.feed_title, state.site_link
+    feed_id, feed_author, feed_updated = state.feed_id, state.feed_author, state.feed_updated
+    if document is not None:
+        feed_title = " ".join((document.title or "").split())[:200] or None
+        site_link = safe_http_url(document.link)
+        feed_id, feed_author = _short(document.feed_id), _short(document.author)
+        feed_updated = document.updated
     return replace(
         state,
         url=source.url,
@@ -140,7 +154,26 @@ def after_success(
         redirect_url=redirect_url,
         redirect_streak=redirect_streak,
         ttl_seconds=ttl,
+        page_entry=page_entry,
+        feed_title=feed_title,
+        site_link=site_link,
+        feed_id=feed_id,
+        feed_author=feed_author,
+        feed_updated=feed_updated,
+        warnings=state.warnings if document is None else document.warnings,
     )
+
+
+def auto_entry(document: ParsedDocument) -> str | None:
+    """The entry selector auto mode found for the document's page (not one from the config)."""
+    if document.auto_select is None or document.auto_method == "given":
+        return None
+    return document.auto_select.entry
+
+
+def _short(text: str | None) -> str | None:
+    """A value a source gave about itself, on one line and at most 500 characters."""
+    return " ".join((text or "").split())[:500] or None
 
 
 def after_failure(
@@ -159,6 +192,14 @@ def after_failure(
         error_streak=streak,
         next_due=_due_after_failure(now, timedelta(seconds=source.interval_seconds), streak, asked),
     )
+
+
+def is_healthy(last_success: datetime | None, interval_seconds: int, now: datetime) -> bool:
+    """Whether a source last fetched without error at `last_success` counts as healthy at
+    `now`: it did, within HEALTHY_INTERVALS of its interval."""
+    if last_success is None:
+        return False
+    return now - last_success <= HEALTHY_INTERVALS * timedelta(seconds=interval_seconds)
 
 
 def moved(state: SourceState, result: FetchResult) -> tuple[str | None, int, str | None]:

@@ -25,6 +25,7 @@ __all__ = [
     "clean_reference",
     "clean_url",
     "safe_http_url",
+    "site_host",
     "url_forms",
 ]
 
@@ -173,6 +174,17 @@ def canonical_url(url: str) -> str:
     slash except on the root path.
     """
     return _rebuild(url, identity=True)
+
+
+def site_host(url: str | None) -> str | None:
+    """The host a site is known by, for telling whether a link is on it: lower-case ASCII,
+    without a leading "www." and without the port; None for anything but an http(s) URL."""
+    if not url:
+        return None
+    parts = _parse(url)
+    if parts is None or parts.scheme not in _HTTP_SCHEMES or not parts.host:
+        return None
+    return parts.host.removeprefix("www.")
 
 
 def url_forms(url: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from aggregator import sourcestate
-from aggregator.models import Entry, RefreshReport, SourceResult, SourceState
+from aggregator.models import Entry, RefreshReport, SourceResult, SourceState, display_title
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -250,6 +250,9 @@ def sources_table(
             ("next due", "left"),
             ("entries", "right"),
             ("moved to", "left"),
+            ("title", "left"),
+            ("site", "left"),
+            ("warnings", "left"),
         ],
     )
     for s in config.sources:
@@ -260,7 +263,7 @@ def sources_table(
             status += f": {_cut(st.error, 60)}"
         due = sourcestate.next_due(s, st)
         table.add_row(
-            s.name,
+            s.name if s.enabled else f"{s.name} (disabled)",
             s.kind,
             _when(st.last_fetch),
             Cell(status, style),
@@ -268,6 +271,9 @@ def sources_table(
             "never" if sourcestate.is_gone(s, st) else _when(due) if due else "now",
             str(counts.get(s.name, 0)),
             st.effective_url or "",
+            _cut(display_title(s, st), 40),
+            st.site_link or "",
+            Cell(_cut("; ".join(st.warnings), 80), "yellow" if st.warnings else ""),
         )
     return table
 
@@ -313,6 +319,11 @@ def print_preview(preview: object, show: int) -> None:
     out.print(head)
     for w in preview.warnings:
         out.print(Text(f"  warning: {w}", style="yellow"))
+    if preview.auto_method:
+        from aggregator.parse.autopage import auto_report
+
+        for row in auto_report(preview.auto_select, preview.auto_method).splitlines():
+            out.print(Text(f"  {row}", style="cyan"))
     for e in preview.excerpts[:show]:
         when = e.published or e.updated
         line = Text("  - ")

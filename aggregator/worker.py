@@ -56,10 +56,9 @@ from aggregator.refresh import (
     place_excerpts,
     placed_result,
     read_state,
-    render_outputs,
     settle,
     utcnow,
-    write_rendered,
+    write_outputs,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +87,7 @@ HELD_BACK_RETRY = 1  # seconds: ingest looks again when a tick's crawls were sti
 # are deferred a little into the future; new jobs wake the workers at once by NOTIFY).
 POLL_INTERVAL = 0.5
 INGEST_ROWS = 64  # staged batches read at once
+SERVED = (".atom", ".json", ".html")  # the output folder's files that emit stores
 TASKS = {
     "tick": "aggregator.tick",
     "crawl": "aggregator.crawl",
@@ -296,10 +296,10 @@ class Worker:
                 return 0
             excerpts = _decode_batch(bytes(got[0]))
             state = self.store.get_state(name) or sourcestate.current(source, None)
-            decision = place_excerpts(
+            decision, state = place_excerpts(
                 self.config, self.store, source, excerpts, state, backfill=backfill
             )
-        result = placed_result(name, decision, status=None, duration=0.0)
+        result = placed_result(name, decision, state, status=None, duration=0.0)
         log.info(
             "%s: %s: %d new, %d joined, %d updated, %d unchanged",
             name,
@@ -314,14 +314,19 @@ class Worker:
     # --- emit -----------------------------------------------------------------------------
 
     def emit(self) -> int:
-        """Render the outputs, write them to the output folder and store the changed ones in
-        the database. Returns how many stored outputs changed."""
+        """Write the outputs to this machine's output folder, then store in the database every
+        served file that changed (the feeds, the page, the snapshot, the archive pages).
+        Returns how many stored files changed."""
         import hashlib
 
-        rendered = render_outputs(self.config, self.store)
+        write_outputs(self.config, self.store)
+        folder = self.config.output_dir
         changed = 0
         with self.store.transaction(), self.store.connection() as conn:
-            for name, body in rendered.items():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix not in SERVED or path.name.startswith(".") or not path.is_file():
+                    continue
+                body = path.read_bytes()
                 tag = hashlib.blake2b(body, digest_size=16).hexdigest()
                 cur = conn.execute(
                     """
@@ -330,11 +335,9 @@ class Worker:
                     SET body = excluded.body, tag = excluded.tag, updated = excluded.updated
                     WHERE outputs.tag <> excluded.tag
                     """,
-                    (name, body, tag),
+                    (path.relative_to(folder).as_posix(), body, tag),
                 )
                 changed += cur.rowcount
-        # Then this machine's folder: the database has them even when the folder is not writable.
-        write_rendered(self.config, rendered)
         return changed
 
 

@@ -15,7 +15,9 @@ prints:
 3. ten refreshes of 1,000 new records against the store just built, the mean, the first and
    the slowest; then ten re-crawls of 1,000 stored records (every one placed "same");
 4. writing the outputs' reads: latest(100), the source states and the entry counts, mean of
-   ten.
+   ten;
+5. for SQLite, the time `aggregator migrate --from-sqlite` takes to move that store into an
+   empty PostgreSQL database.
 
 PostgreSQL runs on the same machine (a server process beside the benchmark); both stores sync
 their commits as they do by default.
@@ -31,11 +33,13 @@ import time
 from collections.abc import Callable
 from hashlib import blake2b
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # aggregator and bench
 
 from aggregator.refresh import fewer_collections
 from aggregator.store import Store
+from aggregator.store.move import move_sqlite
 from aggregator.store.postgres import PostgresStore, describe
 from aggregator.store.sqlite import SQLiteStore
 from bench.dedup import BATCH, ROUNDS, rate, through_store
@@ -95,16 +99,28 @@ def main() -> None:
     args = parser.parse_args()
     n = args.n
     print(f"N = {n:,} synthetic excerpts (~300 chars, mixed CJK/Latin, 20% exact, 10% near)")
+    name = f"aggbench_{os.getpid()}"
+    url = urlunsplit(urlsplit(args.url)._replace(path="/" + name))
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = SQLiteStore(Path(tmp) / "bench.db")
+        path = Path(tmp) / "bench.db"
+        sqlite = SQLiteStore(path)
         try:
             on_sqlite = measure("SQLite", sqlite, n)
         finally:
             sqlite.close()
-    name = f"aggbench_{os.getpid()}"
-    from urllib.parse import urlsplit, urlunsplit
-
-    url = urlunsplit(urlsplit(args.url)._replace(path="/" + name))
+        _admin(args.url, f"CREATE DATABASE {name}")
+        try:
+            with PostgresStore(url) as pg:
+                t = time.perf_counter()
+                moved = move_sqlite(path, pg)
+                spent = time.perf_counter() - t
+            print(
+                f"migrate --from-sqlite of that store ({path.stat().st_size / 2**20:,.0f} MB: "
+                f"{moved.copies:,} copies, {moved.entries:,} entries, {moved.bands:,} band rows): "
+                f"{spent:.1f} s"
+            )
+        finally:
+            _admin(args.url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     _admin(args.url, f"CREATE DATABASE {name}")
     try:
         pg = PostgresStore(url)

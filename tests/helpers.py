@@ -77,6 +77,7 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -103,9 +104,18 @@ class LocalServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                self.do_GET(sent=self.rfile.read(size))
+
+            def do_GET(self, sent: bytes = b"") -> None:
                 server.requests.append(
-                    Request("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                    Request(
+                        self.command,
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        sent,
+                    )
                 )
                 route = server.routes.get(self.path.split("?")[0]) or server.routes.get(self.path)
                 if route is None:
@@ -347,14 +357,8 @@ EARLIER = rss(("e-1", "Earlier one"), ("e-2", "Earlier two"))
 STEADY = rss(("s-1", "Steady one"), ("s-2", "Steady two"))
 
 
-def two_sources(
-    tmp_path: Path, server: LocalServer, hostile_url: str, *, fetch: str = "", extra: str = ""
-) -> Config:
-    """A config with a well-behaved `steady` source and the `hostile` one under test."""
-    server.serve("/steady.xml", STEADY, "application/rss+xml")
-    path = write_config(
-        tmp_path,
-        f"""
+# The top of a test config: the merged feed, the outputs in out/, the store in state/.
+CONFIG_HEAD = """
 [feed]
 title = "Merged"
 link = "https://merged.test/"
@@ -362,7 +366,23 @@ link = "https://merged.test/"
 dir = "out"
 [store]
 path = "state/agg.db"
-[fetch]
+"""
+
+
+def config_source(name: str, url: str, extra: str = "") -> str:
+    """A [[sources]] block."""
+    return f'[[sources]]\nname = "{name}"\nurl = "{url}"\n{extra}\n'
+
+
+def two_sources(
+    tmp_path: Path, server: LocalServer, hostile_url: str, *, fetch: str = "", extra: str = ""
+) -> Config:
+    """A config with a well-behaved `steady` source and the `hostile` one under test."""
+    server.serve("/steady.xml", STEADY, "application/rss+xml")
+    path = write_config(
+        tmp_path,
+        CONFIG_HEAD
+        + f"""[fetch]
 timeout = 2
 {fetch}
 [[sources]]
@@ -786,3 +806,74 @@ def generate(feeds: int, entries: int, seed: int = 6, newer: int = 0) -> dict[st
         else:
             bodies[f"/feed{f}.atom"] = _atom_feed(f, shown).encode("utf-8")
     return bodies
+
+
+class Slowloris:
+    """A real slow client: opens `connections` connections to `host:port` from `source`
+    (another loopback address), sends a request line into each, then one more header line into
+    each every `every` seconds, never finishing a request; it reconnects whatever the server
+    closes, until `stop()`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        connections: int = 300,
+        every: float = 1.0,
+        source: str = "127.0.0.2",
+    ) -> None:
+        import socket
+        import threading
+
+        self._socket = socket
+        self.host, self.port, self.every, self.source = host, port, every, source
+        self.wanted = connections
+        self.opened = 0  # connections opened so far, reconnects included
+        self._socks: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
+
+    def _connect(self) -> Any:
+        s = self._socket.socket(self._socket.AF_INET, self._socket.SOCK_STREAM)
+        s.settimeout(0.5)
+        try:
+            s.bind((self.source, 0))
+            s.connect((self.host, self.port))
+            s.sendall(b"GET /feed.atom HTTP/1.1\r\nHost: slow\r\n")
+        except OSError:
+            s.close()
+            return None
+        self.opened += 1
+        return s
+
+    def start(self) -> Slowloris:
+        for _ in range(self.wanted):
+            s = self._connect()
+            if s is not None:
+                self._socks.append(s)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.every):
+            n += 1
+            alive = []
+            for s in self._socks:
+                try:
+                    s.sendall(f"X-Slow-{n}: {n}\r\n".encode())
+                    alive.append(s)
+                except OSError:
+                    s.close()
+            while len(alive) < self.wanted and not self._stop.is_set():
+                s = self._connect()
+                if s is None:
+                    break
+                alive.append(s)
+            self._socks = alive
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in self._socks:
+            s.close()

@@ -149,5 +149,7 @@ def test_bundled_config_runs_offline(tmp_path: Path) -> None:
     feed = feedparser.parse((tmp_path / "public" / "feed.atom").read_bytes())
     assert not feed.bozo
     assert len(feed.entries) >= 20
+    # Each entry's atom:source is titled as its source calls itself (the text capture has no
+    # title of its own: its name stands in).
     sources = {e.source.title for e in feed.entries}
-    assert sources == {"notes", "journal", "home", "capture"}
+    assert len(sources) == 4 and "capture" in sources and "Lab Journal · 实验日记" in sources

@@ -46,17 +46,38 @@ url = "{server.url("/gone.xml")}"
     )
 
 
-def test_refresh_ends_with_a_summary_table(
+def test_refresh_in_a_pipe_prints_one_line_per_source(
     config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["refresh", "-c", str(config_path)]) == 1
     out, err = capsys.readouterr()
-    assert "broken: error: HTTP 404" in err
-    summary = out[out.index("refresh summary") :]
-    rows = {line.split("│")[1].strip(): line for line in summary.splitlines() if "│" in line}
+    # The failing source once, on stderr; no log line, no table row repeating it.
+    assert err.splitlines() == ["broken: error: HTTP 404 Not Found"]
+    assert "broken" not in out and "refresh summary" not in out
+    lines = out.splitlines()
+    assert lines[:2] == [
+        "feed: new: 4 new, 0 joined, 0 updated, 0 unchanged",
+        "page: new: 2 new, 0 joined, 0 updated, 0 unchanged",
+    ]
+    assert lines[2].startswith("outputs in ") and len(lines) == 3
+
+
+def test_verbose_adds_the_detail(config_path: Path) -> None:
+    done = run_python("-m", "aggregator", "refresh", "-v", "-c", str(config_path))
+    assert done.returncode == 1
+    assert "broken: error: HTTP 404 Not Found" in done.stderr
+    assert "DEBUG aggregator.refresh: broken: HTTP 404" in done.stderr
+
+
+def test_the_summary_table_on_a_terminal(config_path: Path) -> None:
+    from aggregator import views
+    from aggregator.refresh import refresh
+
+    report = refresh(load_config(config_path))
+    table = "\n".join(views.summary_table(report).lines())
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if "│" in line}
     assert rows.keys() == {"feed", "page", "broken"}
     assert [c.strip() for c in rows["feed"].split("│")[2:6]] == ["new", "4", "0", "0"]
-    assert [c.strip() for c in rows["page"].split("│")[2:6]] == ["new", "2", "0", "0"]
     assert "error" in rows["broken"] and "HTTP 404" in rows["broken"]
 
 
@@ -78,6 +99,7 @@ def test_sources_table(config_path: Path, capsys: pytest.CaptureFixture[str]) ->
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
     feed = [c.strip() for c in rows["feed"].split("│")[1:-1]]
     assert feed[1] == "auto" and feed[3] == "ok" and feed[4] == "0" and feed[6] == "4"
+    assert feed[8] == "t"  # the feed's own title
     broken = [c.strip() for c in rows["broken"].split("│")[1:-1]]
     assert broken[3].startswith("error: HTTP 404") and broken[4] == "1"
     assert broken[5] != "now"  # backed off to a due time

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
+from aggregator.dedup import representative_rank
 from aggregator.models import CandidateQuery
 from aggregator.sketch import band_hashes, jaccard, weight
 from aggregator.store import Store
@@ -206,3 +208,32 @@ def test_a_merge_inside_one_batch_carries_the_batch_along(store: Store) -> None:
     assert [p.entry_id for p in result.placements] == [older.id, older.id]
     assert {entry_of(store, e) for e in (older, first, second)} == {older.id}
     assert [e.id for e in store.latest(10)] == [older.id]
+
+
+# --- the representative copy -------------------------------------------------------------------
+
+
+def test_the_representative_is_the_original_s_then_the_earliest_then_the_most_complete() -> None:
+    link = "https://origin.test/p/1"
+    day1, day2 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    base = ex("planet", LONG, link=link)
+    planet = replace(base, site_host="planet.test", published=day1)
+    origin = replace(base, source="origin", site_host="origin.test", published=day2)
+    www = replace(origin, source="www", link="https://www.origin.test/p/1", excerpt="short")
+    early = replace(base, source="early", site_host="early.test", published=day1)
+    later = replace(base, source="later", site_host="later.test", published=day2)
+    cut = replace(early, source="cut", truncated=True)
+    shorter = replace(early, source="shorter", excerpt=early.excerpt[:50])
+    ranked = sorted([later, shorter, cut, planet, www, origin, early], key=representative_rank)
+    # The original's site (www. or not) first, however late it dates the post; the longer
+    # excerpt wins between those two; then the earliest date, then the whole, longest text;
+    # then names.
+    assert [e.source for e in ranked] == [
+        "origin",
+        "www",
+        "early",
+        "planet",
+        "shorter",
+        "cut",
+        "later",
+    ]

@@ -61,6 +61,7 @@ def _assert_same(fast: ParsedDocument, slow: ParsedDocument) -> None:
         slow.ttl_seconds,
         slow.warnings,
     )
+    assert (fast.feed_id, fast.author, fast.updated) == (slow.feed_id, slow.author, slow.updated)
     assert len(fast.items) == len(slow.items)
     options = ExcerptOptions()
     for a, b in zip(fast.items, slow.items, strict=True):
@@ -70,7 +71,9 @@ def _assert_same(fast: ParsedDocument, slow: ParsedDocument) -> None:
         assert replace(a, title=None, content="") == replace(b, title=None, content="")
         na = normalize(a, source=SOURCE, now=NOW, options=options)
         nb = normalize(b, source=SOURCE, now=NOW, options=options)
-        assert na == nb
+        # The HTML kept for full content is raw markup too: sanitized where it is emitted.
+        assert (na.html is None) == (nb.html is None)
+        assert replace(na, html=None) == replace(nb, html=None)
 
 
 @pytest.mark.parametrize(("body", "url", "headers"), _fixtures())

@@ -310,11 +310,13 @@ def test_truncated_xml_keeps_what_is_whole(tmp_path: Path, server: LocalServer) 
     server.serve("/feed.xml", whole[: whole.index(b"Third") + 3], "application/rss+xml")
     results = refresh_all(config)
     hostile = results["hostile"]
-    # Either read leniently with a warning, or refused: never garbage, never a loss.
-    if hostile.outcome == "error":
-        assert "well-formed" in (hostile.error or "")
-    else:
-        assert any("well-formed" in w for w in hostile.warnings)
+    # The whole items are kept, the one the body stops in is not, and the source says why.
+    assert hostile.outcome == "unchanged" and hostile.unchanged == 2
+    assert hostile.warnings == (
+        "the feed is cut short (truncated XML); kept its 2 complete entries",
+    )
+    assert state(config, "hostile").warnings == hostile.warnings
+    assert "Third" not in str(titles_of(config, "hostile"))
     assert_survived(config, results)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.parse.decode import charset_param, decode, xml_encoding
+from aggregator.parse.decode import charset_param, decode, repair_charrefs, xml_encoding
 
 # --------------------------------------------------------------------------- as HTML pages read
 
@@ -206,3 +206,39 @@ def test_xml_encoding() -> None:
     assert xml_encoding("<?xml version='1.0' encoding='ISO-8859-1'?><rss/>") == "ISO-8859-1"
     assert xml_encoding('<?xml version="1.0"?><rss/>') is None
     assert xml_encoding("<rss/>" + " " * 2000 + '<?xml encoding="utf-7"?>') is None
+
+
+# --- character references to no character --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "repaired", "count"),
+    [
+        (b"a&#55357;&#56832;b", b"a&#x1F600;b", 1),  # a surrogate pair: the character it spells
+        (b"&#xd83d;&#xDE00;", b"&#x1F600;", 1),
+        (b"&#xD800;", b"&#xFFFD;", 1),
+        (b"&#55357;", b"&#xFFFD;", 1),  # a lone high surrogate
+        (b"&#56832;&#55357;", b"&#xFFFD;&#xFFFD;", 2),  # low before high: no pair
+        (b"&#x110000;", b"&#xFFFD;", 1),
+        (b"&#99999999999999999999;", b"&#xFFFD;", 1),
+        (b"&#65535;&#xFFFE;", b"&#xFFFD;&#xFFFD;", 2),
+        (b"x&#1;y&#0;z", b"xyz", 2),  # controls XML forbids: dropped
+        # Legal references are left alone, whatever their spelling.
+        (
+            b"&#55000;&#233;&#x1F600;&#9;&#xE000;&#x10FFFF;",
+            b"&#55000;&#233;&#x1F600;&#9;&#xE000;&#x10FFFF;",
+            0,
+        ),
+        (b"no references", b"no references", 0),
+    ],
+)
+def test_repair_charrefs(body: bytes, repaired: bytes, count: int) -> None:
+    assert repair_charrefs(body) == (repaired, count)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_repair_charrefs_in_a_wide_encoding_keeps_the_encoding(codec: str) -> None:
+    body = "<rss>a &#xD800; b &#55357;&#56832;</rss>".encode(codec)
+    repaired, count = repair_charrefs(body)
+    assert count == 2
+    assert repaired.decode(codec) == "<rss>a &#xFFFD; b &#x1F600;</rss>"

@@ -13,12 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 import pytest
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.feed import parse_feed
+from aggregator.parse.fields import split_person
 from aggregator.parse.sniff import sniff
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,8 +160,8 @@ def test_json_that_is_not_a_json_feed(body: bytes, content_type: str, message: s
         b'<?xml version="1.0"?><rss version="2.0"><channel><title>Cut</title><item>',
     ],
 )
-def test_not_well_formed_without_entries_is_an_error(body: bytes) -> None:
-    with pytest.raises(ParseError, match="not well-formed XML and no entries"):
+def test_a_feed_cut_short_before_its_first_entry_is_an_error(body: bytes) -> None:
+    with pytest.raises(ParseError, match=r"cut short \(truncated XML\) before its first entry"):
         _parse(body)
 
 
@@ -277,12 +279,15 @@ def test_truncated_feed_keeps_its_entries_with_a_warning() -> None:
     )
     cut = whole[: whole.index(b"<item><title>three")] + b"<item><title>thr"
     document = _parse(cut)
-    assert [item.title for item in document.items][:2] == ["one", "two"]
-    assert [item.link for item in document.items][:2] == [
+    # The entry the document stops in ("thr") is not whole: only the complete ones are kept.
+    assert [item.title for item in document.items] == ["one", "two"]
+    assert [item.link for item in document.items] == [
         "https://t.example/1",
         "https://t.example/2",
     ]
-    assert any(w.startswith("not well-formed XML, read leniently") for w in document.warnings)
+    assert document.warnings == (
+        "the feed is cut short (truncated XML); kept its 2 complete entries",
+    )
 
 
 def test_a_cut_off_entry_with_nothing_in_it_is_dropped() -> None:
@@ -290,7 +295,16 @@ def test_a_cut_off_entry_with_nothing_in_it_is_dropped() -> None:
     cut = whole[: whole.index(b"<title>two")]
     document = _parse(cut)
     assert [item.title for item in document.items] == ["one"]
-    assert "skipped 1 empty entries" in document.warnings
+    assert document.warnings == (
+        "the feed is cut short (truncated XML); kept its 1 complete entry",
+    )
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["lxml", "feedparser"])
+def test_an_entry_with_nothing_in_it_is_dropped(fast: bool) -> None:
+    document = _parse(_rss("<item><title>one</title></item><item></item>"), fast=fast)
+    assert [item.title for item in document.items] == ["one"]
+    assert document.warnings == ("skipped 1 empty entries",)
 
 
 def test_feed_served_as_html_is_read_with_a_warning() -> None:
@@ -401,6 +415,11 @@ JSON_FEED = b'{"version": "https://jsonfeed.org/version/1.1", "title": "x", "ite
         (b"INCOMING TRANSMISSION\n\nLATEST UPDATES\n1. something", "text/plain", "text"),
         (b"", "", "text"),
         (b"x" * 5000 + b"<rss version='2.0'></rss>", "", "text"),  # only the head is read
+        # Markup is never a text capture under kind = "auto", whatever the server says.
+        (b'<?xml version="1.0"?>\n<!-- unclosed\n--><feed version="0.3">', "text/plain", "feed"),
+        (b"<!-- generator: x --\n--><feed version='0.3' xmlns='x'>\n", "text/plain", "feed"),
+        (b'<?xml version="1.0"?>\n<<<', "text/plain", "feed"),
+        (b"<entries><e>one</e></entries>", "text/plain", "feed"),
     ],
 )
 def test_sniff(body: bytes, content_type: str, kind: str) -> None:
@@ -456,3 +475,77 @@ def test_examples_are_messy_on_purpose() -> None:
     assert any("\u4e00" <= (item.title or " ")[0] <= "\u9fff" for item in items)
     dates = [item.published for item in items if item.published is not None]
     assert all(date.year == 2026 and date.month < 11 for date in dates)
+
+
+# --- RSS author strings -------------------------------------------------------------------------
+
+_AUTHOR_SHAPES = [
+    ("alice@origin.example (Alice Ng)", "Alice Ng", "alice@origin.example"),
+    ("Alice Ng <alice@origin.example>", "Alice Ng", "alice@origin.example"),
+    ('"Alice Ng" <alice@origin.example>', "Alice Ng", "alice@origin.example"),
+    ("Alice Ng (alice@origin.example)", "Alice Ng", "alice@origin.example"),
+    ("(Alice Ng) alice@origin.example", "Alice Ng", "alice@origin.example"),
+    ("mailto:alice@origin.example (Alice Ng)", "Alice Ng", "alice@origin.example"),
+    ("Alice Ng", "Alice Ng", None),
+    ("alice@origin.example", None, "alice@origin.example"),
+]
+
+
+@pytest.mark.parametrize(("text", "name", "email"), _AUTHOR_SHAPES)
+def test_an_rss_author_string_splits_into_name_and_email(
+    text: str, name: str | None, email: str | None
+) -> None:
+    assert split_person(text) == (name, email)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["lxml", "feedparser"])
+@pytest.mark.parametrize("element", ["author", "dc:creator"])
+@pytest.mark.parametrize(("text", "name", "email"), _AUTHOR_SHAPES)
+def test_rss_authors_give_the_name_a_reader_expects_on_both_paths(
+    text: str, name: str | None, email: str | None, element: str, fast: bool
+) -> None:
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>'
+        "<title>T</title><link>https://t.example/</link>"
+        f"<item><title>a</title><{element}>{escape(text)}</{element}></item>"
+        "</channel></rss>"
+    ).encode()
+    (item,) = _parse(body, fast=fast).items
+    assert item.authors == (name or email,)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["lxml", "feedparser"])
+def test_several_rss_authors_keep_their_names(fast: bool) -> None:
+    body = _rss(
+        "<item><title>a</title><author>alice@origin.example (Alice Ng)</author>"
+        "<author>Bob Li &lt;bob@origin.example&gt;</author></item>"
+    )
+    (item,) = _parse(body, fast=fast).items
+    assert item.authors == ("Alice Ng", "Bob Li")
+
+
+def test_an_rss_channel_editor_is_not_an_item_author() -> None:
+    body = _rss(
+        "<item><title>a</title></item>",
+        channel_extra="<managingEditor>eds@planet.example (Planet Editors)</managingEditor>",
+    )
+    for fast in (True, False):
+        (item,) = _parse(body, fast=fast).items
+        assert item.authors == ()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["lxml", "feedparser"])
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16"])
+def test_a_reference_to_no_character_costs_that_character(fast: bool, codec: str) -> None:
+    body = (
+        f'<?xml version="1.0" encoding="{codec}"?>\n<rss version="2.0"><channel><title>T</title>'
+        "<item><title>a &#xD800; b &#55357;&#56832; c &#x110000;</title>"
+        "<link>https://t.example/1</link></item>"
+        "<item><title>clean</title><link>https://t.example/2</link></item></channel></rss>"
+    ).encode(codec)
+    document = _parse(body, fast=fast)
+    assert [item.title for item in document.items] == ["a \ufffd b \U0001f600 c \ufffd", "clean"]
+    assert len(document.warnings) == 1 and document.warnings[0].startswith(
+        "3 character references to no character"
+    )

@@ -19,7 +19,7 @@ from aggregator import emit
 from aggregator.config import load_config
 from aggregator.refresh import refresh
 from aggregator.serve import Server
-from tests.helpers import DATA, LocalServer, rss_posts, write_config
+from tests.helpers import DATA, LocalServer, Slowloris, rss_posts, write_config
 
 JSON_FEED_SCHEMA = json.loads((DATA / "jsonfeed" / "jsonfeed-1.1.schema.json").read_text())
 
@@ -219,10 +219,17 @@ def test_page_escapes_everything_and_advertises_the_feeds(site: tuple[Server, Pa
     assert len(items) == 30
     first = items[0]
     assert first.xpath(".//a")[0].text_content().endswith("<script>alert(1)</script> & more")
-    assert first.xpath('.//span[@class="source"]')[0].text == "good"
+    source = first.xpath('.//span[@class="source"]')[0]
+    assert source.text_content() == "good"
+    (site,) = source.xpath("a/@href")  # the source's site
+    assert site.startswith("http://127.0.0.1:") and site.endswith("/") and "good" not in site
     assert first.xpath(".//time")[0].get("datetime").startswith("2026-06-")
-    rows = {r.xpath("td")[0].text: r.xpath("td")[2].text_content() for r in doc.xpath("//tbody/tr")}
-    assert rows["good"] == "ok" and rows["bad"].startswith("error: HTTP 404")
+    rows = {
+        r.xpath("td")[0].text_content(): r.xpath("td")[2].text_content()
+        for r in doc.xpath("//tbody/tr")
+    }
+    # Shown by its feed's own title ("t"), the name beside it; a source never read by its name.
+    assert rows["t (good)"] == "ok" and rows["bad"] == "error: not found (404)"
 
 
 def test_a_request_during_a_rewrite_gets_a_whole_file(site: tuple[Server, Path]) -> None:
@@ -265,3 +272,21 @@ def test_a_taken_port_is_one_clear_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"cannot listen on 127.0.0.1:{srv.port}" in err and "in use" in err
+
+
+def test_a_reader_is_answered_while_a_slow_client_holds_connections(
+    site: tuple[Server, Path],
+) -> None:
+    """300 connections trickling header lines from one address do not keep a reader out."""
+    srv, _ = site
+    slow = Slowloris(srv.host, srv.port, connections=300, every=1.0).start()
+    try:
+        assert slow.opened >= 300  # the kernel accepted them all; the server holds 16
+        status, _, body = request(srv, "/feed.atom")
+        assert status == 200 and body.startswith(b"<?xml")
+        # Connections over the client's share are closed on arrival, and reopened: the slow
+        # client keeps trying, and readers keep getting answers.
+        status, _, _ = request(srv, "/feed.json")
+        assert status == 200
+    finally:
+        slow.stop()

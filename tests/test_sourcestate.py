@@ -328,3 +328,36 @@ def test_the_sources_table_shows_the_policy_s_due_times(tmp_path: Path) -> None:
 def _when(moment: datetime | None) -> str:
     assert moment is not None
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def test_what_a_feed_says_about_itself_is_kept_until_its_next_parse() -> None:
+    said = replace(
+        _document(),
+        title="Blog",
+        link="https://blog.test/",
+        feed_id="tag:blog.test,2026:feed",
+        author="  Ann   Lee <ann@blog.test> ",
+        updated=NOW - HOUR,
+    )
+    state = sourcestate.after_success(
+        SOURCE, SourceState(name="blog"), _ok(), document=said, body_hash="a", now=NOW
+    )
+    assert (state.feed_id, state.feed_author, state.feed_updated) == (
+        "tag:blog.test,2026:feed",
+        "Ann Lee <ann@blog.test>",
+        NOW - HOUR,
+    )
+    # Not modified: nothing was read, so nothing changes.
+    later = sourcestate.after_success(
+        SOURCE, state, _ok(304), document=None, body_hash=None, now=NOW + HOUR
+    )
+    assert (later.feed_id, later.feed_author, later.feed_updated) == (
+        state.feed_id,
+        state.feed_author,
+        state.feed_updated,
+    )
+    # A new parse that says nothing of itself clears them.
+    bare = sourcestate.after_success(
+        SOURCE, later, _ok(), document=_document(), body_hash="b", now=NOW + 2 * HOUR
+    )
+    assert (bare.feed_id, bare.feed_author, bare.feed_updated) == (None, None, None)

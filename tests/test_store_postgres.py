@@ -26,6 +26,7 @@ from tests.helpers import (
     LocalServer,
     generate,
     load_snapshot,
+    rss_posts,
     run_python,
     serving_process,
     write_config,
@@ -85,6 +86,9 @@ def test_every_earlier_schema_is_brought_up_to_date(version: int) -> None:
             "VALUES (1, 'old', 'k', 'urn:old', 'new', 'Old post', now(), '{}', '{}', 'x', "
             "false, 'fp', 'h', 0, 'x', '{41,42}')"
         )
+        if version >= 2:  # and what the store kept beside it from version 2 on
+            conn.execute("INSERT INTO bands (hash, copy) VALUES (41, 1), (42, 1)")
+            conn.execute("INSERT INTO source_counts (source, entries) VALUES ('old', 1)")
     with PostgresStore(url) as store:
         assert (store.migrated_from, store.schema_version) == (version, SCHEMA_VERSION)
         found = store.candidates(CandidateQuery(hashes=frozenset({41, 42, 43})))
@@ -312,3 +316,82 @@ def test_a_store_reconnects_after_its_connections_were_cut() -> None:
         assert store.get_state("a") == SourceState(name="a", etag='"1"')
         store.save_states([SourceState(name="a", etag='"2"')])
         assert store.get_state("a") == SourceState(name="a", etag='"2"')
+
+
+def test_removing_a_source_from_either_store_writes_the_same_outputs(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite, pg = _configs(tmp_path, server, generate(3, 20))
+    for config in (sqlite, pg):
+        refresh(config, force=True, clock=lambda: LATER)
+        assert main(["remove", "-q", "-c", str(config.path), "feed1"]) == 0
+    assert _as_refreshed(pg) == _as_refreshed(sqlite)
+    with open_store(pg) as store:
+        assert set(store.entry_counts()) == {"feed0", "feed2"}
+        assert store.get_state("feed1") is None
+
+
+def test_a_refresh_against_an_unreachable_database_stops_with_one_line(
+    tmp_path: Path, server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed = server.serve("/f.xml", rss_posts(2))
+    path = write_config(
+        tmp_path,
+        '[feed]\ntitle = "x"\n[store]\nurl = "postgresql://agg:s3cret@127.0.0.1:9/feeds"\n'
+        f'[[sources]]\nname = "f"\nurl = "{feed}"\n',
+    )
+    assert main(["refresh", "-q", "-c", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("aggregator: postgresql://agg@127.0.0.1:9/feeds: cannot open the store")
+    assert len(err.splitlines()) == 1 and "s3cret" not in err
+    assert not (tmp_path / "public").exists()  # nothing written without the store
+
+
+def test_two_refreshes_at_once_store_each_post_once(tmp_path: Path, server: LocalServer) -> None:
+    """Two processes refreshing the same sources into one database take turns at the write
+    lock: the second finds what the first stored, and no post is stored twice."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    sqlite, pg = _configs(tmp_path, server, generate(4, 30))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "refresh", "--all", "-q", "-c", str(pg.path)],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    refresh(sqlite, force=True)
+    with open_store(sqlite) as a, open_store(pg) as b:
+        assert b.entry_counts() == a.entry_counts()
+        assert [e.id for e in b.latest(1000)] == [e.id for e in a.latest(1000)]
+        # Which copies were merged into which entry (which copy came first, and so which says
+        # "new", follows each run's clock and the order the sources finished in).
+        merged = [
+            {c.entry_id: sorted((x.source, x.key) for x in c.copies) for c in cs}
+            for cs in (a.clusters(), b.clusters())
+        ]
+        assert merged[0] == merged[1] and merged[0]
+
+
+def test_opening_and_reading_a_store_do_not_wait_for_a_writer() -> None:
+    url = PG.fresh()
+    with PostgresStore(url) as writer:
+        writer.save_states([SourceState(name="a", etag='"1"')])
+        with writer.transaction():
+            writer.save_states([SourceState(name="a", etag='"2"')])
+            # The write lock is held (by this thread, on another connection): a reader opens
+            # the store and reads what is committed without waiting for it.
+            with PostgresStore(url) as reader:
+                assert reader.get_state("a") == SourceState(name="a", etag='"1"')
+        assert writer.get_state("a") == SourceState(name="a", etag='"2"')

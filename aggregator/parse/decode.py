@@ -33,7 +33,9 @@ from collections.abc import Mapping
 
 import charset_normalizer
 
-__all__ = ["charset_param", "decode", "xml_encoding"]
+from aggregator.parse.sniff import wide_codec
+
+__all__ = ["charset_param", "decode", "repair_charrefs", "xml_encoding"]
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -97,6 +99,66 @@ def decode(body: bytes, headers: Mapping[str, str] | None = None) -> str:
     if best is not None:
         return str(best)
     return body.decode("utf-8", errors="replace")
+
+
+# A numeric character reference, in bytes of an ASCII-compatible encoding: `&#55357;`, `&#xD800;`.
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]+)|([0-9]+));")
+_REPLACEMENT_REF = b"&#xFFFD;"
+
+
+def repair_charrefs(body: bytes) -> tuple[bytes, int]:
+    """`body` with every numeric character reference to no character made harmless, and how
+    many were.
+
+    XML allows references to legal characters only; one to a surrogate (`&#55357;`), beyond
+    U+10FFFF (`&#x110000;`, `&#99999999999999999999;`) or to U+FFFE/U+FFFF makes a strict
+    parser refuse the whole document and feedparser's lenient one raise. A surrogate pair
+    written as two references (`&#55357;&#56832;`) becomes the character it spells; any other
+    such reference becomes U+FFFD, and one to a control character that XML forbids is
+    dropped. A UTF-16 or UTF-32 body is decoded, repaired and encoded again as it was.
+    """
+    wide = wide_codec(body)
+    if wide is not None:
+        try:
+            text = body.decode(wide)
+        except UnicodeDecodeError:
+            return body, 0  # not what its opening says: left to the parser
+        if "&#" not in text:
+            return body, 0
+        fixed, count = repair_charrefs(text.encode("utf-8"))
+        return (fixed.decode("utf-8").encode(wide), count) if count else (body, 0)
+    if b"&#" not in body:
+        return body, 0
+    repaired = 0
+    low_at = -1  # where a low surrogate's reference starts that its pair has taken
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        nonlocal repaired, low_at
+        if match.start() == low_at:
+            return b""
+        code = _code_point(match)
+        if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD:
+            return match.group(0)
+        if 0x10000 <= code <= 0x10FFFF:
+            return match.group(0)
+        repaired += 1
+        if 0xD800 <= code <= 0xDBFF:
+            following = _CHARREF.match(body, match.end())
+            low = _code_point(following) if following is not None else -1
+            if 0xDC00 <= low <= 0xDFFF:
+                low_at = match.end()
+                return b"&#x%X;" % (0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+        return b"" if 0 <= code < 0x20 else _REPLACEMENT_REF
+
+    return _CHARREF.sub(replace, body), repaired
+
+
+def _code_point(match: re.Match[bytes]) -> int:
+    hex_digits, decimal = match.group(1), match.group(2)
+    digits = hex_digits if hex_digits is not None else decimal
+    if len(digits.lstrip(b"0")) > 8:
+        return -1  # far beyond any character; int() of it would be wasted work
+    return int(digits, 16) if hex_digits is not None else int(digits)
 
 
 def charset_param(content_type: str) -> str | None:

@@ -21,9 +21,10 @@ unsanitized: the normalize stage only ever extracts plain text from it.
 
 What the fast path reproduces from feedparser (the differential test checks it): the guid
 read as a link when isPermaLink is not "false" (and resolved against the document URL),
-Atom ids likewise, the link fix-ups for `&amp;` and stray entity-like sequences, RSS
-author strings split into name and e-mail, the repair of UTF-8 read as Latin-1 and of
-Windows-1252 C1 characters, whitespace stripping, dates through feedparser's parser.
+Atom ids likewise, the link fix-ups for `&amp;` and stray entity-like sequences, the repair
+of UTF-8 read as Latin-1 and of Windows-1252 C1 characters, whitespace stripping, dates
+through feedparser's parser.
+RSS author strings are read into names as the feedparser path reads them (parse/fields.py).
 Where feedparser sanitizes HTML (titles and summaries), the raw HTML differs, but the plain
 text the normalize stage extracts from it is the same.
 """
@@ -45,7 +46,13 @@ from lxml import etree
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import from_struct_time
 from aggregator.parse.decode import charset_param, xml_encoding
-from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
+from aggregator.parse.fields import (
+    author_name,
+    person,
+    text_or_none,
+    ttl_seconds,
+    unique_names,
+)
 from aggregator.urls import safe_http_url
 
 __all__ = ["parse_fast"]
@@ -90,9 +97,6 @@ _XML_TYPES = frozenset(
 _UTF8 = frozenset({"utf-8", "utf8"})
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
-_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
 _TEXT_TYPES = {"text": "text/plain", "html": "text/html", "text/plain": "text/plain"}
 _HTML_TYPES = {"text/html"}
 
@@ -203,22 +207,6 @@ def _link_fix(link: str) -> str:
     return _LINK_ENTITY.sub(r"&\g<1>", link.replace("&amp;", "&"))
 
 
-def _rss_author(text: str) -> str | None:
-    """The name, else the e-mail, of an RSS author string (feedparser's split)."""
-    author, email = text, None
-    match = _EMAIL.search(author)
-    if match:
-        email = match.group(0)
-        author = author.replace(email, "").replace("()", "").replace("<>", "")
-        author = author.replace("&lt;&gt;", "").strip()
-        if author and author[0] == "(":
-            author = author[1:]
-        if author and author[-1] == ")":
-            author = author[:-1]
-        author = author.strip()
-    return author or email
-
-
 def _text_construct(el: Any) -> tuple[str, str]:
     """An Atom text construct: its value and media type."""
     kind = _TEXT_TYPES.get(el.get("type", "text"))
@@ -237,6 +225,7 @@ def _rss(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
     channel = channels[0]
     title = link = None
     ttl = period = frequency = None
+    about = _About()
     items: list[RawItem] = []
     count = 0
     for child in channel:
@@ -251,13 +240,19 @@ def _rss(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
             link = _link_fix(_join(base, _value(child)))
         elif tag == "ttl":
             ttl = _value(child)
+        elif tag == "managingEditor":
+            about.name = _value(child)  # as written: "email (Name)", "Name <email>", ...
+        elif tag == "lastBuildDate":
+            about.updated = _date(child)
+        elif tag == "pubDate":
+            about.published = _date(child)
         elif tag == SY + "updatePeriod":
             period = _value(child)
         elif tag == SY + "updateFrequency":
             frequency = _value(child)
         elif tag in (ATOM + "link", "textInput", "textinput") and child.get("rel") != "self":
             raise _Unsure  # feedparser may take its link for the channel's
-    return _document(items, title, link, base, ttl, period, frequency), count
+    return _document(items, title, link, base, ttl, period, frequency, about), count
 
 
 def _rss_item(item: Any, base: str, position: int) -> RawItem:
@@ -297,7 +292,7 @@ def _rss_item(item: Any, base: str, position: int) -> RawItem:
         elif tag == "pubDate":
             published = _date(child)
         elif tag in ("author", DC + "creator"):
-            name = _rss_author(_value(child))
+            name = author_name(_value(child))
             if name:
                 authors.append(name)
         elif tag == "category":
@@ -329,6 +324,7 @@ def _rss_item(item: Any, base: str, position: int) -> RawItem:
 def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
     title = link = None
     period = frequency = None
+    about = _About()
     inherited: list[str] = []
     items: list[RawItem] = []
     count = 0
@@ -348,6 +344,12 @@ def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
             name = _atom_author(child)
             if name:
                 inherited.append(name)
+            if about.name is None and about.email is None:
+                about.name, about.email = _atom_person(child)
+        elif tag == ATOM + "id":
+            about.id = _value(child)
+        elif tag == ATOM + "updated":
+            about.updated = _date(child)
         elif tag == SY + "updatePeriod":
             period = _value(child)
         elif tag == SY + "updateFrequency":
@@ -356,7 +358,7 @@ def _atom(root: Any, base: str, max_items: int) -> tuple[ParsedDocument, int]:
         if count < max_items:
             items.append(_atom_entry(entry, base, count, tuple(inherited)))
         count += 1
-    return _document(items, title, link, base, None, period, frequency), count
+    return _document(items, title, link, base, None, period, frequency, about), count
 
 
 def _alternate(el: Any, base: str) -> str | None:
@@ -374,6 +376,11 @@ def _alternate(el: Any, base: str) -> str | None:
 
 
 def _atom_author(el: Any) -> str | None:
+    name, email = _atom_person(el)
+    return name or email
+
+
+def _atom_person(el: Any) -> tuple[str | None, str | None]:
     name = email = None
     for child in el:
         if child.tag == ATOM + "name":
@@ -382,7 +389,7 @@ def _atom_author(el: Any) -> str | None:
             email = _value(child)
         elif child.tag != ATOM + "uri":
             raise _Unsure
-    return name or email
+    return name, email
 
 
 def _atom_entry(entry: Any, base: str, position: int, inherited: tuple[str, ...]) -> RawItem:
@@ -490,6 +497,7 @@ def _document(
     ttl: str | None,
     period: str | None,
     frequency: str | None,
+    about: _About,
 ) -> ParsedDocument:
     return ParsedDocument(
         kind="feed",
@@ -497,4 +505,18 @@ def _document(
         title=text_or_none(title),
         link=safe_http_url(link, base),
         ttl_seconds=ttl_seconds(ttl, period, frequency),
+        feed_id=text_or_none(about.id),
+        author=person(about.name, about.email),
+        updated=about.updated or about.published,
     )
+
+
+class _About:
+    """What a feed says about itself, gathered from its top-level elements."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.email: str | None = None
+        self.updated: datetime | None = None
+        self.published: datetime | None = None

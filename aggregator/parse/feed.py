@@ -18,8 +18,10 @@ Bozo policy (feedparser's flag for "something was wrong with this document"):
   - a body feedparser recognises no feed version in (HTML, plain text, other XML);
   - not well-formed XML, an unknown encoding or any other problem with no entries found.
 
-An entry with nothing in it (no id, title, link or content: typically the cut-off end of a
-truncated document) is dropped with a warning and does not count as an entry found. A real
+A truncated document (not well-formed, its root element never closed) keeps its complete
+entries: the entry it stops in is dropped, and the warning says the feed is cut short; with
+no complete entry it is an error. An entry with nothing in it (no id, title, link or
+content) is dropped with a warning and does not count as an entry found. A real
 feed with zero entries and no fatal problem is a valid, empty ParsedDocument.
 
 JSON Feed: invalid JSON, JSON that is not an object, an object without a JSON Feed
@@ -46,8 +48,14 @@ from aggregator import sandbox
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem
 from aggregator.parse.dates import from_struct_time, parse_rfc3339
-from aggregator.parse.decode import charset_param, xml_encoding
-from aggregator.parse.fields import text_or_none, ttl_seconds, unique_names
+from aggregator.parse.decode import charset_param, repair_charrefs, xml_encoding
+from aggregator.parse.fields import (
+    author_name,
+    person,
+    text_or_none,
+    ttl_seconds,
+    unique_names,
+)
 from aggregator.parse.sniff import media_type, peek_text, scan_prolog, sniff
 from aggregator.urls import safe_http_url
 
@@ -97,16 +105,37 @@ def parse_feed(
             body, url=url, content_type=content_type, source=source, max_items=max_items
         )
     _refuse_entity_declarations(body, content_type, source)
+    body, repaired = repair_charrefs(body)
+    document = _parse_xml(body, url, lowered, source, max_items, time_limit, fast)
+    if repaired:
+        warning = (
+            f"{repaired} character reference{'s' if repaired > 1 else ''} to no character "
+            "(a surrogate, beyond Unicode, a forbidden control) repaired: U+FFFD, dropped, "
+            "or the character a surrogate pair spells"
+        )
+        document = replace(document, warnings=(*document.warnings, warning))
+    return document
+
+
+def _parse_xml(
+    body: bytes,
+    url: str,
+    headers: dict[str, str],
+    source: str,
+    max_items: int,
+    time_limit: float | None,
+    fast: bool,
+) -> ParsedDocument:
     if fast:
         # Imported here, not at the top: lxml is loaded only once a body is to be parsed.
         from aggregator.parse.fastfeed import parse_fast
 
-        found = parse_fast(body, url=url, headers=lowered, max_items=max_items)
+        found = parse_fast(body, url=url, headers=headers, max_items=max_items)
         if found is not None:
             return _finish_fast(*found, max_items=max_items)
     if time_limit is not None and needs_isolation(body):
-        return _parse_xml_isolated(body, url, lowered, source, max_items, time_limit)
-    return _parse_xml_feed(body, url=url, headers=lowered, source=source, max_items=max_items)
+        return _parse_xml_isolated(body, url, headers, source, max_items, time_limit)
+    return _parse_xml_feed(body, url=url, headers=headers, source=source, max_items=max_items)
 
 
 # --- a time limit for large or unusual documents ----------------------------------------------
@@ -250,13 +279,25 @@ def _parse_xml_feed(
     if not isinstance(feed, Mapping):
         feed = {}
     entries = _nodes(parsed, "entries")
-    inherited = _author_names(feed) if version.startswith("atom") else ()  # RFC 4287 4.2.1
+    cut_short = _field(parsed, "bozo") and _cut_short(body)
+    if cut_short and entries and _last_entry_open(body):
+        entries = entries[:-1]  # the entry the document stops in is not whole: not kept
+    atom = version.startswith("atom")
+    inherited = _author_names(feed) if atom else ()  # RFC 4287 4.2.1
     items = [
-        _entry_item(entry, position, url, inherited)
+        _entry_item(entry, position, url, inherited, atom=atom)
         for position, entry in enumerate(entries[:max_items])
     ]
     kept = tuple(item for item in items if not _is_blank(item))
-    warnings = _bozo_warnings(parsed, has_entries=bool(kept), source=source)
+    if cut_short:
+        if not kept:
+            raise ParseError(source, "the feed is cut short (truncated XML) before its first entry")
+        warnings = [
+            f"the feed is cut short (truncated XML); kept its {len(kept)} complete "
+            f"entr{'y' if len(kept) == 1 else 'ies'}"
+        ]
+    else:
+        warnings = _bozo_warnings(parsed, has_entries=bool(kept), source=source)
     if len(kept) < len(items):
         # e.g. the cut-off last entry of a truncated document: nothing to show or identify
         warnings.append(f"skipped {len(items) - len(kept)} empty entries")
@@ -271,7 +312,46 @@ def _parse_xml_feed(
             _field(feed, "ttl"), _field(feed, "sy_updateperiod"), _field(feed, "sy_updatefrequency")
         ),
         warnings=tuple(warnings),
+        feed_id=text_or_none(_field(feed, "id")),
+        author=_feed_author(feed, atom=version.startswith("atom")),
+        updated=from_struct_time(_field(feed, "updated_parsed"))
+        or from_struct_time(_field(feed, "published_parsed")),
     )
+
+
+def _feed_author(feed: _Node, *, atom: bool) -> str | None:
+    """The feed's own first author: an Atom author's name and e-mail as fields.person writes
+    them; RSS's managingEditor as written (feedparser's split of it can cut the address)."""
+    if not atom:
+        return text_or_none(_field(feed, "author"))
+    for author in _nodes(feed, "authors"):
+        found = person(_field(author, "name"), _field(author, "email"))
+        if found:
+            return found
+    return None
+
+
+_ENTRY_OPEN = re.compile(r"<(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)[\s>/]")
+_ENTRY_CLOSE = re.compile(r"</(?:[A-Za-z_][\w.\-]*:)?(?:item|entry)\s*>")
+
+
+def _cut_short(body: bytes) -> bool:
+    """Whether the document stops before its root element closes: a truncated download or a
+    half-written file. (The caller asks only about a body that is not well-formed.)"""
+    text = peek_text(body)
+    root = scan_prolog(text.lstrip()).root
+    if root is None:
+        return False
+    closing = re.compile(rf"</{re.escape(root)}\s*>", re.IGNORECASE)
+    return closing.search(text, max(len(text) - 4096, 0)) is None
+
+
+def _last_entry_open(body: bytes) -> bool:
+    """Whether the last <item> or <entry> of a cut-short document never closes."""
+    text = peek_text(body)
+    opened = [m.start() for m in _ENTRY_OPEN.finditer(text, max(len(text) - 256 * 1024, 0))]
+    closed = [m.start() for m in _ENTRY_CLOSE.finditer(text, max(len(text) - 256 * 1024, 0))]
+    return bool(opened) and (not closed or opened[-1] > closed[-1])
 
 
 def _finish_fast(document: ParsedDocument, count: int, *, max_items: int) -> ParsedDocument:
@@ -319,7 +399,9 @@ def _describe(body: bytes, content_type: str) -> str:
     return "looks like plain text"
 
 
-def _entry_item(entry: _Node, position: int, base: str, inherited: tuple[str, ...]) -> RawItem:
+def _entry_item(
+    entry: _Node, position: int, base: str, inherited: tuple[str, ...], *, atom: bool
+) -> RawItem:
     content, is_html = _entry_content(entry)
     return RawItem(
         guid=text_or_none(_field(entry, "id")),
@@ -329,7 +411,7 @@ def _entry_item(entry: _Node, position: int, base: str, inherited: tuple[str, ..
         content_is_html=is_html,
         published=from_struct_time(_field(entry, "published_parsed")),
         updated=from_struct_time(_field(entry, "updated_parsed")),
-        authors=_author_names(entry) or inherited,
+        authors=(_author_names(entry) if atom else _rss_author_names(entry)) or inherited,
         categories=unique_names(
             _field(tag, "term") or _field(tag, "label") for tag in _nodes(entry, "tags")
         ),
@@ -364,6 +446,31 @@ def _author_names(node: _Node) -> tuple[str, ...]:
     if not names:
         names = unique_names([_field(node, "author")])
     return names
+
+
+def _rss_author_names(entry: _Node) -> tuple[str, ...]:
+    """RSS `author` and `dc:creator` names. feedparser splits these strings into name and
+    e-mail with a pattern that cuts addresses short ("alice@origin.example (Alice Ng)" gives
+    the name "ple (Alice Ng"), so they are split again from the verbatim string it keeps of
+    the last one (parse/fields.py). An earlier one is rebuilt from feedparser's parts: its
+    name with the leftovers of a cut address ("ple (Alice Ng") dropped."""
+    details = _nodes(entry, "authors")
+    raw = _string(entry, "author")
+    names: list[str | None] = []
+    for i, detail in enumerate(details):
+        name, email = _field(detail, "name"), _field(detail, "email")
+        if i == len(details) - 1 and raw:
+            names.append(author_name(raw))
+        elif isinstance(name, str) and name:
+            if isinstance(email, str) and email and "(" in name:
+                name = name.rpartition("(")[2]
+            fallback = email if isinstance(email, str) else None
+            names.append(author_name(name.strip(" ()<>")) or fallback)
+        elif isinstance(email, str):
+            names.append(email)
+    if not details and raw:
+        names.append(author_name(raw))
+    return unique_names(names)
 
 
 # --- JSON Feed ------------------------------------------------------------------------------
@@ -405,6 +512,7 @@ def _parse_json_feed(
         title=text_or_none(document.get("title")),
         link=safe_http_url(text_or_none(document.get("home_page_url")), url),
         warnings=tuple(warnings),
+        author=next(iter(inherited), None),
     )
 
 

@@ -1,9 +1,12 @@
-"""Read entries from an HTML page: `[sources.select]` CSS rules, or feed / JSON-LD discovery.
+"""Read entries from an HTML page: `[sources.select]` CSS rules, completed or found by auto
+mode (parse/autopage.py), or the page's advertised feed or JSON-LD articles.
 
 Public functions:
 
-- `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=)`.
+- `parse_page(body, url=, headers=, source=, select=, max_items=, position_start=, ...)`.
 - `find_next_pages(body, url=, headers=, select=)`: the pager links of one page.
+- `page_rules(body, url=, headers=)`, `suggest_select(...)`: what auto mode settles on for a
+  page, as rules or as the `[sources.select]` block to pin them.
 
 The body is decoded by parse/decode.py, dates are read by parse/dates.py and every link goes
 through `urls.safe_http_url`, as in the other parsers.
@@ -47,14 +50,27 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from aggregator.errors import ParseError
 from aggregator.models import ParsedDocument, RawItem, SelectRules
+from aggregator.parse.autopage import (
+    AUTO_SELECTORS,
+    Detection,
+    auto_report,
+    content_link,
+    date_node,
+    date_text,
+    detect,
+    is_generic_link_text,
+    layout_changed,
+    outermost,
+    text_of,
+)
 from aggregator.parse.dates import parse_date
 from aggregator.parse.decode import decode
 from aggregator.urls import clean_reference, safe_http_url
 
-__all__ = ["find_next_pages", "parse_page"]
+__all__ = ["AUTO_SELECTORS", "find_next_pages", "page_rules", "parse_page", "suggest_select"]
 
 NO_RULES_MESSAGE = (
-    "HTML page has no feed and no [sources.select] rules; "
+    "HTML page has no feed, and auto mode found no post list on it; "
     "add [sources.select] with at least `entry`"
 )
 
@@ -124,12 +140,6 @@ def _link_base(tree: LexborHTMLParser, url: str) -> str:
     return url
 
 
-def _text(node: LexborNode | None) -> str:
-    if node is None:
-        return ""
-    return " ".join((node.text(deep=True) or "").split())
-
-
 def _css(
     node: LexborNode | LexborHTMLParser, selector: str, field: str, source: str
 ) -> list[LexborNode]:
@@ -148,25 +158,8 @@ def _first(node: LexborNode, selector: str | None, field: str, source: str) -> L
     return matches[0] if matches else None
 
 
-def _outermost(nodes: list[LexborNode]) -> list[LexborNode]:
-    """Drop matches nested in an earlier match (`.post` inside `.post` is one entry)."""
-    seen: set[int] = set()
-    kept = []
-    for node in nodes:
-        parent, nested = node.parent, False
-        while parent is not None:
-            if parent.mem_id in seen:
-                nested = True
-                break
-            parent = parent.parent
-        seen.add(node.mem_id)
-        if not nested:
-            kept.append(node)
-    return kept
-
-
 def _document_title(tree: LexborHTMLParser) -> str | None:
-    return _text(tree.css_first("title")) or None
+    return text_of(tree.css_first("title")) or None
 
 
 # --------------------------------------------------------------------------- parse_page
@@ -181,24 +174,88 @@ def parse_page(
     select: SelectRules | None,
     max_items: int = 500,
     position_start: int = 0,
+    complete: bool = True,
+    previous_entry: str | None = None,
+    feed_first: bool = True,
 ) -> ParsedDocument:
     """Read one HTML page into a ParsedDocument (kind "page").
 
-    With `select`, every outermost `select.entry` match is one RawItem (see the module
-    docstring for pagination and `position_start`). Without it, the page's advertised feed
-    is returned as `feed_url` (no items), else schema.org JSON-LD articles, else ParseError.
+    With a complete `select`, every outermost `select.entry` match is one RawItem (see the
+    module docstring for pagination and `position_start`). Rules left out are found by auto
+    mode when `complete` (parse/autopage.py; the document's `auto_select` says what it chose).
+    Without any rules, the page's advertised feed is returned as `feed_url` (no items); else
+    the larger of the post list auto mode finds and the page's schema.org JSON-LD articles is
+    read; a page with neither is a ParseError. Unless `feed_first`, the advertised feed is
+    returned only when the page itself has no entries to read. `previous_entry` is the entry
+    selector auto mode settled on at the last read: when the page's post list is no longer
+    there, a warning (or the error) starting with `autopage.LAYOUT_CHANGED` says so.
     """
     if not body.strip():
         raise ParseError(source, "the page is empty")
     page = _load(body, headers, url)
     title = _document_title(page.tree)
     doc_link = safe_http_url(url)
-    if select is None:
-        return _discover(page, source=source, title=title, link=doc_link, max_items=max_items)
-    items, warnings = _select_items(page, select, source, max_items, position_start)
-    return ParsedDocument(
-        kind="page", items=tuple(items), title=title, link=doc_link, warnings=tuple(warnings)
+    doc = ParsedDocument(kind="page", items=(), title=title, link=doc_link)
+    feed_url = _advertised_feed(page) if select is None else None
+    if feed_url is not None and feed_first:
+        return replace(doc, feed_url=feed_url)
+    jsonld = (
+        [] if select is not None else _jsonld_items(page.tree, page.link_base)[: max(max_items, 0)]
     )
+    # Scripts and styles are never entry text; drop them once for the whole page.
+    page.tree.strip_tags(["script", "style", "noscript", "template"])
+    found: Detection | None = None
+    if complete and (select is None or not select.complete):
+        found = detect(page.tree, url=page.url, link_base=page.link_base, given=select)
+    if jsonld and (found is None or found.entries <= len(jsonld)) and not (select and select.entry):
+        note = "entries read from schema.org JSON-LD; add [sources.select] to choose"
+        return replace(doc, items=tuple(jsonld), warnings=(note,), auto_method="json-ld")
+    rules = found.rules if found is not None else select
+    changed = _layout_change(page, previous_entry, found, select)
+    if rules is None or not rules.entry:
+        if feed_url is not None:
+            return replace(doc, feed_url=feed_url)
+        raise ParseError(source, changed or NO_RULES_MESSAGE)
+    items, warnings = _select_items(page, rules, source, max_items, position_start)
+    if changed:
+        warnings.insert(0, changed)
+    doc = replace(doc, items=tuple(items), warnings=tuple(warnings))
+    if found is None or not found.filled:
+        return doc
+    return replace(doc, auto_select=found.rules, auto_method=found.method)
+
+
+def suggest_select(body: bytes, *, url: str, headers: Mapping[str, str]) -> str | None:
+    """For front ends that add a page source: "selectors: auto (method)" and the
+    `[sources.select]` block that pins what auto mode found on the page (as `check --fetch`
+    prints it); None when it finds no post list."""
+    found = page_rules(body, url=url, headers=headers)
+    return None if found is None else auto_report(found.rules, found.method)
+
+
+def _layout_change(
+    page: _Page, previous: str | None, found: Detection | None, select: SelectRules | None
+) -> str | None:
+    """The message when auto mode's post list moved since `previous` was chosen, else None."""
+    if not previous or (select is not None and select.entry):
+        return None
+    now = found.rules.entry if found is not None else None
+    if now == previous:
+        return None
+    try:
+        matches = len(outermost(page.tree.css(previous)))
+    except SelectolaxError:
+        matches = 0
+    return layout_changed(previous, now, matches, found.entries if found is not None else 0)
+
+
+def page_rules(body: bytes, *, url: str, headers: Mapping[str, str]) -> Detection | None:
+    """The rules auto mode settles on for a page, or None when it finds no post list."""
+    if not body.strip():
+        return None
+    page = _load(body, headers, url)
+    page.tree.strip_tags(["script", "style", "noscript", "template"])
+    return detect(page.tree, url=page.url, link_base=page.link_base, given=None)
 
 
 def find_next_pages(
@@ -251,9 +308,8 @@ def _href_of(node: LexborNode) -> str | None:
 def _select_items(
     page: _Page, select: SelectRules, source: str, max_items: int, position_start: int
 ) -> tuple[list[RawItem], list[str]]:
-    # Scripts and styles are never entry text; drop them once for the whole page.
-    page.tree.strip_tags(["script", "style", "noscript", "template"])
-    blocks = _outermost(_css(page.tree, select.entry, "entry", source))
+    assert select.entry is not None
+    blocks = outermost(_css(page.tree, select.entry, "entry", source))
     if not blocks:
         raise ParseError(
             source,
@@ -281,12 +337,12 @@ def _with_position(item: RawItem, position: int) -> RawItem:
 def _block_item(
     block: LexborNode, select: SelectRules, page: _Page, source: str, hits: dict[str, int]
 ) -> RawItem | None:
-    title = _entry_title(block, select, source, hits)
-    link = _entry_link(block, select, page.link_base, source, hits)
+    title = _entry_title(block, select, page, source, hits)
+    link = _entry_link(block, select, page, source, hits)
     published = _entry_date(block, select, source, hits)
     content = _entry_content(block, select, source, hits)
     categories = _entry_categories(block, select, source, hits)
-    if not title and not link and not _text(block):
+    if not title and not link and not text_of(block):
         return None
     return RawItem(
         guid=None,
@@ -305,31 +361,67 @@ def _hit(hits: dict[str, int], field: str, node: object) -> None:
 
 
 def _entry_title(
-    block: LexborNode, select: SelectRules, source: str, hits: dict[str, int]
+    block: LexborNode, select: SelectRules, page: _Page, source: str, hits: dict[str, int]
 ) -> str | None:
     node = _first(block, select.title, "title", source)
     _hit(hits, "title", node)
     if node is None:
-        node = block.css_first("h1, h2, h3, h4, h5, h6") or block.css_first("a[href]")
-    return _text(node) or None
+        node = block.css_first("h1, h2, h3, h4, h5, h6")
+    if node is None:
+        # A link that names the post (not "read more", not a tag or category link).
+        node = next(
+            (
+                a
+                for a in _anchors(block)
+                if content_link(a.attributes.get("href"), page.link_base, page.url) is not None
+                and not is_generic_link_text(text_of(a))
+            ),
+            None,
+        )
+    # None: normalize makes the title from the first sentence of the excerpt.
+    return text_of(node) or None
+
+
+def _anchors(block: LexborNode) -> list[LexborNode]:
+    own = [block] if block.tag == "a" and block.attributes.get("href") else []
+    return own + block.css("a[href]")
 
 
 def _entry_link(
-    block: LexborNode, select: SelectRules, base: str, source: str, hits: dict[str, int]
+    block: LexborNode, select: SelectRules, page: _Page, source: str, hits: dict[str, int]
 ) -> str | None:
+    base = page.link_base
     if select.link:
         matches = _css(block, select.link, "link", source)
         _hit(hits, "link", matches[0] if matches else None)
         if matches:  # the rule found the link: never guess another one behind its back
             return next(filter(None, (_link(_href_of(n), base) for n in matches)), None)
-    # Default: the heading's link, else the block's own href, else the first safe <a href>.
+    # Default: the heading's link, else the block's own href, else the first link to a post-like
+    # page of the site (no tag, category or comments link), else the first safe <a href>.
     heading = block.css_first("h1, h2, h3, h4, h5, h6")
-    candidates = [heading] if heading is not None else []
-    candidates += [block, *block.css("a[href]")]
+    candidates = [heading, _enclosing_link(heading, block)] if heading is not None else []
+    anchors = block.css("a[href]")
+    candidates += [block]
+    candidates += [
+        a for a in anchors if content_link(a.attributes.get("href"), base, page.url) is not None
+    ]
+    candidates += anchors
     for node in candidates:
+        if node is None:
+            continue
         link = _link(_href_of(node), base)
         if link is not None:
             return link
+    return None
+
+
+def _enclosing_link(node: LexborNode, block: LexborNode) -> LexborNode | None:
+    """The <a href> around `node` (a heading inside a card-wide link), up to the block."""
+    parent = node.parent
+    while parent is not None and parent.mem_id != block.mem_id:
+        if parent.tag == "a" and parent.attributes.get("href"):
+            return parent
+        parent = parent.parent
     return None
 
 
@@ -338,7 +430,7 @@ def _entry_date(
 ) -> datetime | None:
     node = _first(block, select.date, "date", source)
     _hit(hits, "date", node)
-    for candidate in (node, block.css_first("time")):
+    for candidate in (node, date_node(block)):
         if candidate is None:
             continue
         attrs = candidate.attributes
@@ -346,10 +438,10 @@ def _entry_date(
             published = parse_date(value)
             if published is not None:
                 return published
-        published = parse_date(_text(candidate))
+        published = parse_date(text_of(candidate))
         if published is not None:
             return published
-    return None
+    return None if node is not None else parse_date(date_text(block))
 
 
 def _entry_content(
@@ -365,7 +457,7 @@ def _entry_categories(
 ) -> tuple[str, ...]:
     if not select.category:
         return ()
-    names = [_text(node) for node in _css(block, select.category, "category", source)]
+    names = [text_of(node) for node in _css(block, select.category, "category", source)]
     if names:
         hits["category"] = hits.get("category", 0) + 1
     return tuple(dict.fromkeys(name for name in names if name))
@@ -390,26 +482,22 @@ def _selector_warnings(select: SelectRules, hits: dict[str, int], any_items: boo
 _FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml", "application/feed+json"})
 
 
-def _discover(
-    page: _Page, *, source: str, title: str | None, link: str | None, max_items: int
-) -> ParsedDocument:
-    feed_url = _advertised_feed(page)
-    if feed_url is not None:
-        return ParsedDocument(kind="page", items=(), title=title, link=link, feed_url=feed_url)
-    items = _jsonld_items(page.tree, page.link_base)[: max(max_items, 0)]
-    if items:
-        return ParsedDocument(
-            kind="page",
-            items=tuple(items),
-            title=title,
-            link=link,
-            warnings=("entries read from schema.org JSON-LD; add [sources.select] to choose",),
-        )
-    raise ParseError(source, NO_RULES_MESSAGE)
+def page_title(body: bytes, *, url: str, headers: Mapping[str, str]) -> str | None:
+    """An HTML page's own title."""
+    return _document_title(_load(body, headers, url).tree)
+
+
+def advertised_feeds(body: bytes, *, url: str, headers: Mapping[str, str]) -> list[str]:
+    """Every feed an HTML page advertises, the one it would be read from first."""
+    return _advertised_feeds(_load(body, headers, url))
 
 
 def _advertised_feed(page: _Page) -> str | None:
     """The first advertised feed, preferring one that is not a comments feed."""
+    return next(iter(_advertised_feeds(page)), None)
+
+
+def _advertised_feeds(page: _Page) -> list[str]:
     feeds: list[str] = []
     for node in page.tree.css("link[href]"):
         attrs = node.attributes
@@ -420,8 +508,9 @@ def _advertised_feed(page: _Page) -> str | None:
         url = _link(attrs.get("href"), page.link_base)
         if url is not None:
             feeds.append(url)
+    feeds = list(dict.fromkeys(feeds))
     main = [u for u in feeds if "comment" not in urlsplit(u).path.lower()]
-    return next(iter(main or feeds), None)
+    return main + [u for u in feeds if u not in main]
 
 
 _ARTICLE_TYPES = frozenset(

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SNIFF_BYTES", "Prolog", "media_type", "peek_text", "scan_prolog", "sniff"]
+__all__ = [
+    "SNIFF_BYTES",
+    "Prolog",
+    "media_type",
+    "peek_text",
+    "scan_prolog",
+    "sniff",
+    "wide_codec",
+]
 
 SNIFF_BYTES = 4096  # how much of the body sniff() looks at
 
@@ -69,6 +77,15 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def wide_codec(data: bytes) -> str | None:
+    """The codec of a body in UTF-16 or UTF-32, told by its BOM or by how "<" is encoded; None
+    for any other. Decoding with it and encoding the text back gives the same bytes."""
+    for marker, codec in _NON_ASCII_STARTS:
+        if data.startswith(marker):
+            return codec if codec.startswith("utf-") else None
+    return None
+
+
 def peek_text(data: bytes) -> str:
     """An inspection-only text view of raw bytes, for looking at markup.
 
@@ -114,7 +131,8 @@ def sniff(body: bytes, content_type: str) -> Literal["feed", "page", "text"]:
     """Tell a feed (XML or JSON Feed) from an HTML page from anything else ("text").
 
     What the body shows wins over what the server says: feeds are often served as
-    text/html, and HTML error pages as application/rss+xml.
+    text/html, and HTML error pages as application/rss+xml. A body that opens with markup is
+    never "text": only a source configured with kind = "text" reads one as a text capture.
     """
     head = peek_text(body[:SNIFF_BYTES]).lstrip()
     media = media_type(content_type)
@@ -132,6 +150,11 @@ def sniff(body: bytes, content_type: str) -> Literal["feed", "page", "text"]:
         return "feed"
     if media in HTML_MEDIA_TYPES:
         return "page"
+    if head.startswith("<"):
+        # Markup (`<?xml`, `<!--`, a root element), but no feed or page showed in it: a broken
+        # feed, whatever the server calls it. The feed parser recovers what it can, or says
+        # what the body is; its lines are never entries of a text capture.
+        return "feed"
     return "text"
 
 

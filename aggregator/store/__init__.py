@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -22,6 +23,8 @@ from aggregator.models import (
     Cluster,
     Decision,
     Entry,
+    EntryMatch,
+    Removal,
     SourceState,
     StoredEntry,
 )
@@ -29,7 +32,7 @@ from aggregator.models import (
 if TYPE_CHECKING:
     from aggregator.config import Config
 
-__all__ = ["CandidateView", "Store", "migrate_store", "open_store"]
+__all__ = ["CandidateView", "Store", "migrate_store", "open_store", "store_exists"]
 
 
 class CandidateView(Protocol):
@@ -83,10 +86,35 @@ class Store(CandidateView, Protocol):
         they sort below every dated entry instead of flooding the top as "seen just now"."""
         ...
 
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies and its state, in one write (a savepoint inside a
+        transaction). An entry left without copies goes with them; an entry another source
+        also has stays, with its dates, first copy and counts recomputed from the copies left,
+        and is listed in `entries_kept`: its representative is chosen again by the caller
+        (dedup's rule) and written with `set_representatives`, in the same transaction."""
+        ...
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        """Entry id -> (source, key) of the copy that represents it from now on; the entry's
+        dates follow it (see `latest`)."""
+        ...
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the entries (with their copies) first seen and last updated before `before`
+        that are not among the newest `keep` entries of the outputs' order. Returns how many
+        entries left."""
+        ...
+
     # --- reading for output ---------------------------------------------------------------
 
     def latest(self, limit: int) -> list[Entry]:
-        """The newest `limit` merged entries, newest first."""
+        """The newest `limit` merged entries, newest first. An entry's title, link, excerpt,
+        authors, source and dates are its representative copy's (its dates, when that copy
+        states none, its copies'); its sources list the representative first, then the other
+        copies by source and key, and its duplicates those others (the copy that started the
+        entry under the rule that joined the representative to it)."""
         ...
 
     def entry_counts(self) -> dict[str, int]:
@@ -96,6 +124,38 @@ class Store(CandidateView, Protocol):
     def clusters(self, source: str | None = None) -> list[Cluster]:
         """Merged entries with more than one copy (those with a copy from `source`), newest
         first, each copy with the rule that merged it."""
+        ...
+
+    # --- outputs and their archives (RFC 5005) --------------------------------------------
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        ...
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds, in
+        the feed's order: newest first (as `latest`), ties by the order they were stored in.
+
+        An implementation may remember its answer for `output` and, asked again with the same
+        filter, judge only those ids and the entries created or given a copy since: an entry's
+        categories and sources only change when it gains a copy (or one is rewritten in place,
+        which such an implementation may notice only at the entry's next copy)."""
+        ...
+
+    def archive_pages(self, output: str) -> int:
+        """How many archive pages of `output` are sealed (numbered 1 to that, oldest first)."""
+        ...
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        """The ids sealed in page `page` of `output`, in the order they were sealed in. An
+        entry merged into another since is replaced by the one it went into, or left out
+        when that one is in a page of `output` already."""
+        ...
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        """Seal the next page of `output` (`page` is one more than the pages sealed) with these
+        entries; none of them may be in a page of `output` already. Raises StorageError
+        otherwise, writing nothing."""
         ...
 
 
@@ -111,6 +171,12 @@ def open_store(config: Config) -> Store:
     from aggregator.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.store_path)
+
+
+def store_exists(config: Config) -> bool:
+    """Whether the configured store may hold something: the SQLite file exists, or a database
+    is named (whose schema opening it creates if need be)."""
+    return config.store_url is not None or config.store_path.exists()
 
 
 def migrate_store(config: Config) -> tuple[str, int, int]:

@@ -27,6 +27,7 @@ __all__ = ["Moved", "move_sqlite"]
 
 # A copy's dates, as SQLite keeps them (text), to read back as datetimes.
 _COPY_DATES = frozenset({"first_seen", "published", "updated"})
+_STATE_LISTS = frozenset({"warnings"})
 _ENTRY_DATES = frozenset({"first_seen", "published", "updated", "sort_date", "changed"})
 
 
@@ -73,7 +74,7 @@ def _copy_all(db: sqlite3.Connection, conn: Connection[Any]) -> Moved:
         "sources",
         state_columns,
         (
-            _typed(state_columns, row, DATE_STATE_FIELDS, frozenset())
+            _typed(state_columns, row, DATE_STATE_FIELDS, frozenset(), lists=_STATE_LISTS)
             for row in db.execute(f"SELECT {', '.join(state_columns)} FROM sources")
         ),
     )

@@ -21,6 +21,7 @@ stored ones. Reads outside a transaction take a pooled connection in autocommit 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,9 @@ from aggregator.models import (
     CopyRank,
     Decision,
     Entry,
+    EntryMatch,
     Placement,
+    Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
@@ -44,6 +47,7 @@ from aggregator.models import (
 from aggregator.store.rows import (
     CONTENT_COLUMNS,
     STATE_FIELDS,
+    check_seal,
     content_values,
     created_entries,
     entry_from,
@@ -115,15 +119,100 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO source_counts (source, entries)
         SELECT source, count(DISTINCT entry_id) FROM copies GROUP BY source;
     """,
+    # 3: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title text, ADD COLUMN site_link text;
+    """,
+    # 4: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry text;
+    """,
+    # 5: planner statistics of copies only for the columns its look-ups filter or join by:
+    # gathering them for the texts too made ANALYZE of copies four times as long (1.0 s
+    # against 0.25 s at 30,000 records).
+    """
+    ALTER TABLE copies
+        ALTER COLUMN title SET STATISTICS 0,
+        ALTER COLUMN guid SET STATISTICS 0,
+        ALTER COLUMN link SET STATISTICS 0,
+        ALTER COLUMN published SET STATISTICS 0,
+        ALTER COLUMN updated SET STATISTICS 0,
+        ALTER COLUMN authors SET STATISTICS 0,
+        ALTER COLUMN categories SET STATISTICS 0,
+        ALTER COLUMN excerpt SET STATISTICS 0,
+        ALTER COLUMN truncated SET STATISTICS 0,
+        ALTER COLUMN content_hash SET STATISTICS 0,
+        ALTER COLUMN position SET STATISTICS 0,
+        ALTER COLUMN text SET STATISTICS 0,
+        ALTER COLUMN rule SET STATISTICS 0,
+        ALTER COLUMN score SET STATISTICS 0,
+        ALTER COLUMN sketch SET STATISTICS 0;
+    """,
+    # 6: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
+    """
+    ALTER TABLE copies ADD COLUMN html text;
+    ALTER TABLE copies ALTER COLUMN html SET STATISTICS 0;
+    ALTER TABLE sources ADD COLUMN feed_id text, ADD COLUMN feed_author text,
+        ADD COLUMN feed_updated timestamptz;
+    """,
+    # 7: each source's survivable problems of its last read, and the host of each copy's
+    # source's own site, which dedup reads to find the original's copy (unknown for the
+    # copies stored so far).
+    """
+    ALTER TABLE sources ADD COLUMN warnings text[] NOT NULL DEFAULT '{}';
+    ALTER TABLE copies ADD COLUMN site_host text;
+    ALTER TABLE copies ALTER COLUMN site_host SET STATISTICS 0;
+    """,
+    # 8: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # an entry deleted (pruned, merged away, or its only source removed) leaves its page. And
+    # what output_entries last answered for each output.
+    """
+    CREATE TABLE archived (
+        output text NOT NULL,
+        entry_id text NOT NULL,
+        page integer NOT NULL,
+        position integer NOT NULL,
+        PRIMARY KEY (output, entry_id)
+    );
+    CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TABLE archive_pages (
+        output text PRIMARY KEY,
+        pages integer NOT NULL
+    );
+    CREATE FUNCTION archived_entry_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM archived WHERE entry_id = OLD.id;
+        RETURN OLD;
+    END
+    $$;
+    CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries
+        FOR EACH ROW EXECUTE FUNCTION archived_entry_deleted();
+    CREATE TABLE output_reads (
+        output text PRIMARY KEY,
+        match text NOT NULL,
+        seq bigint NOT NULL,
+        copy bigint NOT NULL,
+        answer text[] NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Held by every write transaction (and by migrations): one writer at a time, everywhere.
 WRITE_LOCK = 0x61676772_65676174  # "aggregat"
 
+# Batches applied between two looks at how much the tables changed (see _analyze_if_changed),
+# and the tables looked at.
+ANALYZE_EVERY = 16
+_ANALYZED = ("entries", "copies", "bands")
+
 # Sorts below every real date: undated back-catalogue from a source's first crawl.
 _BACKFILL = datetime(1, 1, 1, tzinfo=UTC)
 
+# An entry as entry_from reads it.
+_ENTRY_ROW = "id, first_seen, published, updated, representative"
 _COPY_COLUMNS = (
     "c.id, c.source, c.key, c.entry_id, c.content_hash, c.link_key, c.truncated, c.text, c.title"
 )
@@ -186,24 +275,40 @@ def _copy(row: Sequence[Any]) -> StoredCopy:
     return StoredCopy(copy_id, source, key, entry_id, content_hash, link, truncated, text, title)
 
 
+def schema_version(conn: Connection[Any]) -> int:
+    """The number of migrations the database has had (0: none, or no store at all)."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
 def migrate(conn: Connection[Any], where: str) -> tuple[int, int]:
-    """Bring the schema up to SCHEMA_VERSION, under the write lock (other processes may be
-    migrating the same database). Returns the versions before and after."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-        before = row[0] if row else 0
-        if before > SCHEMA_VERSION:
-            raise StorageError(
-                f"{where}: store has schema version {before}, newer than this program "
-                f"understands ({SCHEMA_VERSION}); upgrade aggregator"
-            )
-        for version in range(before, SCHEMA_VERSION):
-            conn.execute(MIGRATIONS[version])  # several statements, no parameters
-            conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    """Bring the schema up to SCHEMA_VERSION. Returns the versions before and after.
+
+    A schema that is up to date is only read: opening a store does not wait for a writer.
+    Otherwise the migrations run under the write lock, since other processes may be migrating
+    the same database (the version is read again once the lock is held)."""
+    before = schema_version(conn)
+    if before == SCHEMA_VERSION:
+        return before, before
+    if before < SCHEMA_VERSION:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            before = row[0] if row else 0
+            for version in range(before, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[version])  # several statements, no parameters
+                conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
+    if before > SCHEMA_VERSION:
+        raise StorageError(
+            f"{where}: store has schema version {before}, newer than this program "
+            f"understands ({SCHEMA_VERSION}); upgrade aggregator"
+        )
     return before, SCHEMA_VERSION
 
 
@@ -218,6 +323,7 @@ class PostgresStore:
         self.url = url
         self.where = describe(url)
         self._local = threading.local()  # the connection of this thread's open transaction
+        self._applied = 0  # batches applied by this instance
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
                 # The schema versions before and after opening (before 0: created now).
@@ -322,7 +428,7 @@ class PostgresStore:
         with conn.cursor() as cur:
             cur.executemany(
                 _SAVE_STATE,
-                [(st.name, *(getattr(st, f) for f in STATE_FIELDS)) for st in states],
+                [(st.name, *(_state_value(st, f) for f in STATE_FIELDS)) for st in states],
             )
 
     # --- the candidate view ---------------------------------------------------------------
@@ -401,7 +507,8 @@ class PostgresStore:
         with self.connection() as conn:
             rows = conn.execute(
                 "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, "
-                "length(c.excerpt), c.first_seen, c.id FROM entries e "
+                "length(c.excerpt), c.first_seen, c.id, c.link, c.site_host, c.published "
+                "FROM entries e "
                 "JOIN copies c ON c.entry_id = e.id "
                 "WHERE e.id = ANY(%s) ORDER BY c.first_seen, c.id",
                 (list(ids),),
@@ -422,6 +529,88 @@ class PostgresStore:
         with self.transaction(), self.connection() as conn:
             _Batch(conn, decision, backfill).write()
             self._save_states(conn, (state,))
+        self._applied += 1
+        if self._applied % ANALYZE_EVERY == 1:
+            self._analyze_if_changed()
+
+    def _analyze_if_changed(self) -> None:
+        """Gather the planner's statistics of the tables that changed much since they were last
+        gathered. Without statistics PostgreSQL guesses that a look-up by a list of values
+        matches a large part of a table and scans all of it; autovacuum gathers them in time
+        only where it runs, and it may be off."""
+        with self.connection() as conn:
+            changed = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
+                    "AND n_mod_since_analyze > 500 + 0.1 * n_live_tup",
+                    (list(_ANALYZED),),
+                )
+            ]
+            for table in _ANALYZED:
+                if table in changed:
+                    conn.execute(f"ANALYZE {table}")
+
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies, its emptied entries and its state (see the Protocol)."""
+        with self.transaction(), self.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, entry_id FROM copies WHERE source = %s", (name,)
+            ).fetchall()
+            touched = {entry_id for _, entry_id in rows}
+            _delete_copies(conn, [copy for copy, _ in rows])
+            kept = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT entry_id FROM copies WHERE entry_id = ANY(%s)",
+                    (list(touched),),
+                )
+            }
+            conn.execute("DELETE FROM entries WHERE id = ANY(%s)", (list(touched - kept),))
+            _after_losing_copies(conn, kept)
+            # Entries of other sources lost no copy of theirs: only this source's count goes.
+            conn.execute("DELETE FROM sources WHERE name = %s", (name,))
+            conn.execute("DELETE FROM source_counts WHERE source = %s", (name,))
+        return Removal(name, len(rows), len(touched - kept), tuple(sorted(kept)))
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+        if rows:
+            with self.transaction(), self.connection() as conn, conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE entries SET representative = "
+                    "(SELECT id FROM copies WHERE source = %s AND key = %s) WHERE id = %s",
+                    rows,
+                )
+                _refresh_dates(conn, chosen)  # an entry's dates are its representative's
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the old entries beyond the newest `keep` (see the Protocol)."""
+        with self.transaction(), self.connection() as conn:
+            old = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM entries WHERE first_seen < %s AND updated < %s AND id NOT IN "
+                    "(SELECT id FROM entries ORDER BY sort_date DESC, seq DESC LIMIT %s)",
+                    (before, before, keep),
+                )
+            ]
+            if old:
+                # Each source with a copy in a pruned entry counts that entry no more.
+                conn.execute(
+                    "UPDATE source_counts s SET entries = s.entries - d.n FROM ("
+                    "SELECT source, count(DISTINCT entry_id) AS n FROM copies "
+                    "WHERE entry_id = ANY(%s) GROUP BY source) d WHERE s.source = d.source",
+                    (old,),
+                )
+                copies = conn.execute(
+                    "SELECT id FROM copies WHERE entry_id = ANY(%s)", (old,)
+                ).fetchall()
+                _delete_copies(conn, [row[0] for row in copies])
+                conn.execute("DELETE FROM entries WHERE id = ANY(%s)", (old,))
+        return len(old)
 
     # --- reading for output ---------------------------------------------------------------
 
@@ -429,21 +618,121 @@ class PostgresStore:
         """Two queries: the entries in output order, then all their copies."""
         with self.connection() as conn:
             rows = conn.execute(
-                "SELECT id, first_seen, published, updated, representative FROM entries "
-                "ORDER BY sort_date DESC, seq DESC LIMIT %s",
+                f"SELECT {_ENTRY_ROW} FROM entries ORDER BY sort_date DESC, seq DESC LIMIT %s",
                 (limit,),
             ).fetchall()
-            if not rows:
-                return []
-            copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
-            for entry_id, *copy in conn.execute(
-                "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-                "categories, excerpt, id FROM copies "
-                "WHERE entry_id = ANY(%s) ORDER BY first_seen, id",
-                (list(copies),),
-            ):
-                copies[entry_id].append(tuple(copy))
-        return [entry_from(row, copies[row[0]]) for row in rows]
+            return _with_copies(conn, rows)
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        wanted = list(dict.fromkeys(ids))
+        with self.connection() as conn:
+            found = {
+                row[0]: row
+                for row in conn.execute(
+                    f"SELECT {_ENTRY_ROW} FROM entries WHERE id = ANY(%s)", (wanted,)
+                )
+            }
+            return _with_copies(conn, [found[i] for i in wanted if i in found])
+
+    # --- outputs and their archives (RFC 5005) --------------------------------------------
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds,
+        newest first, ties by the order they were stored in.
+
+        The answer is remembered (`output_reads`): the next call for the same output and
+        filter judges only what it answered then and the entries created or given a copy
+        since (entries by `seq`, copies by number, both only grow), instead of every entry.
+        Categories are compared casefolded here, in Python, as the SQLite store compares
+        them (PostgreSQL's lower() folds fewer letters)."""
+        key = json.dumps([sorted(match.categories), sorted(match.sources)])
+        with self.transaction(), self.connection() as conn:
+            # The newest entry and copy before reading: anything stored after is judged next.
+            top_seq, top_copy = conn.execute(
+                "SELECT (SELECT coalesce(max(seq), 0) FROM entries), "
+                "(SELECT coalesce(max(id), 0) FROM copies)"
+            ).fetchone() or (0, 0)
+            where = [
+                "NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = %s AND a.entry_id = e.id)"
+            ]
+            args: list[object] = [output]
+            last = conn.execute(
+                "SELECT match, seq, copy, answer FROM output_reads WHERE output = %s", (output,)
+            ).fetchone()
+            if last is not None and last[0] == key:
+                where.append(
+                    "(e.id = ANY(%s) OR e.seq > %s "
+                    "OR e.id IN (SELECT entry_id FROM copies WHERE id > %s))"
+                )
+                args += [last[3], last[1], last[2]]
+            if match.sources:
+                where.append(
+                    "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id AND c.source = ANY(%s))"
+                )
+                args.append(sorted(match.sources))
+            categories = (
+                ", (SELECT array_agg(j) FROM copies c, unnest(c.categories) AS j "
+                "WHERE c.entry_id = e.id)"
+                if match.categories
+                else ", NULL"
+            )
+            ids = [
+                entry_id
+                for entry_id, names in conn.execute(
+                    f"SELECT e.id{categories} FROM entries e WHERE {' AND '.join(where)} "
+                    "ORDER BY e.sort_date DESC, e.seq DESC",
+                    args,
+                )
+                if not match.categories
+                or any(n.casefold() in match.categories for n in names or ())
+            ]
+            conn.execute(
+                "INSERT INTO output_reads (output, match, seq, copy, answer) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (output) DO UPDATE SET "
+                "match = excluded.match, seq = excluded.seq, copy = excluded.copy, "
+                "answer = excluded.answer",
+                (output, key, top_seq, top_copy, ids),
+            )
+        return ids
+
+    def archive_pages(self, output: str) -> int:
+        # Counted apart from `archived`: a page whose entries were all pruned still exists.
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT pages FROM archive_pages WHERE output = %s", (output,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT entry_id FROM archived WHERE output = %s AND page = %s ORDER BY position",
+                (output, page),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        import psycopg
+
+        with self.transaction(), self.connection() as conn:
+            check_seal(self.where, output, page, self.archive_pages(output), ids)
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO archived (output, entry_id, page, position) "
+                        "VALUES (%s, %s, %s, %s)",
+                        [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                    )
+            except psycopg.errors.UniqueViolation:
+                raise StorageError(
+                    f"{self.where}: archive page {page} of {output!r}: an entry is in another page"
+                ) from None
+            conn.execute(
+                "INSERT INTO archive_pages (output, pages) VALUES (%s, %s) "
+                "ON CONFLICT (output) DO UPDATE SET pages = excluded.pages",
+                (output, page),
+            )
 
     def entry_counts(self) -> dict[str, int]:
         """Entries per source, from the counts the store keeps (no pass over the store)."""
@@ -512,36 +801,55 @@ class _Batch:
         for m in decision.merges:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
-        # An entry's dates are a function of its copies: computed once, after the last copy.
-        self._refresh_dates(stale)
+        changed = [
+            (representatives[entry_id], source, key, entry_id)
+            for entry_id, (source, key) in decision.representatives.items()
+            if entry_id not in created
+        ]
         with conn.cursor() as cur:
             cur.executemany(
                 "UPDATE entries SET representative = coalesce(%s, "
                 "(SELECT id FROM copies WHERE source = %s AND key = %s)) WHERE id = %s",
-                [
-                    (representatives[entry_id], source, key, entry_id)
-                    for entry_id, (source, key) in decision.representatives.items()
-                    if entry_id not in created
-                ],
+                changed,
             )
+        stale.update(entry_id for *_, entry_id in changed)
+        # An entry's dates are its representative's: computed once, after the last copy.
+        _refresh_dates(conn, stale)
+        for old, new_id in decision.renames.items():
+            self._rename(old, new_id)
+
+    def _rename(self, old: str, new: str) -> None:
+        """Give an entry another id (dedup decides when: see Decision.renames). Copies point
+        at their entry: the row is copied (its sequence number set aside first: it is unique),
+        the copies moved, the old row deleted."""
+        fields = ENTRY_TABLE_COLUMNS[1:]
+        taken = ", ".join("-seq" if f == "seq" else f for f in fields)
+        self.conn.execute("UPDATE entries SET seq = -seq WHERE id = %s", (old,))
+        self.conn.execute(
+            f"INSERT INTO entries (id, {', '.join(fields)}) SELECT %s, {taken} "
+            "FROM entries WHERE id = %s",
+            (new, old),
+        )
+        self.conn.execute("UPDATE copies SET entry_id = %s WHERE entry_id = %s", (new, old))
+        self.conn.execute("DELETE FROM entries WHERE id = %s", (old,))
 
     def _create_entries(
         self, new: Sequence[Placement], known: set[str], representatives: Mapping[str, int | None]
     ) -> set[str]:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
-        the first copy of each; the top of a page (its newest item) gets the highest sequence
-        number. Returns their ids."""
-        first = created_entries(new, known)
+        the representative copy of each (else its first); the top of a page (its newest item)
+        gets the highest sequence number. Returns their ids."""
+        first = created_entries(new, known, self.decision.representatives)
         if not first:
             return set()
         (seq,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone() or (0,)
         rows: list[tuple[object, ...]] = []
-        for entry_id, e in first:
+        for entry_id, top, e in first:
             seq += 1
             stated = e.updated or e.published
-            sort_date = e.published or stated or (_BACKFILL if self.backfill else e.first_seen)
+            sort_date = e.published or stated or (_BACKFILL if self.backfill else top.first_seen)
             rows.append(
-                (entry_id, e.first_seen, e.published, stated or e.first_seen, sort_date, seq,
+                (entry_id, top.first_seen, e.published, stated or top.first_seen, sort_date, seq,
                  self.backfill, None, representatives.get(entry_id))
             )  # fmt: skip
         with (
@@ -550,7 +858,7 @@ class _Batch:
         ):
             for row in rows:
                 copy.write_row(row)
-        return {entry_id for entry_id, _ in first}
+        return {entry_id for entry_id, _, _ in first}
 
     def _insert_copies(self, new: Sequence[Placement], top: int, known: set[str]) -> set[str]:
         """Insert the batch's new copies, numbered from `top` + 1 in order, with their
@@ -641,36 +949,107 @@ class _Batch:
             "FROM entries l WHERE l.id = %s AND entries.id = %s",
             (loser, winner),
         )
+        # An archive page that held the merged entry holds its survivor, unless the survivor
+        # is archived in that output already (the entry's other rows go with it, by trigger).
+        conn.execute(
+            "UPDATE archived a SET entry_id = %s WHERE a.entry_id = %s AND NOT EXISTS "
+            "(SELECT 1 FROM archived b WHERE b.output = a.output AND b.entry_id = %s)",
+            (winner, loser, winner),
+        )
         conn.execute("DELETE FROM entries WHERE id = %s", (loser,))
 
-    def _refresh_dates(self, entry_ids: Collection[str]) -> None:
-        """Recompute entries' dates from their copies, in one statement; only the rows whose
-        dates moved are written.
 
-        published: the earliest date any copy states. updated: the latest date a copy states
-        (else first_seen), or the last time we noticed a copy change, if later."""
-        if not entry_ids:
-            return
-        self.conn.execute(
-            "UPDATE entries e SET published = d.published, updated = d.updated, "
-            "sort_date = d.sort_date FROM ("
-            "  SELECT e.id, x.published,"
-            "    greatest(coalesce(x.stated, e.first_seen), e.changed) AS updated,"
-            "    coalesce(x.published, x.stated,"
-            "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
-            "  FROM entries e JOIN ("
-            "    SELECT entry_id, min(published) AS published,"
-            "      max(coalesce(updated, published)) AS stated"
-            "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
-            "  ) x ON x.entry_id = e.id"
-            ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
-            "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
-            (_BACKFILL, list(entry_ids)),
-        )
+def _refresh_dates(conn: Connection[Any], entry_ids: Collection[str]) -> None:
+    """Recompute entries' dates from their copies, in one statement; only the rows whose dates
+    moved are written.
+
+    The representative copy's dates: published is the date it states, else the earliest any
+    copy states; updated is the latest it states, else the latest any copy states, else
+    first_seen, or the last time we noticed a copy change, if later."""
+    if not entry_ids:
+        return
+    conn.execute(
+        "UPDATE entries e SET published = d.published, updated = d.updated, "
+        "sort_date = d.sort_date FROM ("
+        "  SELECT e.id, coalesce(r.published, x.published) AS published,"
+        "    greatest(coalesce(r.updated, r.published, x.stated, e.first_seen), e.changed)"
+        "      AS updated,"
+        "    coalesce(r.published, x.published, r.updated, x.stated,"
+        "      CASE WHEN e.backfill THEN %s ELSE e.first_seen END) AS sort_date"
+        "  FROM entries e JOIN ("
+        "    SELECT entry_id, min(published) AS published,"
+        "      max(coalesce(updated, published)) AS stated"
+        "    FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id"
+        "  ) x ON x.entry_id = e.id"
+        "  LEFT JOIN copies r ON r.id = e.representative"
+        ") d WHERE e.id = d.id AND (e.published, e.updated, e.sort_date) "
+        "IS DISTINCT FROM (d.published, d.updated, d.sort_date)",
+        (_BACKFILL, list(entry_ids)),
+    )
+
+
+def _delete_copies(conn: Connection[Any], ids: Collection[int]) -> None:
+    """Delete copies with their rows of the candidate index (found by each copy's hashes)."""
+    if not ids:
+        return
+    wanted = _int_array(ids)
+    conn.execute(
+        "DELETE FROM bands b USING (SELECT id, unnest(sketch) AS hash FROM copies "
+        "WHERE id = ANY(%s::bigint[])) x WHERE b.hash = x.hash AND b.copy = x.id",
+        (wanted,),
+    )
+    conn.execute("DELETE FROM copies WHERE id = ANY(%s::bigint[])", (wanted,))
+
+
+def _after_losing_copies(conn: Connection[Any], ids: Collection[str]) -> None:
+    """Entries that lost copies: their first sight is their earliest copy's, that copy is the
+    first one (rule "new") when the first is gone, and their dates follow the rest."""
+    if not ids:
+        return
+    wanted = list(ids)
+    conn.execute(
+        "UPDATE entries e SET first_seen = x.first_seen FROM (SELECT entry_id, "
+        "min(first_seen) AS first_seen FROM copies WHERE entry_id = ANY(%s) GROUP BY entry_id) x "
+        "WHERE e.id = x.entry_id",
+        (wanted,),
+    )
+    conn.execute(
+        "UPDATE copies SET rule = 'new', score = NULL WHERE id IN ("
+        "SELECT (SELECT c.id FROM copies c WHERE c.entry_id = e.id "
+        "ORDER BY c.first_seen, c.id LIMIT 1) FROM entries e "
+        "WHERE e.id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM copies n WHERE n.entry_id = e.id AND n.rule = 'new'))",
+        (wanted,),
+    )
+    _refresh_dates(conn, ids)
+
+
+def _with_copies(conn: Connection[Any], rows: Sequence[Sequence[Any]]) -> list[Entry]:
+    """Entries from their rows (_ENTRY_ROW), with every copy, in one more query."""
+    if not rows:
+        return []
+    copies: dict[str, list[tuple[Any, ...]]] = {r[0]: [] for r in rows}
+    for entry_id, *copy in conn.execute(
+        "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
+        "categories, excerpt, id, html FROM copies "
+        # byte order, as SQLite sorts text, whatever the database's collation
+        'WHERE entry_id = ANY(%s) ORDER BY source COLLATE "C", key COLLATE "C"',
+        (list(copies),),
+    ):
+        copies[entry_id].append(tuple(copy))
+    return [entry_from(row, copies[row[0]]) for row in rows]
 
 
 def _state(name: str, row: Sequence[Any]) -> SourceState:
-    return SourceState(name=name, **dict(zip(STATE_FIELDS, row, strict=True)))
+    values = dict(zip(STATE_FIELDS, row, strict=True))
+    values["warnings"] = tuple(values["warnings"])
+    return SourceState(name=name, **values)
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column takes it (a list for an array)."""
+    value = getattr(state, field)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _configure(conn: Connection[Any]) -> None:

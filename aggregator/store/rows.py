@@ -3,10 +3,11 @@ source's state and of a copy's content, and a merged entry assembled from its co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from aggregator.errors import StorageError
 from aggregator.models import Duplicate, Entry, Excerpt, Placement, Provenance
 
 # SourceState's fields after its name, in the order the stores keep them as columns.
@@ -25,6 +26,13 @@ STATE_FIELDS = (
     "redirect_url",
     "redirect_streak",
     "ttl_seconds",
+    "feed_title",
+    "site_link",
+    "page_entry",
+    "feed_id",
+    "feed_author",
+    "feed_updated",
+    "warnings",
 )
 # The columns of a copy that its excerpt's content fills.
 CONTENT_COLUMNS = (
@@ -41,6 +49,8 @@ CONTENT_COLUMNS = (
     "content_hash",
     "position",
     "text",
+    "html",
+    "site_host",
 )
 
 
@@ -65,60 +75,81 @@ def content_values(
         e.content_hash,
         e.position,
         e.text,
+        e.html,
+        e.site_host,
     )
 
 
-DATE_STATE_FIELDS = frozenset({"last_fetch", "last_success", "next_due"})
+DATE_STATE_FIELDS = frozenset({"last_fetch", "last_success", "next_due", "feed_updated"})
 
 
 def entry_from(row: Sequence[Any], copies: Sequence[Sequence[Any]]) -> Entry:
     """A merged entry for output.
 
     `row` is the entry's (id, first_seen, published, updated, representative copy number);
-    `copies` its copies, oldest first, each (source, key, rule, score, title, link,
-    first_seen, authors, categories, excerpt, copy number), dates as datetimes and authors and
-    categories as lists. The representative copy gives the title, link and excerpt; authors
-    and categories are those of every copy, each once (categories without regard to case)."""
+    `copies` its copies by source and key, each (source, key, rule, score, title, link,
+    first_seen, authors, categories, excerpt, copy number, html), dates as datetimes and
+    authors and categories as lists. Its title, link, excerpt, source, authors and HTML
+    content are its representative's (the item's own words, never another copy's); the other
+    copies follow it by source and key, so the entry reads the same whatever order its copies
+    arrived in."""
     entry_id, first_seen, published, updated, representative = row
     best = next((c for c in copies if c[10] == representative), copies[0])
-    authors: list[str] = []
+    ordered = [best, *(c for c in copies if c is not best)]
     categories: list[str] = []
     seen_cats: set[str] = set()
-    for c in copies:
-        for a in c[7]:
-            if a not in authors:
-                authors.append(a)
+    for c in ordered:
         for cat in c[8]:
             if cat.casefold() not in seen_cats:
                 seen_cats.add(cat.casefold())
                 categories.append(cat)
+    # The copy that started the entry says "new"; beside another representative it was merged
+    # by the rule that joined the representative to it.
+    joined_rule, joined_score = best[2], best[3]
     return Entry(
         id=entry_id,
         title=best[4],
-        link=best[5] if best[5] else next((c[5] for c in copies if c[5]), None),
+        link=best[5] if best[5] else next((c[5] for c in ordered if c[5]), None),
         published=published,
         updated=updated,
         first_seen=first_seen,
         excerpt=best[9],
-        authors=tuple(authors),
+        authors=tuple(best[7]),
         categories=tuple(categories),
         source=best[0],
-        sources=tuple(Provenance(source=c[0], link=c[5], first_seen=c[6]) for c in copies),
+        sources=tuple(Provenance(source=c[0], link=c[5], first_seen=c[6]) for c in ordered),
         duplicates=tuple(
-            Duplicate(source=c[0], key=c[1], rule=c[2], score=c[3]) for c in copies if c[2] != "new"
+            Duplicate(
+                source=c[0],
+                key=c[1],
+                rule=joined_rule if c[2] == "new" else c[2],
+                score=joined_score if c[2] == "new" else c[3],
+            )
+            for c in ordered[1:]
         ),
+        html=best[11],
     )
 
 
-def created_entries(new: Iterable[Placement], known: Collection[str]) -> list[tuple[str, Excerpt]]:
+def created_entries(
+    new: Iterable[Placement],
+    known: Collection[str],
+    representatives: Mapping[str, tuple[str, str]],
+) -> list[tuple[str, Excerpt, Excerpt]]:
     """The entries that a batch's new copies name and the store lacks, each with its first
-    copy (which dates it), in the order they are numbered: the top of a page (its newest item)
-    last, so that it gets the highest sequence number."""
+    copy (its first sight) and the copy that dates it (its representative, else that first
+    one), in the order they are numbered: the top of a page (its newest item) last, so that it
+    gets the highest sequence number."""
     first: dict[str, Excerpt] = {}
+    by_key: dict[tuple[str, str], Excerpt] = {}
     for p in new:
+        by_key[p.excerpt.source, p.excerpt.key] = p.excerpt
         if p.entry_id not in known:
             first.setdefault(p.entry_id, p.excerpt)
-    return sorted(first.items(), key=lambda item: -item[1].position)
+    return [
+        (entry_id, top, by_key.get(representatives.get(entry_id, (top.source, top.key)), top))
+        for entry_id, top in sorted(first.items(), key=lambda item: -item[1].position)
+    ]
 
 
 def gained_entries(
@@ -134,3 +165,14 @@ def gained_entries(
             seen.add(pair)
             gained[pair[1]] = gained.get(pair[1], 0) + 1
     return gained
+
+
+def check_seal(where: object, output: str, page: int, sealed: int, ids: Sequence[str]) -> None:
+    """Raise StorageError unless `page` is the next archive page of `output` (`sealed` are
+    sealed) and `ids` names each entry once."""
+    if page != sealed + 1:
+        raise StorageError(
+            f"{where}: archive page {page} of {output!r} cannot be sealed: {sealed} are sealed"
+        )
+    if len(set(ids)) != len(ids):
+        raise StorageError(f"{where}: archive page {page} of {output!r} repeats ids")

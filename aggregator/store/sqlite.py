@@ -21,8 +21,14 @@ Tables:
   place of an index of `copies` by fingerprint (fingerprints are random: such an index
   dirties a page of its own for nearly every new copy). The rows find the copies that may
   have a fingerprint; `copies.fingerprint` itself decides.
-- `entries.representative`: the copy that gives the entry its title, link and excerpt, as
-  dedup chose it.
+- `entries.representative`: the copy that gives the entry its title, link, authors, excerpt
+  and HTML content, as dedup chose it.
+- `archived`: the sealed archive pages of each output (RFC 5005): for each entry in a page, the
+  page and its position there. An entry is in at most one page of an output. `archive_pages`
+  counts each output's pages (a page all of whose entries were pruned still counts).
+- `output_reads`: what `output_entries` last answered for each output (its filter, the newest
+  entry and copy then, the ids), so that the next call judges only the entries that are new or
+  gained a copy since, not the whole store.
 
 The store decides nothing about posts: what dedup decided (`Decision`) is written as it is.
 """
@@ -52,7 +58,9 @@ from aggregator.models import (
     CopyRank,
     Decision,
     Entry,
+    EntryMatch,
     Placement,
+    Removal,
     SourceState,
     StoredCopy,
     StoredEntry,
@@ -61,13 +69,14 @@ from aggregator.store.rows import (
     CONTENT_COLUMNS,
     DATE_STATE_FIELDS,
     STATE_FIELDS,
+    check_seal,
     content_values,
     created_entries,
     entry_from,
     gained_entries,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 14
 
 # Each migration takes the schema from version i to i + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -208,6 +217,58 @@ MIGRATIONS: tuple[str, ...] = (
         ORDER BY c.truncated, length(c.excerpt) DESC, c.first_seen, c.rowid LIMIT 1
     );
     """,
+    # 10: each source's own title and home page, from its last parse (shown beside its name).
+    """
+    ALTER TABLE sources ADD COLUMN feed_title TEXT;
+    ALTER TABLE sources ADD COLUMN site_link TEXT;
+    """,
+    # 11: the entry selector auto mode settled on for a page, to notice when the page changes.
+    """
+    ALTER TABLE sources ADD COLUMN page_entry TEXT;
+    """,
+    # 12: each copy's source HTML (for full content), and more of what each source's own
+    # document says about itself (its id, author and last update, for atom:source).
+    """
+    ALTER TABLE copies ADD COLUMN html TEXT;
+    ALTER TABLE sources ADD COLUMN feed_id TEXT;
+    ALTER TABLE sources ADD COLUMN feed_author TEXT;
+    ALTER TABLE sources ADD COLUMN feed_updated TEXT;
+    """,
+    # 13: each source's survivable problems of its last read (a JSON list of strings), and the
+    # host of each copy's source's own site, which dedup reads to find the original's copy
+    # (unknown for the copies stored so far).
+    """
+    ALTER TABLE sources ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE copies ADD COLUMN site_host TEXT;
+    """,
+    # 14: the sealed archive pages of each output (RFC 5005): which entries, in which order;
+    # an entry deleted (pruned, or its only source removed) leaves its page. And what
+    # output_entries last answered for each output.
+    """
+    CREATE TABLE archived (
+        output TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        page INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (output, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX archived_page ON archived (output, page, position);
+    CREATE INDEX archived_entry ON archived (entry_id);
+    CREATE TABLE archive_pages (
+        output TEXT PRIMARY KEY,
+        pages INTEGER NOT NULL
+    );
+    CREATE TRIGGER archived_entry_deleted AFTER DELETE ON entries BEGIN
+        DELETE FROM archived WHERE entry_id = old.id;
+    END;
+    CREATE TABLE output_reads (
+        output TEXT PRIMARY KEY,
+        match TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        copy INTEGER NOT NULL,
+        answer TEXT NOT NULL
+    );
+    """,
 )
 
 # recent_sketches is moved into sketches once it holds this many rows (about 12 per copy):
@@ -226,6 +287,8 @@ _SAVE_STATE = (
     f"VALUES (?, {', '.join('?' for _ in _STATE_FIELDS)}) "
     f"ON CONFLICT (name) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in _STATE_FIELDS)}"
 )
+# The columns of `entries` besides its id.
+_ENTRY_FIELDS = "first_seen, published, updated, sort_date, seq, backfill, changed, representative"
 _COPY_COLUMNS = "rowid, source, key, entry_id, content_hash, link_key, truncated, text, title"
 
 
@@ -240,6 +303,16 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is UTC and dt.year >= 1000:  # the common case, without strftime
         return dt.isoformat(timespec="microseconds")
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def _state_value(state: SourceState, field: str) -> object:
+    """A SourceState field as its `sources` column holds it."""
+    value = getattr(state, field)
+    if field in _DATE_STATE_FIELDS:
+        return iso(value)
+    if field == "warnings":
+        return json.dumps(list(value), ensure_ascii=False)
+    return value
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -261,6 +334,10 @@ def from_iso(text: str | None) -> datetime | None:
 
 def _from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _casefold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
 
 
 def fingerprint_key(fingerprint: str) -> int:
@@ -353,6 +430,7 @@ class SQLiteStore:
             # sync it. Pages rewritten by several refreshes between checkpoints are copied once.
             self._db.execute("PRAGMA wal_autocheckpoint=10000")
             self._db.create_function("fingerprint_key", 1, fingerprint_key, deterministic=True)
+            self._db.create_function("casefold", 1, _casefold, deterministic=True)
             self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the store: {exc}") from None
@@ -429,6 +507,7 @@ class SQLiteStore:
         values = dict(zip(_STATE_FIELDS, row, strict=True))
         for f in _DATE_STATE_FIELDS:
             values[f] = from_iso(values[f])  # type: ignore[arg-type]
+        values["warnings"] = tuple(json.loads(str(values["warnings"])))
         return SourceState(name=name, **values)  # type: ignore[arg-type]
 
     def save_states(self, states: Sequence[SourceState]) -> None:
@@ -441,10 +520,7 @@ class SQLiteStore:
             [
                 (
                     state.name,
-                    *(
-                        iso(getattr(state, f)) if f in _DATE_STATE_FIELDS else getattr(state, f)
-                        for f in _STATE_FIELDS
-                    ),
+                    *(_state_value(state, f) for f in _STATE_FIELDS),
                 )
                 for state in states
             ],
@@ -556,15 +632,26 @@ class SQLiteStore:
         found: dict[str, tuple[datetime, int, list[CopyRank]]] = {}
         for entry_id, first_seen, seq, *copy in self._db.execute(
             "SELECT e.id, e.first_seen, e.seq, c.source, c.key, c.truncated, length(c.excerpt), "
-            "c.first_seen, c.rowid FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "c.first_seen, c.rowid, c.link, c.site_host, c.published "
+            "FROM entries e JOIN copies c ON c.entry_id = e.id "
             "WHERE e.id IN (SELECT value FROM json_each(?)) ORDER BY c.first_seen, c.rowid",
             (_json_list(ids),),
         ):
             if entry_id not in found:
                 found[entry_id] = (_from_iso(first_seen), seq, [])
-            source, key, truncated, length, copy_seen, rowid = copy
+            source, key, truncated, length, copy_seen, rowid, link, site, published = copy
             found[entry_id][2].append(
-                CopyRank(source, key, bool(truncated), length, _from_iso(copy_seen), rowid)
+                CopyRank(
+                    source,
+                    key,
+                    bool(truncated),
+                    length,
+                    _from_iso(copy_seen),
+                    rowid,
+                    link,
+                    site,
+                    from_iso(published),
+                )
             )
         return {
             entry_id: StoredEntry(entry_id, first_seen, seq, tuple(copies))
@@ -663,7 +750,7 @@ class SQLiteStore:
         representatives = {
             entry_id: rowids.get(copy) for entry_id, copy in decision.representatives.items()
         }
-        created = self._create_entries(new, known, backfill, representatives)
+        created = self._create_entries(new, known, backfill, representatives, decision)
         stale = self._insert_copies(new, rowid, known)
         for p in placements:
             if p.rewrites:
@@ -672,17 +759,21 @@ class SQLiteStore:
         for m in decision.merges:
             self._merge(m.entry_id, m.into, m.rule, m.score)
             stale.add(m.into)
-        # An entry's dates are a function of its copies: computed once, after the last copy.
-        self._refresh_dates(stale)
+        changed = [
+            (representatives[entry_id], source, key, entry_id)
+            for entry_id, (source, key) in decision.representatives.items()
+            if entry_id not in created
+        ]
         self._db.executemany(
             "UPDATE entries SET representative = "
             "coalesce(?, (SELECT rowid FROM copies WHERE source = ? AND key = ?)) WHERE id = ?",
-            [
-                (representatives[entry_id], source, key, entry_id)
-                for entry_id, (source, key) in decision.representatives.items()
-                if entry_id not in created
-            ],
+            changed,
         )
+        stale.update(entry_id for *_, entry_id in changed)
+        # An entry's dates are its representative's: computed once, after the last copy.
+        self._refresh_dates(stale)
+        for old, new_id in decision.renames.items():
+            self._rename(old, new_id)
         self._save_states((state,))
 
     def _create_entries(
@@ -691,18 +782,19 @@ class SQLiteStore:
         known: set[str],
         backfill: bool,
         representatives: Mapping[str, int | None],
+        decision: Decision,
     ) -> set[str]:
         """Insert the entries that the batch's new copies name and the store lacks, dated by
-        the first copy of each; the top of a page (its newest item) gets the highest sequence
-        number. Returns their ids."""
-        first = created_entries(new, known)
+        the representative copy of each (else its first); the top of a page (its newest item)
+        gets the highest sequence number. Returns their ids."""
+        first = created_entries(new, known, decision.representatives)
         if not first:
             return set()
         seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
         rows: list[tuple[object, ...]] = []
-        for entry_id, e in first:
+        for entry_id, top, e in first:
             seq += 1
-            first_seen = iso(e.first_seen)
+            first_seen = iso(top.first_seen)
             published = iso(e.published)
             stated = iso(e.updated or e.published)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
@@ -715,7 +807,7 @@ class SQLiteStore:
             "representative) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        return {entry_id for entry_id, _ in first}
+        return {entry_id for entry_id, _, _ in first}
 
     def _insert_copies(self, new: Sequence[Placement], rowid: int, known: set[str]) -> set[str]:
         """Insert the batch's new copies, numbered from `rowid` + 1 in order, with their
@@ -815,26 +907,59 @@ class SQLiteStore:
             "(SELECT backfill FROM entries WHERE id = ?)) WHERE id = ?",
             (loser, winner),
         )
+        # An archive page that held the merged entry holds its survivor, unless the survivor
+        # is archived in that output already (the entry's other rows go with it, by trigger).
+        self._db.execute(
+            "UPDATE OR IGNORE archived SET entry_id = ? WHERE entry_id = ?", (winner, loser)
+        )
         self._db.execute("DELETE FROM entries WHERE id = ?", (loser,))
+
+    def _rename(self, old: str, new: str) -> None:
+        """Give an entry another id (dedup decides when: see Decision.renames)."""
+        # Copies point at their entry: the row is copied, the copies moved, the old row deleted.
+        self._db.execute(
+            f"INSERT INTO entries (id, {_ENTRY_FIELDS}) SELECT ?, {_ENTRY_FIELDS} FROM entries "
+            "WHERE id = ?",
+            (new, old),
+        )
+        self._db.execute("UPDATE copies SET entry_id = ? WHERE entry_id = ?", (new, old))
+        self._db.execute("DELETE FROM entries WHERE id = ?", (old,))
+        for rowid in self._seen_by_entry.pop(old, ()):
+            self._seen.pop(rowid, None)
 
     def _refresh_dates(self, entry_ids: Collection[str]) -> None:
         """Recompute entries' dates from their copies, in one query; write only those that moved.
 
-        published: the earliest trusted date any copy states. updated: the latest date a copy
-        states (else first_seen), or the last time we noticed a copy change, if later. A copy
-        joining an entry seldom moves them (an undated copy, or one stating the same date):
-        leaving those rows alone spares a write to a random page of entries and of its order.
+        The representative copy's dates: published is the date it states, else the earliest
+        any copy states; updated is the latest it states, else the latest any copy states,
+        else first_seen, or the last time we noticed a copy change, if later. A copy joining an
+        entry seldom moves them: leaving those rows alone spares a write to a random page of
+        entries and of its order.
         """
         if not entry_ids:
             return
         changed: list[tuple[object, ...]] = []
-        for entry_id, first_seen, noticed, backfill, *stored, published, stated in self._db.execute(
+        for (
+            entry_id,
+            first_seen,
+            noticed,
+            backfill,
+            *stored,
+            own_published,
+            own_stated,
+            any_published,
+            any_stated,
+        ) in self._db.execute(
             "SELECT e.id, e.first_seen, e.changed, e.backfill, e.published, e.updated, "
-            "e.sort_date, min(c.published), max(coalesce(c.updated, c.published)) "
+            "e.sort_date, r.published, coalesce(r.updated, r.published), min(c.published), "
+            "max(coalesce(c.updated, c.published)) "
             "FROM entries e JOIN copies c ON c.entry_id = e.id "
+            "LEFT JOIN copies r ON r.rowid = e.representative "
             "WHERE e.id IN (SELECT value FROM json_each(?)) GROUP BY e.id",
             (_json_list(entry_ids),),
         ):
+            published = own_published or any_published
+            stated = own_stated or any_stated
             updated = max(c for c in (stated or first_seen, noticed) if c)
             sort_date = published or stated or (_BACKFILL if backfill else first_seen)
             if [published, updated, sort_date] != stored:
@@ -842,6 +967,119 @@ class SQLiteStore:
         self._db.executemany(
             "UPDATE entries SET published = ?, updated = ?, sort_date = ? WHERE id = ?", changed
         )
+
+    # --- removing -------------------------------------------------------------------------
+
+    def remove_source(self, name: str) -> Removal:
+        """Delete a source's copies, its emptied entries and its state (see the Protocol)."""
+        out: list[Removal] = []
+        self._write(lambda: out.append(self._remove_source(name)))
+        return out[0]
+
+    def _remove_source(self, name: str) -> Removal:
+        rows = self._db.execute(
+            "SELECT rowid, entry_id FROM copies WHERE source = ?", (name,)
+        ).fetchall()
+        touched = {entry_id for _, entry_id in rows}
+        self._delete_copies([rowid for rowid, _ in rows])
+        kept = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT entry_id FROM copies "
+                "WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (_json_list(touched),),
+            )
+        }
+        self._delete_entries(touched - kept)
+        self._after_losing_copies(kept)
+        self._db.execute("DELETE FROM sources WHERE name = ?", (name,))
+        self._db.execute("DELETE FROM source_counts WHERE source = ?", (name,))
+        return Removal(name, len(rows), len(touched - kept), tuple(sorted(kept)))
+
+    def set_representatives(self, chosen: Mapping[str, tuple[str, str]]) -> None:
+        rows = [(source, key, entry_id) for entry_id, (source, key) in chosen.items()]
+
+        def work() -> None:
+            self._db.executemany(
+                "UPDATE entries SET representative = "
+                "(SELECT rowid FROM copies WHERE source = ? AND key = ?) WHERE id = ?",
+                rows,
+            ).close()
+            self._refresh_dates(chosen)  # an entry's dates are its representative's
+
+        if rows:
+            self._write(work)
+
+    def prune(self, before: datetime, keep: int) -> int:
+        """Delete the old entries beyond the newest `keep` (see the Protocol)."""
+        out: list[int] = []
+        self._write(lambda: out.append(self._prune(iso(before) or "", keep)))
+        return out[0]
+
+    def _prune(self, before: str, keep: int) -> int:
+        old = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM entries WHERE first_seen < ? AND updated < ? "
+                "AND id NOT IN (SELECT id FROM entries ORDER BY sort_date DESC, seq DESC LIMIT ?)",
+                (before, before, keep),
+            )
+        ]
+        if old:
+            rowids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT rowid FROM copies WHERE entry_id IN (SELECT value FROM json_each(?))",
+                    (_json_list(old),),
+                )
+            ]
+            self._delete_copies(rowids)
+            self._delete_entries(old)
+        return len(old)
+
+    def _delete_copies(self, rowids: Collection[int]) -> None:
+        """Delete copies with their candidate-index rows (the delete trigger keeps the counts)."""
+        index_rows: list[tuple[int, int]] = []
+        for rowid, fingerprint, blob in self._db.execute(
+            "SELECT rowid, fingerprint, sketch FROM copies "
+            "WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        ):
+            index_rows.extend((h, rowid) for h in _unpacked(blob))
+            index_rows.append((fingerprint_key(fingerprint), rowid))
+        for table in _SKETCH_TABLES:
+            self._db.executemany(f"DELETE FROM {table} WHERE hash = ? AND copy = ?", index_rows)
+        self._db.execute(
+            "DELETE FROM copies WHERE rowid IN (SELECT value FROM json_each(?))",
+            (_json_list(rowids),),
+        )
+        self._forget_seen()
+
+    def _delete_entries(self, ids: Collection[str]) -> None:
+        self._db.execute(
+            "DELETE FROM entries WHERE id IN (SELECT value FROM json_each(?))", (_json_list(ids),)
+        )
+
+    def _after_losing_copies(self, ids: Collection[str]) -> None:
+        """Entries that lost copies: their first sight is their earliest copy's, that copy is
+        the first one (rule "new") when the first is gone, and their dates follow the rest."""
+        if not ids:
+            return
+        wanted = _json_list(ids)
+        self._db.execute(
+            "UPDATE entries SET first_seen = (SELECT min(first_seen) FROM copies c "
+            "WHERE c.entry_id = entries.id) WHERE id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+        self._db.execute(
+            "UPDATE copies SET rule = 'new', score = NULL WHERE rowid IN ("
+            "SELECT (SELECT c.rowid FROM copies c WHERE c.entry_id = e.id "
+            "ORDER BY c.first_seen, c.rowid LIMIT 1) FROM entries e "
+            "WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+            "(SELECT 1 FROM copies n WHERE n.entry_id = e.id AND n.rule = 'new'))",
+            (wanted,),
+        )
+        self._refresh_dates(ids)
 
     # --- reading for output ---------------------------------------------------------------
 
@@ -852,22 +1090,137 @@ class SQLiteStore:
             "ORDER BY sort_date DESC, seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
+        return self._with_copies(rows)
+
+    def _with_copies(self, rows: Sequence[Sequence[object]]) -> list[Entry]:
+        """Entries from their rows (id, first_seen, published, updated, representative)."""
         if not rows:
             return []
-        ids = [r[0] for r in rows]
+        ids = [str(r[0]) for r in rows]
         copies: dict[str, list[tuple[object, ...]]] = {i: [] for i in ids}
         marks = ",".join("?" for _ in ids)
         for row in self._db.execute(
             "SELECT entry_id, source, key, rule, score, title, link, first_seen, authors, "
-            "categories, excerpt, rowid FROM copies "
-            f"WHERE entry_id IN ({marks}) ORDER BY first_seen, rowid",
+            "categories, excerpt, rowid, html FROM copies "
+            f"WHERE entry_id IN ({marks}) ORDER BY source, key",
             ids,
         ):
             copies[row[0]].append(row[1:])
-        return [self._entry(r, copies[r[0]]) for r in rows]
+        return [self._entry(r, copies[str(r[0])]) for r in rows]
+
+    def load_entries(self, ids: Sequence[str]) -> list[Entry]:
+        """The entries with these ids, in the order given; unknown ids are left out."""
+        found: dict[str, Sequence[object]] = {}
+        for start in range(0, len(ids), 500):
+            for row in self._db.execute(
+                "SELECT id, first_seen, published, updated, representative FROM entries "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (_json_list(ids[start : start + 500]),),
+            ):
+                found[row[0]] = row
+        rows = [found[i] for i in dict.fromkeys(ids) if i in found]
+        out: list[Entry] = []
+        for start in range(0, len(rows), 500):
+            out.extend(self._with_copies(rows[start : start + 500]))
+        return out
+
+    def output_entries(self, output: str, match: EntryMatch) -> list[str]:
+        """The ids of the entries `match` selects that no archive page of `output` holds,
+        newest first, ties by the order they were stored in.
+
+        The answer is remembered (`output_reads`): the next call for the same output and
+        filter judges only what it answered then and the entries created or given a copy
+        since (entries by `seq`, copies by rowid, both only grow), instead of every entry."""
+        key = json.dumps([sorted(match.categories), sorted(match.sources)])
+        # The newest entry and copy before reading: anything stored after is judged next time.
+        top_seq, top_copy = self._db.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM entries), "
+            "(SELECT coalesce(max(rowid), 0) FROM copies)"
+        ).fetchone()
+        where = ["NOT EXISTS (SELECT 1 FROM archived a WHERE a.output = ? AND a.entry_id = e.id)"]
+        args: list[object] = [output]
+        last = self._db.execute(
+            "SELECT match, seq, copy, answer FROM output_reads WHERE output = ?", (output,)
+        ).fetchone()
+        if last is not None and last[0] == key:
+            where.append(
+                "e.id IN (SELECT value FROM json_each(?) UNION ALL "
+                "SELECT id FROM entries WHERE seq > ? UNION ALL "
+                "SELECT entry_id FROM copies WHERE rowid > ?)"
+            )
+            args += [last[3], last[1], last[2]]
+        if match.sources:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c WHERE c.entry_id = e.id "
+                "AND c.source IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.sources)))
+        if match.categories:
+            where.append(
+                "EXISTS (SELECT 1 FROM copies c, json_each(c.categories) j "
+                "WHERE c.entry_id = e.id AND casefold(j.value) IN (SELECT value FROM json_each(?)))"
+            )
+            args.append(_json_list(sorted(match.categories)))
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                f"SELECT e.id FROM entries e WHERE {' AND '.join(where)} "
+                "ORDER BY e.sort_date DESC, e.seq DESC",
+                args,
+            )
+        ]
+        row = (output, key, top_seq, top_copy, _json_list(ids))
+        self._write(lambda: self._remember_read(row))
+        return ids
+
+    def _remember_read(self, row: tuple[object, ...]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO output_reads (output, match, seq, copy, answer) "
+            "VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+
+    def archive_pages(self, output: str) -> int:
+        # Counted apart from `archived`: a page whose entries were all pruned still exists.
+        row = self._db.execute(
+            "SELECT pages FROM archive_pages WHERE output = ?", (output,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def archive_page(self, output: str, page: int) -> list[str]:
+        return [
+            row[0]
+            for row in self._db.execute(
+                "SELECT entry_id FROM archived WHERE output = ? AND page = ? ORDER BY position",
+                (output, page),
+            )
+        ]
+
+    def seal_archive(self, output: str, page: int, ids: Sequence[str]) -> None:
+        def work() -> None:
+            check_seal(self.path, output, page, self.archive_pages(output), ids)
+            try:
+                self._db.executemany(
+                    "INSERT INTO archived (output, entry_id, page, position) VALUES (?, ?, ?, ?)",
+                    [(output, entry_id, page, i) for i, entry_id in enumerate(ids)],
+                )
+                self._db.execute(
+                    "INSERT INTO archive_pages (output, pages) VALUES (?, ?) "
+                    "ON CONFLICT (output) DO UPDATE SET pages = excluded.pages",
+                    (output, page),
+                )
+            except sqlite3.IntegrityError:
+                raise StorageError(
+                    f"{self.path}: archive page {page} of {output!r}: an entry is in another page"
+                ) from None
+
+        self._write(work)
 
     @staticmethod
     def _entry(row: Sequence[object], copies: list[tuple[object, ...]]) -> Entry:
+        """An entry from its row and its copies (by source and key): its title, link, excerpt,
+        source and authors are its representative's; the other copies follow it, by source
+        and key, so the entry reads the same whatever order its copies arrived in."""
         entry_id, first_seen, published, updated, representative = row
         return entry_from(
             (entry_id, _from_iso(str(first_seen)), from_iso(published), _from_iso(str(updated)),  # type: ignore[arg-type]
