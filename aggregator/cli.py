@@ -170,12 +170,47 @@ def _add_serving_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Serve the output folder over HTTP: / (an HTML page of the latest entries), "
             "/feed.atom, /feed.json, /snapshot.json and /healthz, with ETag, Last-Modified, "
-            "304 answers and gzip. Never touches the database; pair it with cron running "
-            "'aggregator refresh', or use 'aggregator run' for both."
+            "304 answers and gzip. Pair it with cron running 'aggregator refresh', or use "
+            "'aggregator run' for both. With a PostgreSQL store ([store] url) it serves the "
+            "outputs crawl workers stored in the database, on any machine; otherwise it "
+            "never touches the database."
         ),
     )
     _server_options(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="crawl as one of any number of workers sharing a PostgreSQL store",
+        description=(
+            "Run a crawl worker against the PostgreSQL store of [store] url (prepare it once "
+            "with 'aggregator migrate'). Run any number, on any machines: every minute one "
+            "of them plans a crawl job per host with due sources; one job per host runs at a "
+            "time in the whole cluster, so a host never sees more than [fetch] per_host "
+            "requests at once. What they fetch is deduplicated by one ingest job at a time "
+            "and the outputs are written to the output folder and stored in the database "
+            "for 'aggregator serve'. SIGTERM or SIGINT: finish the running jobs, then exit; "
+            "the jobs of a worker that was killed are run by another."
+        ),
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help="jobs this worker runs at once (default: 4)",
+    )
+    p.add_argument(
+        "--stalled-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help=(
+            "a worker silent this long is taken for dead and its jobs are run again (default: 30)"
+        ),
+    )
+    p.set_defaults(func=cmd_worker)
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
@@ -500,6 +535,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             else f"upgraded from version {before}"
         )
         print(f"{where}: schema version {after}, {done}")
+    if config.store_url is not None:
+        migrate_queue(config.store_url, where, quiet=args.quiet)
     if args.from_sqlite is None:
         return EXIT_OK
     from aggregator.store.move import move_sqlite
@@ -514,6 +551,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             f"{moved.entries} entries, {moved.copies} copies, {moved.bands} index rows"
         )
     return EXIT_OK
+
+
+def migrate_queue(url: str, where: str, *, quiet: bool) -> None:
+    """The crawl workers' job queue (procrastinate's schema) and tables, created or upgraded."""
+    import psycopg
+
+    from aggregator.errors import StorageError
+    from aggregator.worker import migrate_work
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            done = migrate_work(conn)
+    except psycopg.Error as exc:
+        raise StorageError(f"{where}: cannot create the job queue: {exc}") from None
+    if not quiet:
+        print(
+            f"{where}: job queue: " + "; ".join(done) if done else f"{where}: job queue up to date"
+        )
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
@@ -549,10 +604,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aggregator.serve import Server
 
     config = _load(args)
+    stored = reader = None
+    if config.store_url is not None:
+        # Crawl workers keep the outputs in the database: any machine serves them.
+        from aggregator.serve import StoredOutputs
+        from aggregator.worker import OutputReader
+
+        reader = OutputReader(config.store_url)
+        stored = StoredOutputs(reader)
     server = Server(
         config.output_dir,
         host=args.host or config.server_host,
         port=config.server_port if args.port is None else args.port,
+        stored=stored,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -563,7 +627,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         pass
     server.stop()
+    if reader is not None:
+        reader.close()
     return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from aggregator.worker import run_worker
+
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if args.stalled_after < 1:
+        raise UsageError("--stalled-after must be at least 1 second")
+    config = _load(args)
+    if config.store_url is None:
+        raise UsageError(
+            "workers need a PostgreSQL store: set [store] url, then run 'aggregator migrate'"
+        )
+    # A long-running service: timestamped lines, one per job.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    if not args.quiet:
+        logging.getLogger("aggregator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return run_worker(config, concurrency=args.concurrency, stalled_after=args.stalled_after)
 
 
 def cmd_sources(args: argparse.Namespace) -> int:

@@ -27,8 +27,11 @@ from aggregator.config import Config
 from aggregator.errors import ConfigError, FetchError
 from aggregator.fetch import new_session
 from aggregator.models import (
+    Decision,
+    Excerpt,
     Outcome,
     RefreshReport,
+    Source,
     SourceResult,
     SourceState,
 )
@@ -269,7 +272,7 @@ def _store_group(
         try:
             for fetched in ready:
                 if fetched.document is None:
-                    result, state = _settle(fetched, clock())
+                    result, state = settle(fetched, clock())
                     settled.append(state)
                 else:
                     store.save_states(settled)
@@ -285,7 +288,7 @@ def _store_group(
     return results, failure
 
 
-def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:
+def settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceState]:
     """The result and new state of a source that failed, or whose body had not changed."""
     source, state = fetched.source, fetched.state
     if fetched.error is not None:
@@ -313,24 +316,42 @@ def _settle(fetched: Collected, now: datetime) -> tuple[SourceResult, SourceStat
     return result, new_state
 
 
-def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
-    """Place a source's excerpts (dedup) and store the decision with its new state."""
-    from aggregator import dedup  # numpy and the sketches, only when there is something to place
+def read_state(fetched: Collected, now: datetime) -> SourceState:
+    """The new state of a source whose body was read (it has excerpts to place)."""
     from aggregator.parse.autopage import LAYOUT_CHANGED  # loaded with the body that was read
 
-    source, state, document, result = (
-        fetched.source,
-        fetched.state,
-        fetched.document,
-        fetched.result,
-    )
+    document, result = fetched.document, fetched.result
     assert document is not None and result is not None
     for warning in document.warnings:
         if warning.startswith(LAYOUT_CHANGED):  # a page that needs a look: said in the log too
-            log.warning("%s: %s", source.name, warning)
-    ok_state = sourcestate.after_success(
-        source, state, result, document=document, body_hash=fetched.body_hash, now=now
+            log.warning("%s: %s", fetched.source.name, warning)
+    return sourcestate.after_success(
+        fetched.source,
+        fetched.state,
+        result,
+        document=document,
+        body_hash=fetched.body_hash,
+        now=now,
     )
+
+
+def place_excerpts(
+    config: Config,
+    store: Store,
+    source: Source,
+    excerpts: Sequence[Excerpt],
+    state: SourceState,
+    *,
+    backfill: bool,
+) -> tuple[Decision, SourceState]:
+    """Place one source's excerpts (dedup) and store the decision with its new state, to which
+    dedup's warnings are added; returns both.
+
+    The one placement path: a refresh calls it for each source it read, and the crawl workers'
+    ingest for each batch they staged. `backfill` marks the source's first successful read.
+    """
+    from aggregator import dedup  # numpy and the sketches, only when there is something to place
+
     options = dedup.DedupOptions(
         near_duplicates=config.dedup.near_duplicates,
         threshold=config.dedup.threshold,
@@ -339,26 +360,53 @@ def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> S
     # Placement reads what is stored; holding the write lock from there to the commit keeps
     # another process (a cron refresh beside the scheduler) from storing the same copies.
     with store.transaction():
-        decision = dedup.place(fetched.excerpts, store, options)
+        decision = dedup.place(excerpts, store, options)
         if decision.warnings:
-            ok_state = replace(ok_state, warnings=(*ok_state.warnings, *decision.warnings))
-        store.apply(decision, ok_state, backfill=state.last_success is None)
+            state = replace(state, warnings=(*state.warnings, *decision.warnings))
+        store.apply(decision, state, backfill=backfill)
+    return decision, state
+
+
+def placed_result(
+    source: str, decision: Decision, state: SourceState, *, status: int | None, duration: float
+) -> SourceResult:
+    """What placing a source's excerpts did, as its result (`state`: the state stored)."""
     # Items new to this source are "new" for it, whether or not another source had them.
     outcome: Outcome = (
         "new" if decision.new or decision.joined else "updated" if decision.updated else "unchanged"
     )
     return SourceResult(
-        source=source.name,
+        source=source,
         outcome=outcome,
         new=decision.new,
         joined=decision.joined,
         updated=decision.updated,
         unchanged=decision.unchanged,
-        status=result.status,
-        duration=fetched.duration,
-        warnings=ok_state.warnings,
-        excluded=fetched.excluded,
+        status=status,
+        duration=duration,
+        warnings=state.warnings,
     )
+
+
+def _place(config: Config, store: Store, fetched: Collected, now: datetime) -> SourceResult:
+    """Place a source's excerpts and store the decision with its new state."""
+    assert fetched.result is not None
+    decision, state = place_excerpts(
+        config,
+        store,
+        fetched.source,
+        fetched.excerpts,
+        read_state(fetched, now),
+        backfill=fetched.state.last_success is None,
+    )
+    result = placed_result(
+        fetched.source.name,
+        decision,
+        state,
+        status=fetched.result.status,
+        duration=fetched.duration,
+    )
+    return replace(result, excluded=fetched.excluded)
 
 
 __all__ = [
@@ -366,8 +414,12 @@ __all__ = [
     "Interrupt",
     "due_at",
     "emit_outputs",
+    "place_excerpts",
+    "placed_result",
+    "read_state",
     "refresh",
     "refresh_if_due",
+    "settle",
     "utcnow",
     "write_outputs",
 ]

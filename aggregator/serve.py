@@ -6,8 +6,10 @@ reached. Each request opens its file once and reads from that
 descriptor: the emitter replaces files by rename, so a request gets the old file or the new one,
 never a mix. Bodies, strong ETags and gzip copies are cached by the file's identity (inode, size,
 mtime), so a reader polling with If-None-Match costs one open, one fstat and a 304.
-Feed requests never touch the database; /healthz is computed from snapshot.json and the
-clock: 503 once no source has fetched without error within three of its intervals.
+Feed requests never touch the database, except with a PostgreSQL store: crawl workers keep the
+outputs in the database (`StoredOutputs`), and an output stored there is served in preference to
+the folder's file. /healthz is computed from snapshot.json and the clock: 503 once no source
+has fetched without error within three of its intervals.
 """
 
 from __future__ import annotations
@@ -191,6 +193,42 @@ class FileCache:
             return entry.gz
 
 
+class StoredOutputs:
+    """Outputs kept in the database by the crawl workers' emit, served before the folder's.
+
+    `read(name, known_tag)` returns the output's tag, change time and body, the body left out
+    when the tag is `known_tag`: a request costs one short query, and a body is fetched once
+    per change. When the database cannot answer, `read` raises ServeError and the last body
+    read is served."""
+
+    def __init__(self, read: Callable[[str, str | None], tuple[str, float, bytes | None] | None]):
+        self._read = read
+        self._lock = threading.Lock()
+        self._files: dict[str, _Cached] = {}
+
+    def get(self, name: str) -> _Cached | None:
+        with self._lock:
+            hit = self._files.get(name)
+        try:
+            got = self._read(name, hit.tag if hit is not None else None)
+            if got is not None and got[2] is None and hit is None:
+                got = self._read(name, None)
+        except ServeError as exc:
+            log.warning("%s", exc)
+            return hit
+        if got is None:
+            return None
+        tag, mtime, body = got
+        if body is None:
+            return hit
+        entry = _Cached(ident=(0, 0, len(body), int(mtime * 1e9)), body=body, tag=tag, mtime=mtime)
+        with self._lock:
+            self._files[name] = entry
+        return entry
+
+    gzipped = staticmethod(FileCache.gzipped)
+
+
 def _accepts_gzip(header: str) -> bool:
     for part in header.split(","):
         coding, _, params = part.strip().partition(";")
@@ -296,8 +334,11 @@ def _source_health(source: dict[str, Any], now: datetime) -> dict[str, Any]:
 class App:
     """The WSGI application serving one output folder."""
 
-    def __init__(self, directory: Path, *, max_age: int = 60) -> None:
+    def __init__(
+        self, directory: Path, *, max_age: int = 60, stored: StoredOutputs | None = None
+    ) -> None:
         self.files = FileCache(directory)
+        self.stored = stored
         self.cache_control = f"public, max-age={max_age}"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -315,7 +356,7 @@ class App:
         if path == HEALTH_PATH or route is None:
             return self._health(start_response, method)
         name, content_type, cache_control = route
-        entry = self.files.get(name)
+        entry = self._get(name)
         if entry is None:
             return self._plain(
                 start_response,
@@ -367,8 +408,13 @@ class App:
             return path[1:], _TYPES[ext], cache
         return None
 
+    def _get(self, name: str) -> _Cached | None:
+        """The output as stored in the database, if it is; else the output folder's file."""
+        hit = self.stored.get(name) if self.stored is not None else None
+        return hit if hit is not None else self.files.get(name)
+
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
-        entry = self.files.get(emit.SNAPSHOT_FILE)
+        entry = self._get(emit.SNAPSHOT_FILE)
         # Health depends on the time as well as on the snapshot: computed for each request.
         ok, body = health_document(entry.body if entry is not None else None)
         start_response(
@@ -406,8 +452,10 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 8080,
         limits: ConnectionLimits = ConnectionLimits(),
+        *,
+        stored: StoredOutputs | None = None,
     ) -> None:
-        self.app = App(directory)
+        self.app = App(directory, stored=stored)
         # Requests waiting for a worker thread are normal under load, not worth a log line each.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         try:

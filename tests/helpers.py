@@ -25,7 +25,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -500,6 +501,37 @@ def command_names() -> list[str]:
     sub = next(a for a in parser._actions if a.dest == "command")
     assert isinstance(sub.choices, dict)
     return sorted(sub.choices)
+
+
+@contextmanager
+def serving_process(config: Config) -> Iterator[str]:
+    """`aggregator serve` for `config` as a process of its own, on a free port: its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "serve", "-c", str(config.path), "--port", "0"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        yield line.rsplit(" on ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# Snapshot fields that say when things happened by the wall clock, not what was stored.
+CLOCK_FIELDS = frozenset({"first_seen", "last_fetch", "last_success", "next_due", "generated_at"})
+
+
+def without_clock(value: Any) -> Any:
+    """A snapshot (or any part of it) without its CLOCK_FIELDS, to compare two stores' runs."""
+    if isinstance(value, dict):
+        return {k: without_clock(v) for k, v in value.items() if k not in CLOCK_FIELDS}
+    if isinstance(value, list):
+        return [without_clock(v) for v in value]
+    return value
 
 
 def run_python(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ from tests.helpers import (
     load_snapshot,
     rss_posts,
     run_python,
+    serving_process,
     write_config,
 )
 
@@ -246,7 +247,11 @@ def test_migrate_creates_and_upgrades_either_store(
     assert lines[0] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, created"
     assert lines[1] == f"{sqlite.store_path}: schema version {SQLITE_VERSION}, up to date"
     assert lines[2].endswith(f": schema version {SCHEMA_VERSION}, created")
-    assert lines[3].endswith(f": schema version {SCHEMA_VERSION}, up to date")
+    assert lines[3].endswith(
+        ": job queue: job queue schema created (procrastinate); worker tables at version 1 (from 0)"
+    )
+    assert lines[4].endswith(f": schema version {SCHEMA_VERSION}, up to date")
+    assert lines[5].endswith(": job queue up to date")
     assert sqlite.store_path.is_file()
     assert main(["migrate", "-c", str(sqlite.path), "--from-sqlite", "x.db"]) == 2
     assert "[store] url names no PostgreSQL database" in capsys.readouterr().err
@@ -286,29 +291,12 @@ def test_the_commands_read_and_write_a_postgresql_store(
 def test_serve_answers_from_the_outputs_of_a_postgresql_store(
     tmp_path: Path, server: LocalServer
 ) -> None:
-    import subprocess
-    import sys
     import urllib.request
-
-    from tests.helpers import ROOT
 
     _, pg = _configs(tmp_path, server, generate(2, 5))
     assert main(["refresh", "-q", "-c", str(pg.path)]) == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "serve", "-c", str(pg.path), "--port", "0"],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        url = line.rsplit(" on ", 1)[1].strip()
-        with urllib.request.urlopen(url + "/feed.atom", timeout=10) as response:
-            assert response.read() == (pg.output_dir / "feed.atom").read_bytes()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving_process(pg) as url, urllib.request.urlopen(url + "/feed.atom", timeout=10) as got:
+        assert got.read() == (pg.output_dir / "feed.atom").read_bytes()
 
 
 def test_a_store_reconnects_after_its_connections_were_cut() -> None:
