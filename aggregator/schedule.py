@@ -20,7 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator import sourcestate
+from aggregator import manage, sourcestate
 from aggregator.config import Config
 from aggregator.errors import AggregatorError
 from aggregator.models import SourceResult
@@ -86,9 +86,13 @@ class Runner:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Runner:
-        emit_outputs(self.config)  # outputs exist (and match the store) before the first job
         with open_store(self.config) as store:
+            # Sources deleted from the config leave the store and the outputs, as at a refresh.
+            removed = manage.prune_removed(self.config, store)
             states = {st.name: st for st in store.states()}
+        if removed:
+            log.info("%s", manage.summary(removed))
+        emit_outputs(self.config)  # outputs exist (and match the store) before the first job
         now = datetime.now(UTC)
         for source in self.config.sources:
             if not source.enabled:

@@ -95,6 +95,26 @@ def test_runner_fetches_each_source_once_and_restart_honours_next_due(
     assert all(len(server.hits(f"/s{i}.xml")) == 1 for i in range(3))
 
 
+def test_a_source_deleted_from_the_config_leaves_when_the_runner_starts(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    path = make_config(tmp_path, server)
+    refresh(load_config(path))
+    assert len(feed_titles(load_config(path))) == 15
+    text = path.read_text()
+    path.write_text(text[: text.index('[[sources]]\nname = "s2"')])
+    config = load_config(path)
+    runner = Runner(config, serve=False, debounce=0.05).start()
+    try:
+        titles = feed_titles(config)
+        with open_store(config) as store:
+            names = {st.name for st in store.states()}
+    finally:
+        runner.stop()
+    assert len(titles) == 10 and not [t for t in titles if t.startswith("S2")]
+    assert names == {"s0", "s1"}
+
+
 def test_one_hanging_source_does_not_hold_up_the_others(
     tmp_path: Path, server: LocalServer
 ) -> None:
