@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -148,6 +149,12 @@ def host_of(source: Source, state: SourceState | None) -> str:
     url = sourcestate.current(source, state).effective_url or source.url
     if not source.is_remote:
         return "file:"
+    return _hostname(url)
+
+
+@functools.lru_cache(maxsize=65536)
+def _hostname(url: str) -> str:
+    """A URL's host, lowercased (cached: every crawl job asks it of every source's URL)."""
     return (urlsplit(url).hostname or "").lower()
 
 
@@ -201,11 +208,12 @@ class Worker:
 
     def crawl(self, host: str, tick: datetime) -> Staged:
         """Fetch `host`'s due sources; stage what they gave and save their states."""
-        states = {st.name: st for st in self.store.states()}
+        mine = self._sources_of(host)
+        states = {st.name: st for st in self.store.states([s.name for s in mine])}
         chosen = [
             s
-            for s in sourcestate.due_sources(self.config.sources, states, utcnow())
-            if host_of(s, states.get(s.name)) == host
+            for s in sourcestate.due_sources(mine, states, utcnow())
+            if host_of(s, states.get(s.name)) == host  # unless it moved since
         ]
         if not chosen:
             return Staged(0, 0)
@@ -256,6 +264,19 @@ class Worker:
         finally:
             session.close()
         return Staged(fetched, staged)
+
+    def _sources_of(self, host: str) -> list[Source]:
+        """The configured sources whose next fetch goes to `host`, judged by their URLs alone
+        (one light read of every source's URLs), so that a crawl job reads the full states of
+        its own host's sources only."""
+        with self.store.connection() as conn:
+            urls = {
+                name: SourceState(name=name, url=url, effective_url=effective_url)
+                for name, url, effective_url in conn.execute(
+                    "SELECT name, url, effective_url FROM sources"
+                )
+            }
+        return [s for s in self.config.sources if host_of(s, urls.get(s.name)) == host]
 
     # --- ingest ---------------------------------------------------------------------------
 

@@ -395,3 +395,14 @@ def test_opening_and_reading_a_store_do_not_wait_for_a_writer() -> None:
             with PostgresStore(url) as reader:
                 assert reader.get_state("a") == SourceState(name="a", etag='"1"')
         assert writer.get_state("a") == SourceState(name="a", etag='"2"')
+
+
+def test_the_states_of_some_sources_are_read_alone() -> None:
+    with PostgresStore(PG.fresh()) as store:
+        store.save_states([SourceState(name=n, etag=f'"{n}"') for n in ("a", "b", "c")])
+        assert store.states(["c", "a", "unknown"]) == [
+            SourceState(name="a", etag='"a"'),
+            SourceState(name="c", etag='"c"'),
+        ]
+        assert store.states([]) == []
+        assert [st.name for st in store.states()] == ["a", "b", "c"]

@@ -411,10 +411,12 @@ class PostgresStore:
             ).fetchone()
         return _state(name, row) if row else None
 
-    def states(self) -> list[SourceState]:
+    def states(self, names: Collection[str] | None = None) -> list[SourceState]:
+        """Every source's state, or those of `names` (the others are left out)."""
+        where, args = ("WHERE name = ANY(%s) ", (list(names),)) if names is not None else ("", ())
         with self.connection() as conn:
             rows = conn.execute(
-                f"SELECT name, {', '.join(STATE_FIELDS)} FROM sources ORDER BY name"
+                f"SELECT name, {', '.join(STATE_FIELDS)} FROM sources {where}ORDER BY name", args
             ).fetchall()
         return [_state(row[0], row[1:]) for row in rows]
 
