@@ -33,7 +33,7 @@ from aggregator.parse.page import page_rules, parse_page, suggest_select
 from aggregator.refresh import refresh
 from aggregator.store import open_store
 from tests.autopage_corpus import CORPUS, NOW, Layout, layouts, read, score
-from tests.helpers import LocalServer, load_snapshot, write_config
+from tests.helpers import CONFIG_HEAD, LocalServer, load_snapshot, write_config
 
 LAYOUTS = {layout.name: layout for layout in layouts()}
 HEADERS = {"content-type": "text/html; charset=utf-8"}
@@ -211,20 +211,7 @@ def test_a_config_without_selectors_loads() -> None:
 
 def _page_config(tmp_path: Path, url: str) -> Path:
     return write_config(
-        tmp_path,
-        f"""
-[feed]
-title = "Merged"
-link = "https://merged.test/"
-[output]
-dir = "out"
-[store]
-path = "state/agg.db"
-[[sources]]
-name = "blog"
-url = "{url}"
-kind = "page"
-""",
+        tmp_path, CONFIG_HEAD + f'[[sources]]\nname = "blog"\nurl = "{url}"\nkind = "page"\n'
     )
 
 
